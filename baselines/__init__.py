@@ -1,0 +1,1 @@
+"""Reference SR models: one module each, registered in ``benchmark.registry.MODELS``."""

@@ -1,0 +1,37 @@
+"""Errors that fhbench reports to the user as one clear line.
+
+Every error names its culprit (file, line, model, image index) so that the CLI can
+print it as-is and exit non-zero. Nothing that raises one of these may have written
+a partial result to the store.
+"""
+
+
+class FhbenchError(Exception):
+    """Base class: a problem the user can fix; the CLI prints str(err) and exits 2."""
+
+
+class UnknownNameError(FhbenchError, KeyError):
+    """A model, protocol, evaluator, dataset or degradation name that no registry knows."""
+
+    def __str__(self):  # KeyError would repr() the message
+        return self.args[0] if self.args else ""
+
+
+class DataError(FhbenchError):
+    """Missing, corrupt or malformed input data (images, pair lists, configs)."""
+
+
+class AdapterError(FhbenchError):
+    """An SR adapter was misconfigured or returned a bad batch (shape, NaN, range)."""
+
+
+class EvaluatorUnavailable(FhbenchError):
+    """A face-recognition evaluator cannot run here (weights or package missing)."""
+
+
+class MetricError(FhbenchError):
+    """Inputs to a metric are inconsistent (lengths differ, no genuine pairs, ...)."""
+
+
+class ConfigError(FhbenchError):
+    """A protocol or training config has an unknown key or a wrong type."""

@@ -1,0 +1,159 @@
+"""The face-recognition evaluator interface.
+
+An evaluator turns aligned faces into L2-normalised embeddings. Its input is a batch
+(N, 3, H, W) float32 RGB in [0, 1] aligned to a known template frame (the SphereFace
+112x96 frame unless the caller says otherwise, at any resolution); the evaluator derives
+its own crop from that frame (``warp_to_template``), so every evaluator sees the face
+the way its network was trained, and no caller resizes by hand.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import EvaluatorUnavailable
+from ..templates import SPHEREFACE_112x96, FaceTemplate, warp_to_template
+
+
+def sha256_file(path, chunk=1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    if not np.all(np.isfinite(x)) or np.any(norm == 0):
+        bad = int(np.flatnonzero(~np.isfinite(x).all(1) | (norm[:, 0] == 0))[0])
+        raise EvaluatorUnavailable(f"evaluator produced a non-finite or zero embedding for image {bad}")
+    return x / norm
+
+
+class Evaluator:
+    """Base class. Subclasses set the class attributes and implement ``_embed_crops``."""
+
+    name = "?"
+    template: FaceTemplate  # the crop the network was trained on
+    embedding_dim = 0
+    input_description = ""  # how pixels are fed to the network, stated for the manifest
+    licence = ""
+
+    def __init__(self, weights: Optional[str] = None, batch_size: int = 64, device: str = "cpu"):
+        self.weights_path = Path(self.resolve_weights(weights))
+        self.batch_size = batch_size
+        self.device = device
+        self._weights_sha256 = None
+
+    # --- to implement --------------------------------------------------------------
+    @classmethod
+    def default_weights(cls) -> Optional[Path]:
+        """Where the weights live when no --weights is given (None: nowhere to look)."""
+        raise NotImplementedError
+
+    @classmethod
+    def expected_sha256(cls) -> Optional[str]:
+        """SHA256 of the default weights file, checked when it is loaded."""
+        return None
+
+    def _embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """crops: (n, 3, template.height, template.width) float32 RGB [0, 1] -> (n, D)."""
+        raise NotImplementedError
+
+    # --- shared ---------------------------------------------------------------------
+    @classmethod
+    def resolve_weights(cls, weights: Optional[str] = None) -> Path:
+        if weights:
+            p = Path(weights).expanduser()
+            if not p.is_file():
+                raise EvaluatorUnavailable(f"{cls.name}: weights file {p} does not exist")
+            return p
+        p = cls.default_weights()
+        if p is None or not Path(p).is_file():
+            raise EvaluatorUnavailable(cls.missing_weights_message(p))
+        sha = cls.expected_sha256()
+        if sha and sha256_file(p) != sha:
+            raise EvaluatorUnavailable(
+                f"{cls.name}: weights file {p} has the wrong SHA256 (expected {sha}); "
+                "reinstall it or pass --weights PATH")
+        return Path(p)
+
+    @classmethod
+    def missing_weights_message(cls, path) -> str:
+        return f"{cls.name}: weights not found at {path}; pass --weights PATH"
+
+    @classmethod
+    def why_unavailable(cls) -> Optional[str]:
+        try:
+            cls.resolve_weights(None)
+        except EvaluatorUnavailable as err:
+            return str(err)
+        except ImportError as err:
+            return f"{cls.name}: {err}"
+        return None
+
+    @property
+    def weights_sha256(self) -> str:
+        if self._weights_sha256 is None:
+            self._weights_sha256 = sha256_file(self.weights_path)
+        return self._weights_sha256
+
+    def describe(self) -> dict:
+        """What the manifest and the cache keys record about this evaluator."""
+        return {"name": self.name, "weights": str(self.weights_path),
+                "weights_sha256": self.weights_sha256, "template": self.template.name,
+                "embedding_dim": self.embedding_dim, "input": self.input_description}
+
+    def embed(self, images: np.ndarray, frame: FaceTemplate = SPHEREFACE_112x96) -> np.ndarray:
+        """L2-normalised embeddings of faces aligned to ``frame`` (any resolution)."""
+        images = np.asarray(images, dtype=np.float32)
+        out = np.empty((len(images), self.embedding_dim), dtype=np.float32)
+        for start in range(0, len(images), self.batch_size):
+            batch = images[start:start + self.batch_size]
+            crops = warp_to_template(batch, frame, self.template)
+            out[start:start + len(batch)] = self._embed_crops(crops)
+        return l2_normalise(out)
+
+
+def site_package_file(package: str, relative: str) -> Optional[Path]:
+    """A data file shipped inside an installed wheel, or None if the package is absent."""
+    try:
+        import importlib.resources as resources
+        return Path(str(resources.files(package) / relative))
+    except ModuleNotFoundError:
+        return None
+
+
+def onnx_session(model_bytes: bytes):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # the wheels' graphs trigger harmless initializer warnings
+    opts.intra_op_num_threads = max(1, int(os.environ.get("FHBENCH_THREADS", os.cpu_count() or 1)))
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_with_symbolic_batch(path) -> bytes:
+    """Load an ONNX graph and make its batch dimension symbolic so it accepts batches.
+
+    Old exporters (SFace's MXNet export, IR 6) pin the batch at 1 in the inputs, outputs and
+    every stored intermediate shape, and list the weights as graph inputs; both are removed
+    so onnxruntime re-infers shapes and stops warning about initializers.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    inits = {i.name for i in model.graph.initializer}
+    keep = [v for v in model.graph.input if v.name not in inits]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    for value in list(model.graph.input) + list(model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "N"
+    del model.graph.value_info[:]
+    return model.SerializeToString()

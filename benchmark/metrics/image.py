@@ -1,0 +1,214 @@
+"""Image-quality metrics on the luma channel: PSNR, SSIM, and the FR loss between embeddings.
+
+Conventions (DESIGN.md, "Metric definitions"):
+
+- Input batches are (N, 3, H, W) **RGB** floats in [0, 1], numpy arrays or torch tensors;
+  a single (3, H, W) image is treated as a batch of one. Channel order is RGB, never BGR.
+- Y is ITU-R BT.601 luma with offset, Y = 16 + 65.481 R + 128.553 G + 24.966 B, in float64
+  and not rounded (the same Y as BasicSR's ``rgb2ycbcr(..., y_only=True)`` on [0, 1] input),
+  so Y lies in [16, 235].
+- ``crop_border`` removes that many pixels from every side before either metric
+  (BasicSR's ``crop_border``).
+- PSNR uses peak 255 on Y and is computed per image; identical images give ``inf``.
+- SSIM uses an 11 x 11 Gaussian window (sigma 1.5, weights normalised to sum 1), keeps only
+  the 'valid' region (no padding), population (co)variances, C1 = (0.01 * 255)^2 and
+  C2 = (0.03 * 255)^2, and no automatic downsampling; it equals the mean of
+  ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=255, full=True)``'s map with 5 px cut from each side.
+- Aggregate per-image values with ``summarize``: the mean of per-image PSNRs, never the PSNR
+  of a pooled MSE.
+
+Everything is vectorised over the batch, in chunks of images so that memory stays bounded.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict
+
+import numpy as np
+from scipy.ndimage import correlate1d
+
+from ..errors import MetricError
+
+PEAK = 255.0
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = (0.01 * PEAK) ** 2
+SSIM_C2 = (0.03 * PEAK) ** 2
+
+# Separable normalised Gaussian: the 11 x 11 window is the outer product of this with itself.
+_OFFSETS = np.arange(SSIM_WINDOW, dtype=np.float64) - SSIM_WINDOW // 2
+_GAUSS_1D = np.exp(-0.5 * (_OFFSETS / SSIM_SIGMA) ** 2)
+_GAUSS_1D /= _GAUSS_1D.sum()
+
+# Images per chunk are chosen so that one (chunk, H, W) float64 map holds about this many
+# values (16 MiB); SSIM keeps about a dozen such maps alive at once.
+_CHUNK_VALUES = 1 << 21
+
+
+def _as_rgb_batch(images: Any, name: str) -> np.ndarray:
+    """Return ``images`` as an (N, 3, H, W) numpy array (not copied when already one)."""
+    if hasattr(images, "detach"):  # a torch tensor; avoid importing torch here
+        images = images.detach().cpu().numpy()
+    batch = np.asarray(images)
+    if batch.ndim == 3:
+        batch = batch[None]
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise MetricError(
+            f"{name}: expected an RGB batch of shape (N, 3, H, W) or one (3, H, W) image, "
+            f"got shape {tuple(np.shape(images))}"
+        )
+    if not np.issubdtype(batch.dtype, np.floating):
+        raise MetricError(f"{name}: expected float RGB values in [0, 1], got dtype {batch.dtype}")
+    return batch
+
+
+def _luma(batch: np.ndarray) -> np.ndarray:
+    # Cast before multiplying: float32 * Python float stays float32 under NumPy 2.
+    rgb = batch.astype(np.float64, copy=False)
+    return 16.0 + 65.481 * rgb[:, 0] + 128.553 * rgb[:, 1] + 24.966 * rgb[:, 2]
+
+
+def rgb_to_y(batch: Any) -> np.ndarray:
+    """BT.601 luma with offset of an RGB batch in [0, 1]: (N, 3, H, W) -> (N, H, W) float64.
+
+    Y = 16 + 65.481 R + 128.553 G + 24.966 B, not rounded; white gives 235, black 16.
+    """
+    return _luma(_as_rgb_batch(batch, "rgb_to_y"))
+
+
+def _checked_pair(sr: Any, hr: Any, crop_border: int, metric: str, min_size: int):
+    """Validate an SR/HR pair of batches and the crop; return the two (N, 3, H, W) arrays."""
+    sr_batch = _as_rgb_batch(sr, f"{metric} sr")
+    hr_batch = _as_rgb_batch(hr, f"{metric} hr")
+    if sr_batch.shape != hr_batch.shape:
+        raise MetricError(
+            f"{metric}: sr has shape {sr_batch.shape} but hr has shape {hr_batch.shape}"
+        )
+    if isinstance(crop_border, bool) or not isinstance(crop_border, (int, np.integer)) or crop_border < 0:
+        raise MetricError(f"{metric}: crop_border must be an integer >= 0, got {crop_border!r}")
+    height = sr_batch.shape[2] - 2 * crop_border
+    width = sr_batch.shape[3] - 2 * crop_border
+    if height < min_size or width < min_size:
+        raise MetricError(
+            f"{metric}: images are {height}x{width} (HxW) after crop_border={crop_border} "
+            f"(from {sr_batch.shape[2]}x{sr_batch.shape[3]}); need at least {min_size}x{min_size}"
+        )
+    return sr_batch, hr_batch
+
+
+def _luma_chunks(sr_batch: np.ndarray, hr_batch: np.ndarray, crop_border: int, metric: str):
+    """Yield (start, Y of sr, Y of hr) per chunk of images, cropped, checked for NaN/inf."""
+    n, _, height, width = sr_batch.shape
+    chunk = max(1, _CHUNK_VALUES // (height * width))
+    inner = slice(crop_border, height - crop_border)
+    inner_w = slice(crop_border, width - crop_border)
+    for start in range(0, n, chunk):
+        ys = []
+        for label, batch in (("sr", sr_batch), ("hr", hr_batch)):
+            y = _luma(batch[start:start + chunk, :, inner, inner_w])
+            finite = np.isfinite(y).all(axis=(1, 2))
+            if not finite.all():
+                bad = start + int(np.argmin(finite))
+                raise MetricError(f"{metric}: {label} image {bad} contains NaN or inf")
+            ys.append(y)
+        yield start, ys[0], ys[1]
+
+
+def psnr_y(sr: Any, hr: Any, crop_border: int = 0) -> np.ndarray:
+    """Per-image PSNR (dB) on Y with peak 255: 10 log10(255^2 / MSE); (N,) float64.
+
+    Identical images (MSE 0) give ``inf``; ``summarize`` reports them instead of averaging.
+    """
+    sr_batch, hr_batch = _checked_pair(sr, hr, crop_border, "psnr_y", min_size=1)
+    psnr = np.empty(sr_batch.shape[0], dtype=np.float64)
+    for start, y_sr, y_hr in _luma_chunks(sr_batch, hr_batch, crop_border, "psnr_y"):
+        mse = np.mean((y_sr - y_hr) ** 2, axis=(1, 2))
+        with np.errstate(divide="ignore"):  # MSE 0 -> inf on purpose
+            psnr[start:start + len(mse)] = 10.0 * np.log10(PEAK**2 / mse)
+    return psnr
+
+
+def _gauss_valid(stack: np.ndarray) -> np.ndarray:
+    """Correlate the last two axes with the 11-tap Gaussian, keeping the 'valid' region only.
+
+    scipy's correlate1d along each axis beat float64 torch conv2d (about 6x) and a NumPy
+    sum of shifted slices (about 2x) on 128 x 128 stacks; see benchmarks/bench_image_metrics.py.
+    """
+    half = SSIM_WINDOW // 2
+    rows = correlate1d(stack, _GAUSS_1D, axis=-1, mode="constant")[..., half:-half]
+    return correlate1d(rows, _GAUSS_1D, axis=-2, mode="constant")[..., half:-half, :]
+
+
+def ssim_y(sr: Any, hr: Any, crop_border: int = 0) -> np.ndarray:
+    """Per-image SSIM on Y (Gaussian 11 x 11, sigma 1.5, 'valid' region); (N,) float64.
+
+    Images smaller than 11 px in either direction after the crop raise MetricError.
+    """
+    sr_batch, hr_batch = _checked_pair(sr, hr, crop_border, "ssim_y", min_size=SSIM_WINDOW)
+    ssim = np.empty(sr_batch.shape[0], dtype=np.float64)
+    for start, x, y in _luma_chunks(sr_batch, hr_batch, crop_border, "ssim_y"):
+        # One filtering pass over the five local moments of the whole chunk.
+        mu_x, mu_y, e_xx, e_yy, e_xy = _gauss_valid(np.stack([x, y, x * x, y * y, x * y]))
+        var_x = e_xx - mu_x * mu_x  # population (co)variances: E[XY] - E[X]E[Y]
+        var_y = e_yy - mu_y * mu_y
+        cov_xy = e_xy - mu_x * mu_y
+        numerator = (2.0 * mu_x * mu_y + SSIM_C1) * (2.0 * cov_xy + SSIM_C2)
+        denominator = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
+        ssim[start:start + len(x)] = np.mean(numerator / denominator, axis=(1, 2))
+    return ssim
+
+
+def summarize(values: Any) -> Dict[str, float]:
+    """Mean and std (ddof=0) over per-image values, with infinite values reported, not hidden.
+
+    Returns ``mean``, ``std``, ``n`` (number of values), ``n_inf`` (number of +-inf values),
+    and ``mean_finite`` / ``std_finite`` over the finite values only (for tables that print
+    "mean over finite values, n_inf identical images"). When any value is infinite, ``mean``
+    is that infinity (+inf for PSNR of identical images) and ``std`` is NaN (undefined);
+    when no value is finite, ``mean_finite`` and ``std_finite`` are NaN. NaN inputs or an
+    empty input raise MetricError.
+    """
+    array = np.asarray(values, dtype=np.float64).ravel()
+    if array.size == 0:
+        raise MetricError("summarize: no values to summarize")
+    if np.isnan(array).any():
+        raise MetricError(f"summarize: value {int(np.argmax(np.isnan(array)))} is NaN")
+    finite = array[np.isfinite(array)]
+    n_inf = int(array.size - finite.size)
+    mean_finite = float(finite.mean()) if finite.size else math.nan
+    std_finite = float(finite.std()) if finite.size else math.nan
+    if n_inf:
+        mean, std = float(array.sum()), math.nan  # the sum is +inf, -inf, or NaN if both
+    else:
+        mean, std = mean_finite, std_finite
+    return {
+        "mean": mean,
+        "std": std,
+        "n": int(array.size),
+        "n_inf": n_inf,
+        "mean_finite": mean_finite,
+        "std_finite": std_finite,
+    }
+
+
+def fr_loss(sr_emb: Any, hr_emb: Any) -> np.ndarray:
+    """Per-image FR loss: Euclidean (L2) distance between SR and HR embeddings; (N,) float64.
+
+    The embeddings are taken as given (the evaluator already L2-normalises its rows, so the
+    loss lies in [0, 2]); they are not renormalised here.
+    """
+    arrays = []
+    for name, emb in (("sr_emb", sr_emb), ("hr_emb", hr_emb)):
+        if hasattr(emb, "detach"):
+            emb = emb.detach().cpu().numpy()
+        array = np.asarray(emb)
+        if array.ndim != 2:
+            raise MetricError(f"fr_loss: {name} must be (N, D), got shape {array.shape}")
+        arrays.append(array.astype(np.float64, copy=False))
+    sr_array, hr_array = arrays
+    if sr_array.shape != hr_array.shape:
+        raise MetricError(
+            f"fr_loss: sr_emb has shape {sr_array.shape} but hr_emb has shape {hr_array.shape}"
+        )
+    return np.linalg.norm(sr_array - hr_array, axis=1)
