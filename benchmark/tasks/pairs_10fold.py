@@ -40,5 +40,5 @@ class PairsTenFold:
         metrics = {"accuracy": tenfold.mean, "accuracy_std": tenfold.std,
                    "auc": roc_auc(scores, p.is_same), "eer": eer_value}
         arrays = {"pair_scores": scores, "pair_is_same": p.is_same, "pair_fold": p.fold,
-                  "fold_accuracy": tenfold.fold_accuracies, "fold_threshold": tenfold.thresholds}
+                  "fold_accuracy": tenfold.accuracies, "fold_threshold": tenfold.thresholds}
         return metrics, arrays
