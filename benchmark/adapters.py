@@ -127,7 +127,10 @@ class NearestUpsampling(SRAdapter):
         self.output_size = output_size
 
     def super_resolve(self, lr, keys):
-        return torch.nn.functional.interpolate(lr, size=self.output_size, mode="nearest")
+        # Built from --scale alone (create_model), output_size is None: replicate by scale.
+        return torch.nn.functional.interpolate(
+            lr, size=self.output_size, scale_factor=None if self.output_size else self.scale,
+            mode="nearest")
 
 
 # --- user models ----------------------------------------------------------------------

@@ -102,8 +102,20 @@ def _cell(metrics, metric):
 
 def format_tables(tables: List[Table], fmt: str = "md") -> str:
     if fmt == "json":
-        return json.dumps([t.__dict__ for t in tables], indent=1, default=str)
+        return json.dumps(_json_safe([t.__dict__ for t in tables]), indent=1, default=str, allow_nan=False)
     return "\n".join(_FORMATTERS[fmt](t) for t in tables)
+
+
+def _json_safe(value):
+    """JSON has no inf/nan (the hr row's PSNR is inf): write them as "inf", "-inf", "nan",
+    as the md and csv tables show them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _title(t):

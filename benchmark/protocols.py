@@ -88,6 +88,8 @@ def parse_protocol(path: Path) -> Protocol:
         raise ConfigError(f"protocol file {path}: name {data['name']!r} differs from the file name")
     if not all(isinstance(s, int) and s >= 1 for s in data["scales"]):
         raise ConfigError(f"protocol file {path}: 'scales' must be a list of positive integers")
+    if data["default_scale"] not in data["scales"]:
+        raise ConfigError(f"protocol file {path}: default_scale {data['default_scale']} is not in scales")
     if data["primary_metric"] not in data["metrics"]:
         raise ConfigError(f"protocol file {path}: primary_metric {data['primary_metric']!r} is not in metrics")
     return Protocol(source=path, **data)

@@ -29,6 +29,8 @@ def read_rgb_uint8(path) -> np.ndarray:
         raise DataError(f"image {path} is corrupt or not an image")
     if img.dtype == np.uint16:  # 16-bit PNG: keep the 8 most significant bits
         img = (img >> 8).astype(np.uint8)
+    if img.dtype != np.uint8:  # float TIFF/EXR/HDR: no agreed mapping to [0, 255]
+        raise DataError(f"image {path} has {img.dtype} pixels; use 8- or 16-bit images")
     if img.ndim == 2:
         return np.repeat(img[:, :, None], 3, axis=2)
     if img.shape[2] == 4:

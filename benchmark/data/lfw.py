@@ -101,12 +101,12 @@ def _parse_pairs(path: Path) -> List[tuple]:
     if not lines:
         raise DataError(f"{path}: empty pairs file")
     head = lines[0].split()
-    if len(head) != 2 or not all(h.isdigit() for h in head):
+    if len(head) != 2 or not all(h.isdecimal() for h in head):
         raise DataError(f"{path}:1: header must be '<folds> <pairs per fold>', got {lines[0]!r}")
     n_folds, per_fold = int(head[0]), int(head[1])
     body = [(i + 2, ln.split()) for i, ln in enumerate(lines[1:]) if ln.strip()]
     if len(body) != 2 * n_folds * per_fold:
-        raise DataError(f"{path}: header promises {n_folds} folds x {2 * per_fold} pairs = "
+        raise DataError(f"{path}:1: header promises {n_folds} folds x {2 * per_fold} pairs = "
                         f"{2 * n_folds * per_fold} lines, found {len(body)}")
     rows = []
     for k, (lineno, f) in enumerate(body):

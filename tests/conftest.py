@@ -1,0 +1,98 @@
+"""Shared fixtures: where the real data lives, and a miniature LFW root built per test.
+
+Tests that need the real data in ../shared/data take the ``shared_data`` / ``lfw_shared``
+fixtures, which skip cleanly when it is absent.
+"""
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LFW_SHARED = DATA / "lfw"
+LFW_ALIGNED = LFW_SHARED / "aligned-112x96"
+
+# The miniature LFW: 8 real LFW people (each has >= 3 images in LFW), images 1..3 each;
+# pairs.txt "10 2": per fold 2 matched "Name i j" then 2 mismatched "Name1 i Name2 j".
+TINY_PEOPLE = ["Ariel_Sharon", "Arnold_Schwarzenegger", "Colin_Powell", "Donald_Rumsfeld",
+               "George_W_Bush", "Gerhard_Schroeder", "Hugo_Chavez", "Jacques_Chirac"]
+TINY_IMAGES_PER_PERSON = 3
+TINY_FOLDS, TINY_PER_FOLD = 10, 2
+
+
+def _tiny_pairs():
+    """(fold, name_a, number_a, name_b, number_b, is_same) in file order."""
+    rows = []
+    n = len(TINY_PEOPLE)
+    for fold in range(TINY_FOLDS):
+        for j in range(TINY_PER_FOLD):
+            a = TINY_PEOPLE[(fold + j) % n]
+            rows.append((fold, a, 1, a, 2 + j, True))
+        for j in range(TINY_PER_FOLD):
+            a, b = TINY_PEOPLE[(fold + j) % n], TINY_PEOPLE[(fold + j + 3) % n]
+            rows.append((fold, a, 1 + j, b, 3, False))
+    return rows
+
+
+TINY_PAIRS = _tiny_pairs()
+
+
+def _tiny_pairs_text(rows=TINY_PAIRS) -> str:
+    lines = [f"{TINY_FOLDS}\t{TINY_PER_FOLD}"]
+    for _, a, i, b, j, same in rows:
+        lines.append(f"{a}\t{i}\t{j}" if same else f"{a}\t{i}\t{b}\t{j}")
+    return "\n".join(lines) + "\n"
+
+
+def _synthetic_face(rng) -> np.ndarray:
+    """A smooth random 112x96 BGR uint8 image (upsampled low-frequency noise)."""
+    small = rng.random((14, 12, 3))
+    return np.clip(cv2.resize(small, (96, 112), interpolation=cv2.INTER_CUBIC) * 255, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def shared_data():
+    """../shared/data, or skip."""
+    if not DATA.is_dir():
+        pytest.skip("needs ../shared/data")
+    return DATA
+
+
+@pytest.fixture
+def lfw_shared():
+    """../shared/data/lfw with pairs.txt and aligned-112x96, or skip."""
+    if not (LFW_SHARED / "pairs.txt").is_file() or not LFW_ALIGNED.is_dir():
+        pytest.skip("needs ../shared/data/lfw (pairs.txt and aligned-112x96)")
+    return LFW_SHARED
+
+
+@pytest.fixture
+def tiny_lfw_pairs():
+    """What the ``tiny_lfw`` pairs.txt says: (fold, name_a, i, name_b, j, is_same) per pair."""
+    return list(TINY_PAIRS)
+
+
+@pytest.fixture
+def tiny_lfw(tmp_path) -> Path:
+    """A miniature LFW root: pairs.txt ("10 2", 40 pairs) beside
+    aligned-112x96/<Name>/<Name>_<NNNN>.jpg (24 images of 8 people).
+
+    The images are copies of the real aligned LFW faces when ../shared/data is present,
+    else smooth synthetic 112x96 JPEGs under the same names.
+    """
+    root = tmp_path / "lfw"
+    rng = np.random.default_rng(0)
+    for name in TINY_PEOPLE:
+        folder = root / "aligned-112x96" / name
+        folder.mkdir(parents=True)
+        for k in range(1, TINY_IMAGES_PER_PERSON + 1):
+            fname = f"{name}_{k:04d}.jpg"
+            real = LFW_ALIGNED / name / fname
+            if real.is_file():
+                shutil.copyfile(real, folder / fname)
+            else:
+                assert cv2.imwrite(str(folder / fname), _synthetic_face(rng))
+    (root / "pairs.txt").write_text(_tiny_pairs_text())
+    return root

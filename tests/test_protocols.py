@@ -1,0 +1,113 @@
+"""Protocol specs: the shipped ones parse; every malformed file is a ConfigError that
+names the file; extra folders (FHBENCH_PROTOCOLS) add and override protocols."""
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.errors import ConfigError, UnknownNameError
+from benchmark.protocols import list_protocols, load_protocol, parse_protocol
+from benchmark.registry import DATASETS, DEGRADATIONS, TASKS
+
+SHIPPED = Path(__file__).resolve().parents[1] / "protocols"
+
+VALID = {
+    "name": "my-proto", "summary": "a test protocol", "dataset": "lfw", "task": "pairs-10fold",
+    "degradation": "bicubic", "scales": [2, 4], "default_scale": 4,
+    "metrics": ["accuracy", "auc"], "primary_metric": "accuracy",
+}
+
+
+@pytest.fixture
+def proto_dir(tmp_path, monkeypatch):
+    d = tmp_path / "protos"
+    d.mkdir()
+    monkeypatch.setenv("FHBENCH_PROTOCOLS", str(d))
+    return d
+
+
+def write(proto_dir, data, name="my-proto"):
+    path = proto_dir / f"{name}.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def test_shipped_protocols_parse(monkeypatch):
+    monkeypatch.delenv("FHBENCH_PROTOCOLS", raising=False)
+    files = sorted(SHIPPED.glob("*.yaml"))
+    assert files and list_protocols() == sorted(f.stem for f in files)
+    for f in files:
+        p = load_protocol(f.stem)
+        assert p.name == f.stem and p.source == f
+        assert p.primary_metric in p.metrics and p.default_scale in p.scales
+
+
+def test_shipped_protocols_name_registered_plugins(monkeypatch):
+    monkeypatch.delenv("FHBENCH_PROTOCOLS", raising=False)
+    for name in list_protocols():
+        p = load_protocol(name)
+        assert p.dataset in DATASETS and p.task in TASKS and p.degradation in DEGRADATIONS, name
+
+
+def test_lfw_10fold_values(monkeypatch):
+    monkeypatch.delenv("FHBENCH_PROTOCOLS", raising=False)
+    p = load_protocol("lfw-10fold")
+    assert (p.dataset, p.task, p.degradation) == ("lfw", "pairs-10fold", "bicubic")
+    assert p.scales == [2, 4, 8] and p.default_scale == 8 and p.primary_metric == "accuracy"
+    assert p.options == {"pairs_file": "pairs.txt", "pair_mode": "sr-sr"}
+    spec = p.spec()
+    assert spec["name"] == "lfw-10fold" and spec["source"] == str(SHIPPED / "lfw-10fold.yaml")
+
+
+def test_extra_folder_adds_and_overrides(proto_dir):
+    write(proto_dir, VALID)
+    write(proto_dir, {**VALID, "name": "lfw-10fold", "scales": [3], "default_scale": 3}, "lfw-10fold")
+    assert {"my-proto", "lfw-10fold"} <= set(list_protocols())
+    p = load_protocol("my-proto")
+    assert p.scales == [2, 4] and p.options == {} and p.crop_border == 0
+    assert load_protocol("lfw-10fold").scales == [3]  # the user's folder comes first
+
+
+@pytest.mark.parametrize("change,pattern", [
+    ({"colour": "blue"}, r"unknown key 'colour'"),
+    ({"default_scale": "4"}, r"'default_scale' must be int"),
+    ({"default_scale": True}, r"'default_scale' must be int"),
+    ({"scales": 4}, r"'scales' must be list"),
+    ({"scales": [2, 0]}, r"'scales' must be a list of positive integers"),
+    ({"scales": [2, "4"]}, r"'scales' must be a list of positive integers"),
+    ({"options": [1]}, r"'options' must be dict"),
+    ({"name": "other-name"}, r"name 'other-name' differs from the file name"),
+    ({"primary_metric": "psnr"}, r"primary_metric 'psnr' is not in metrics"),
+])
+def test_bad_values_name_the_file(proto_dir, change, pattern):
+    path = write(proto_dir, {**VALID, **change})
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ".*" + pattern):
+        load_protocol("my-proto")
+
+
+@pytest.mark.parametrize("key", ["summary", "scales", "primary_metric"])
+def test_missing_key(proto_dir, key):
+    data = dict(VALID)
+    del data[key]
+    path = write(proto_dir, data)
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + f".*missing key.*{key}"):
+        load_protocol("my-proto")
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("name: [unclosed\n", "not valid YAML"),
+    ("name: a\n  bad: indent\n", "not valid YAML"),
+    ("- a list\n- of things\n", "must be a mapping"),
+    ("", "must be a mapping"),
+])
+def test_bad_yaml_names_the_file(proto_dir, text, pattern):
+    path = write(proto_dir, text)
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ".*" + pattern):
+        parse_protocol(path)
+
+
+def test_unknown_protocol_suggests(monkeypatch):
+    monkeypatch.delenv("FHBENCH_PROTOCOLS", raising=False)
+    with pytest.raises(UnknownNameError, match=r"unknown protocol 'lfw-10-fold'; did you mean lfw-10fold"):
+        load_protocol("lfw-10-fold")
