@@ -114,7 +114,7 @@ def run(opts: RunOptions) -> dict:
             hr_cache.save(ci, hr_part)
         if sr_part is None:
             sr_part = _super_resolve_chunk(model, degradation, hr, idx, faces, opts, evaluator,
-                                           hr_source.frame, protocol.crop_border, timer)
+                                           hr_source.frame, protocol.crop_border, timer, hr_part["hr_emb"])
             sr_cache.save(ci, sr_part)
         parts["hr_emb"].append(hr_part["hr_emb"])
         for k in ("sr_emb", "psnr", "ssim"):
@@ -153,7 +153,8 @@ def run(opts: RunOptions) -> dict:
             "evaluator": evaluator.name, "metrics": metrics, "manifest": manifest}
 
 
-def _super_resolve_chunk(model, degradation, hr, idx, faces, opts, evaluator, frame, crop_border, timer):
+def _super_resolve_chunk(model, degradation, hr, idx, faces, opts, evaluator, frame, crop_border, timer,
+                         hr_emb):
     keys = [faces.relpaths[i] for i in idx]
     if model.is_reference_hr:
         sr = hr
@@ -175,6 +176,8 @@ def _super_resolve_chunk(model, degradation, hr, idx, faces, opts, evaluator, fr
     psnr = psnr_y(sr, hr, crop_border=crop_border)
     ssim = ssim_y(sr, hr, crop_border=crop_border)
     timer.add("image_metrics", t0)
+    if model.is_reference_hr:
+        return {"sr_emb": hr_emb, "psnr": psnr, "ssim": ssim}  # SR is HR: same embeddings
     t0 = time.perf_counter()
     sr_emb = evaluator.embed(sr, frame)
     timer.add("embed", t0)

@@ -1,0 +1,178 @@
+"""Degradation models LR = D(HR): deterministic, float64 inside, float32 out.
+
+``imresize`` is MATLAB's ``imresize(..., 'bicubic')``: cubic kernel a = -0.5, antialiasing
+when shrinking (kernel stretched by 1/scale), MATLAB's coordinate map
+u = x/scale + 0.5 (1 - 1/scale) and mirror-symmetric borders; done as two matrix products.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+from .registry import DEGRADATIONS
+
+
+def _cubic(x):
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
+            + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
+
+
+def resize_matrix(in_len: int, out_len: int, scale: float) -> np.ndarray:
+    """(out_len, in_len) weights of MATLAB's ``contributions`` for one dimension."""
+    kernel_width = 4.0
+    if scale < 1:
+        kernel_width /= scale
+    x = np.arange(1, out_len + 1, dtype=np.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = np.floor(u - kernel_width / 2)
+    taps = int(math.ceil(kernel_width)) + 2
+    idx = left[:, None] + np.arange(taps)[None, :]          # 1-based candidate indices
+    dist = u[:, None] - idx
+    w = scale * _cubic(scale * dist) if scale < 1 else _cubic(dist)
+    w /= w.sum(1, keepdims=True)
+    mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
+    cols = mirror[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]
+    m = np.zeros((out_len, in_len))
+    np.add.at(m, (np.repeat(np.arange(out_len), taps), cols.ravel()), w.ravel())
+    return m
+
+
+def imresize(images, scale: Optional[float] = None, output_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """MATLAB bicubic imresize of (N, 3, H, W) or (3, H, W) float images; not clipped."""
+    x = np.asarray(images, dtype=np.float64)
+    single = x.ndim == 3
+    if single:
+        x = x[None]
+    h, w = x.shape[-2:]
+    if output_size is not None:
+        oh, ow = output_size
+        sh, sw = oh / h, ow / w
+    elif scale is not None:
+        sh = sw = float(scale)
+        oh, ow = int(math.ceil(h * scale)), int(math.ceil(w * scale))
+    else:
+        raise ValueError("imresize needs scale or output_size")
+    mh, mw = resize_matrix(h, oh, sh), resize_matrix(w, ow, sw)
+    # MATLAB resizes the dimension with the smaller scale first.
+    if sh <= sw:
+        out = np.einsum("oh,nchw->ncow", mh, x)
+        out = np.einsum("pw,ncow->ncop", mw, out)
+    else:
+        out = np.einsum("pw,nchw->nchp", mw, x)
+        out = np.einsum("oh,nchp->ncop", mh, out)
+    out = out.astype(np.float32)
+    return out[0] if single else out
+
+
+def to_uint8_levels(x) -> np.ndarray:
+    """Quantise [0, 1] values to 8-bit levels as MATLAB's uint8() does (round half away)."""
+    v = np.clip(np.asarray(x, dtype=np.float64), 0, 1) * 255.0
+    return (np.floor(v + 0.5) / 255.0).astype(np.float32)
+
+
+def upsample_bicubic(lr, hr_hw) -> np.ndarray:
+    """MATLAB bicubic upsampling of an LR batch to the HR size (not clipped)."""
+    return imresize(lr, output_size=tuple(hr_hw))
+
+
+class _Degradation:
+    name = "?"
+
+    def spec(self) -> dict:
+        raise NotImplementedError
+
+
+@DEGRADATIONS.register("bicubic", summary="MATLAB bicubic downsampling with antialiasing, 8-bit LR")
+class BicubicDownsampling(_Degradation):
+    name = "bicubic"
+
+    def __init__(self, scale: Optional[int] = None, size=None, quantize: bool = True):
+        if (scale is None) == (size is None):
+            raise ConfigError("bicubic degradation needs exactly one of scale or size")
+        self.scale, self.size, self.quantize = scale, tuple(size) if size else None, quantize
+
+    def lr_size(self, hr_hw):
+        if self.size:
+            return self.size
+        h, w = hr_hw
+        if h % self.scale or w % self.scale:
+            raise DataError(f"HR size {h}x{w} is not divisible by scale {self.scale}")
+        return (h // self.scale, w // self.scale)
+
+    def __call__(self, hr):
+        out = imresize(hr, output_size=self.lr_size(hr.shape[-2:]))
+        return to_uint8_levels(out) if self.quantize else out
+
+    def spec(self):
+        return {"name": self.name, "scale": self.scale, "size": self.size, "quantize": self.quantize}
+
+
+BLUR_SIGMA = {2: 0.8, 4: 1.6, 8: 3.2}  # default sigma per scale for blur-decimate
+
+
+@DEGRADATIONS.register("blur-decimate", summary="Gaussian blur, then keep every scale-th pixel")
+class BlurDecimate(_Degradation):
+    """Gaussian blur (radius ceil(3 sigma), mirror borders), then decimation keeping pixels
+    floor((scale - 1) / 2) + k * scale (the sample nearest each LR pixel's centre)."""
+
+    name = "blur-decimate"
+
+    def __init__(self, scale: int, sigma: Optional[float] = None, quantize: bool = True):
+        self.scale, self.quantize = int(scale), quantize
+        self.sigma = float(sigma if sigma is not None else BLUR_SIGMA.get(self.scale, 0.4 * self.scale))
+
+    def lr_size(self, hr_hw):
+        h, w = hr_hw
+        if h % self.scale or w % self.scale:
+            raise DataError(f"HR size {h}x{w} is not divisible by scale {self.scale}")
+        return (h // self.scale, w // self.scale)
+
+    def __call__(self, hr):
+        from scipy.ndimage import correlate1d
+
+        self.lr_size(hr.shape[-2:])
+        r = int(math.ceil(3 * self.sigma))
+        k = np.exp(-0.5 * (np.arange(-r, r + 1) / self.sigma) ** 2)
+        k /= k.sum()
+        x = np.asarray(hr, dtype=np.float64)
+        x = correlate1d(correlate1d(x, k, axis=-1, mode="mirror"), k, axis=-2, mode="mirror")
+        o = (self.scale - 1) // 2
+        out = x[..., o::self.scale, o::self.scale].astype(np.float32)
+        return to_uint8_levels(out) if self.quantize else out
+
+    def spec(self):
+        return {"name": self.name, "scale": self.scale, "sigma": self.sigma, "quantize": self.quantize}
+
+
+@DEGRADATIONS.register("none", summary="identity (the HR reference)")
+class NoDegradation(_Degradation):
+    name = "none"
+
+    def __init__(self, scale=None):
+        pass
+
+    def lr_size(self, hr_hw):
+        return tuple(hr_hw)
+
+    def __call__(self, hr):
+        return np.asarray(hr, dtype=np.float32)
+
+    def spec(self):
+        return {"name": self.name}
+
+
+def make_degradation(name: str, **params):
+    cls = DEGRADATIONS.get(name)
+    import inspect
+
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = set(params) - allowed
+    if unknown:
+        raise ConfigError(f"degradation {name!r}: unknown parameter(s) {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(sorted(allowed))})")
+    return cls(**params)
