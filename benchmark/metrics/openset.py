@@ -1,0 +1,400 @@
+"""BLUFR (Liao, Lei, Yi, Li, 2014): verification rate and open-set identification per trial.
+
+Conventions (DESIGN.md, "Metric definitions"):
+
+- Scores are cosine similarities of L2-normalised features (re-normalised here), computed in
+  float32 like the embeddings. A float64 computation can only disagree where a genuine score
+  lies within float32 rounding (~1e-7) of a threshold.
+- False-alarm count for a target FAR over n impostor scores: k = round(FAR * n) with MATLAB
+  rounding (halves away from zero), FAR * n evaluated in float64 as in the BLUFR code.
+- Threshold (``blufr_threshold``) = the k-th highest impostor score, and a score is accepted
+  when score >= threshold; no interpolation. Edges: k = 0 gives the next representable number
+  above the highest impostor score (np.nextafter upward, in the scores' own precision), so that
+  FAR = 0 is met exactly: only scores strictly above every impostor pass. (The BLUFR MATLAB code
+  uses the midpoint to the lowest higher genuine score, or +sqrt(eps): the same decisions.)
+  k = n gives the lowest impostor score. (The BLUFR code uses min(impostor, genuine) - sqrt(eps)
+  there, accepting every genuine score; this differs from ours only at FAR = 1.)
+- Verification: all pairs of the trial's test set, lower triangle, no self pairs; genuine =
+  same label. VR = fraction of genuine scores >= threshold.
+- Open-set identification: a probe is genuine when its identity is in the gallery, an impostor
+  otherwise. Impostor scores are the impostor probes' maximum gallery scores. A genuine probe
+  is detected and identified at rank r when its best mate (same-label gallery) score is >=
+  threshold and its rank is <= r, the rank being 1 + the number of wrong-label gallery items
+  scoring >= the best mate: ties count against (the BLUFR code orders tied items by gallery
+  position instead; the two agree unless a non-mate scores exactly the best mate score).
+  DIR = detected-and-identified genuine probes / genuine probes.
+- Over trials: mean - std with ddof=1 (what the BLUFR authors ask to report), mean and std.
+
+Speed: the test-set score matrix is never held whole. Rows are sorted by label so that in the
+lower triangle each row's genuine pairs are one contiguous run just left of the diagonal; blocks
+of rows are scored in float32, the few genuine scores are kept, and of the impostor scores only
+the top k_max survive: a floor guessed from a fixed-seed sample of pairs, then the running k-th
+highest, drops most of each block before any selection (a floor guessed too high is detected and
+the pass replayed without it, so the result never depends on the sample).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import MetricError
+from .identification import first_correct_match, label_codes, normalized_rows
+
+BLOCK_ROWS = 1024  # rows of the test-set score matrix scored at once (1024 x 10,000 float32 = 40 MB)
+FLUSH_SCORES = 1 << 20  # candidate impostor scores gathered before a selection pass
+SAMPLE_PAIRS = 8192  # random test pairs scored up front to guess a floor under the k-th highest
+SAMPLE_SIGMAS = 6.0  # how far (binomial standard deviations) below the estimate the floor sits
+# Curve grids for plots, 4 points per decade. Every point is exact; a VR point's cost grows with
+# its FAR (the top FAR * n impostor scores are selected), so the default VR grid stops at 0.1 and
+# adds the cheap end point FAR = 1 (the lowest impostor score). benchmarks/bench_identification.py
+# times the full 1e-4..1 grid.
+VR_CURVE_FARS = np.r_[10.0 ** np.linspace(-4, -1, 13), 1.0]
+DIR_CURVE_FARS = 10.0 ** np.linspace(-3, 0, 13)
+
+
+def false_alarm_counts(fars: Any, n_impostor: int) -> np.ndarray:
+    """k = round(FAR * n_impostor) per FAR, MATLAB rounding (halves away from zero)."""
+    far_array = np.atleast_1d(np.asarray(fars, dtype=np.float64))
+    if far_array.ndim != 1 or far_array.size == 0:
+        raise MetricError(f"BLUFR: fars must be a non-empty 1-D list, got shape {far_array.shape}")
+    if not np.all((far_array >= 0) & (far_array <= 1)):  # also refuses NaN
+        raise MetricError(f"BLUFR: every FAR must lie in [0, 1], got {far_array.tolist()}")
+    product = far_array * float(n_impostor)
+    floor = np.floor(product)
+    # product - floor is exact in float64, so exact halves round up (away from zero: all >= 0).
+    return (floor + (product - floor >= 0.5)).astype(np.int64)
+
+
+def _ranks_needed(counts: np.ndarray, n_impostor: int) -> np.ndarray:
+    """The k-th-highest ranks that the thresholds for ``counts`` read: 1 and every 0 < k < n."""
+    return np.union1d([1], counts[(counts > 0) & (counts < n_impostor)])
+
+
+def _kth_highest(scores: np.ndarray, ranks: np.ndarray) -> dict:
+    """{k: k-th highest of ``scores``} for each k in ``ranks`` (one multi-kth partition).
+    Reorders ``scores`` in place."""
+    positions = len(scores) - ranks
+    scores.partition(positions)
+    return dict(zip(ranks.tolist(), scores[positions]))
+
+
+def _thresholds(counts: np.ndarray, n_impostor: int, kth_highest: dict, lowest) -> np.ndarray:
+    """Threshold per false-alarm count k, from {k: k-th highest impostor score} (holding k = 1
+    and every 0 < k < n) and the lowest impostor score (read only when some k == n)."""
+    thresholds = np.empty(len(counts), dtype=np.float64)
+    for i, k in enumerate(counts.tolist()):
+        if k == 0:
+            highest = kth_highest[1]
+            thresholds[i] = np.nextafter(highest, highest.dtype.type(np.inf))
+        elif k == n_impostor:
+            thresholds[i] = lowest
+        else:
+            thresholds[i] = kth_highest[k]
+    return thresholds
+
+
+def _scores_1d(scores: Any, name: str, metric: str) -> np.ndarray:
+    array = np.asarray(scores)
+    if array.ndim != 1 or array.size == 0:
+        raise MetricError(f"{metric}: {name} must be a non-empty 1-D array, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise MetricError(f"{metric}: {name} contains NaN or inf (first at index "
+                          f"{np.flatnonzero(~np.isfinite(array))[0]})")
+    return array
+
+
+def blufr_threshold(impostor_scores: Any, far: float) -> float:
+    """The BLUFR decision threshold for ``far``: the k-th highest impostor score,
+    k = round(far * n) (MATLAB rounding); k = 0 -> next number above the highest, k = n -> the
+    lowest (module docstring). Accept a score when score >= threshold. O(n): np.partition."""
+    scores = _scores_1d(impostor_scores, "impostor_scores", "blufr_threshold")
+    n = scores.size
+    k = int(false_alarm_counts(far, n)[0])
+    if k == 0:
+        return float(np.nextafter(scores.max(), scores.dtype.type(np.inf)))
+    if k == n:
+        return float(scores.min())
+    return float(np.partition(scores, n - k)[n - k])
+
+
+def _rates_at(sorted_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Fraction of ``sorted_scores`` (ascending) that are >= each threshold."""
+    below = np.searchsorted(sorted_scores, thresholds, side="left")
+    return (len(sorted_scores) - below) / len(sorted_scores)
+
+
+def blufr_tar_at_far(genuine_scores: Any, impostor_scores: Any, fars: Any) -> np.ndarray:
+    """TAR (VR) per FAR from given genuine and impostor scores, by the BLUFR threshold rule.
+
+    Unlike ``verification.tar_at_far`` (best exact ROC point with FAR <= target), the threshold
+    is the k-th highest impostor score with k = round(FAR * n), as in ``blufr_threshold``.
+    Both score sets are compared in their common precision (float32 if both are float32).
+    """
+    metric = "blufr_tar_at_far"
+    genuine = _scores_1d(genuine_scores, "genuine_scores", metric)
+    impostor = _scores_1d(impostor_scores, "impostor_scores", metric)
+    common = np.result_type(genuine.dtype, impostor.dtype)
+    genuine, impostor = np.sort(genuine.astype(common)), impostor.astype(common)
+    n = impostor.size
+    counts = false_alarm_counts(fars, n)
+    kth_highest = _kth_highest(impostor.copy(), _ranks_needed(counts, n))
+    return _rates_at(genuine, _thresholds(counts, n, kth_highest, impostor.min()))
+
+
+class _HighestScores:
+    """The k highest values of a stream of float32 scores, in O(k + FLUSH_SCORES) memory.
+
+    The caller drops every value <= ``bound``. Once k values are kept, ``bound`` is the k-th
+    highest so far, and a value <= it cannot change any of the k highest values, ties
+    included. Before that, ``bound`` is ``floor``, a guess: if fewer than k values exceed it,
+    ``complete`` is False at the end and the stream must be replayed with floor = -inf.
+    """
+
+    def __init__(self, k: int, floor: float = -np.inf):
+        self.k = k
+        self.kept = np.empty(0, dtype=np.float32)
+        self.pending: List[np.ndarray] = []
+        self.n_pending = 0
+        self.bound = floor
+
+    @property
+    def complete(self) -> bool:
+        return self.kept.size + self.n_pending >= self.k
+
+    def add(self, scores: np.ndarray) -> None:
+        self.pending.append(scores)
+        self.n_pending += scores.size
+        if self.n_pending >= max(self.k, FLUSH_SCORES):
+            self._select()
+
+    def _select(self) -> None:
+        merged = np.concatenate([self.kept, *self.pending])
+        self.pending, self.n_pending = [], 0
+        if merged.size >= self.k:
+            cut = merged.size - self.k
+            merged.partition(cut)  # merged[cut] is now the k-th highest, the k-1 above it follow
+            merged = merged[cut:]
+            self.bound = merged[0]
+        self.kept = merged
+
+    def kth_highest(self, ranks: np.ndarray) -> dict:
+        """{k: k-th highest score seen} for ranks 1 <= k <= self.k."""
+        self._select()
+        return _kth_highest(self.kept, ranks)
+
+
+def _checked_index(index: Any, n_rows: int, name: str, metric: str) -> np.ndarray:
+    array = np.asarray(index)
+    if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer):
+        raise MetricError(f"{metric}: {name} must be a non-empty 1-D integer array (0-based), "
+                          f"got shape {array.shape} dtype {array.dtype}")
+    outside = array[(array < 0) | (array >= n_rows)]
+    if outside.size:
+        raise MetricError(f"{metric}: {name} holds {outside[0]}, outside 0..{n_rows - 1} "
+                          f"(0-based rows of features)")
+    if np.unique(array).size != array.size:
+        raise MetricError(f"{metric}: {name} names some rows more than once")
+    return array.astype(np.int64)
+
+
+def _checked_inputs(features: Any, labels: Any, metric: str) -> Tuple[np.ndarray, np.ndarray]:
+    array = np.asarray(features)
+    if array.ndim != 2:
+        raise MetricError(f"{metric}: features must be a 2-D (N, D) array, got shape {array.shape}")
+    return array, label_codes(labels, len(array), "labels", metric)
+
+
+def _sampled_floor(unit: np.ndarray, codes: np.ndarray, k: int, n_impostor: int) -> float:
+    """A score that the k-th highest impostor score almost surely exceeds, or -inf.
+
+    From SAMPLE_PAIRS random pairs (fixed seed; genuine and self pairs dropped): the sample
+    score that SAMPLE_SIGMAS binomial standard deviations more impostors than expected exceed.
+    Starting the top-k selection there skips most of the early blocks; a wrong guess only
+    costs a replay (``_HighestScores.complete``), never a wrong result.
+    """
+    rng = np.random.default_rng(0)
+    left, right = rng.integers(0, len(unit), (2, SAMPLE_PAIRS))
+    impostor = codes[left] != codes[right]
+    sample = np.einsum("ij,ij->i", unit[left[impostor]], unit[right[impostor]])
+    share = k / n_impostor
+    expected = sample.size * share
+    rank = int(np.ceil(expected + SAMPLE_SIGMAS * np.sqrt(expected * (1 - share)))) + 1
+    if rank > sample.size:
+        return -np.inf
+    return float(np.partition(sample, sample.size - rank)[sample.size - rank])
+
+
+def _verification_scores(unit: np.ndarray, codes: np.ndarray, ranks: np.ndarray, n_impostor: int,
+                         need_lowest: bool):
+    """(sorted genuine scores, {k: k-th highest impostor score} for k in ``ranks``, lowest
+    impostor score or inf if not ``need_lowest``) over the lower triangle of unit @ unit.T
+    without the diagonal."""
+    order = np.argsort(codes, kind="stable")
+    unit, codes = unit[order], codes[order]
+    k_keep = int(ranks.max())
+    floor = _sampled_floor(unit, codes, k_keep, n_impostor)
+    result = _score_pass(unit, codes, ranks, need_lowest, floor)
+    if result is None:  # the floor was too high: fewer than k_keep impostor scores exceed it
+        result = _score_pass(unit, codes, ranks, need_lowest, -np.inf)
+    return result
+
+
+def _score_pass(unit: np.ndarray, codes: np.ndarray, ranks: np.ndarray, need_lowest: bool,
+                floor: float):
+    """One blockwise pass for ``_verification_scores`` over label-sorted rows; None if fewer
+    than max(ranks) impostor scores exceed ``floor``."""
+    # In the lower triangle, row i's genuine columns are group_start[i] .. i - 1 and its
+    # impostor columns 0 .. group_start[i] - 1.
+    group_start = np.searchsorted(codes, codes, side="left")
+    highest = _HighestScores(int(ranks.max()), floor)
+    genuine_parts = []
+    lowest = np.inf
+    buffer = np.empty((min(BLOCK_ROWS, len(unit)), len(unit)), dtype=np.float32)
+    for start in range(0, len(unit), BLOCK_ROWS):
+        stop = min(len(unit), start + BLOCK_ROWS)
+        scores = buffer[:stop - start, :stop]
+        np.matmul(unit[start:stop], unit[:stop].T, out=scores)
+        genuine_parts.append(np.concatenate(
+            [scores[row, group_start[start + row]:start + row] for row in range(stop - start)]))
+        for row in range(stop - start):
+            first = group_start[start + row]
+            if need_lowest and first > 0:
+                lowest = min(lowest, scores[row, :first].min())
+            scores[row, first:] = -np.inf  # genuine, self and upper-triangle columns
+        highest.add(scores[scores > highest.bound])
+    if not highest.complete:
+        return None
+    return np.sort(np.concatenate(genuine_parts)), highest.kth_highest(ranks), lowest
+
+
+def blufr_verification(features: Any, labels: Any, test_index: Any, fars: Any) -> np.ndarray:
+    """BLUFR verification rate per FAR for one trial's test set (0-based ``test_index``).
+
+    All test pairs (lower triangle, no self pairs) scored by cosine similarity; genuine pairs
+    share a label. VR = fraction of genuine scores >= the threshold for each FAR (module
+    docstring). Memory stays O(block x n + genuine + k_max), not O(n^2).
+    """
+    metric = "blufr_verification"
+    array, codes = _checked_inputs(features, labels, metric)
+    test = _checked_index(test_index, len(array), "test_index", metric)
+    unit = normalized_rows(array[test], "features[test_index]", metric)
+    test_codes = codes[test]
+    n = len(test)
+    label_counts = np.bincount(test_codes)
+    n_genuine = int(np.sum(label_counts * (label_counts - 1) // 2))
+    n_impostor = n * (n - 1) // 2 - n_genuine
+    if n_genuine == 0 or n_impostor == 0:
+        raise MetricError(f"{metric}: the {n} test images give {n_genuine} genuine and {n_impostor} "
+                          "impostor pairs; both kinds are needed")
+    counts = false_alarm_counts(fars, n_impostor)
+    genuine, kth_highest, lowest = _verification_scores(
+        unit, test_codes, _ranks_needed(counts, n_impostor), n_impostor,
+        need_lowest=bool(np.any(counts == n_impostor)))
+    return _rates_at(genuine, _thresholds(counts, n_impostor, kth_highest, lowest))
+
+
+def blufr_open_set(features: Any, labels: Any, gallery_index: Any, probe_index: Any, fars: Any,
+                   rank: int = 1) -> np.ndarray:
+    """BLUFR open-set detection and identification rate DIR(rank, FAR) per FAR for one trial.
+
+    Genuine probes have their identity in the gallery; the threshold comes from the impostor
+    probes' maximum gallery scores; a genuine probe counts when its best mate score is >=
+    threshold and its pessimistic rank is <= ``rank`` (module docstring).
+    """
+    metric = "blufr_open_set"
+    array, codes = _checked_inputs(features, labels, metric)
+    gallery = _checked_index(gallery_index, len(array), "gallery_index", metric)
+    probes = _checked_index(probe_index, len(array), "probe_index", metric)
+    if int(rank) != rank or rank < 1:
+        raise MetricError(f"{metric}: rank must be a positive integer, got {rank}")
+    gallery_unit = normalized_rows(array[gallery], "features[gallery_index]", metric)
+    gallery_codes, probe_codes = codes[gallery], codes[probes]
+    genuine = np.isin(probe_codes, gallery_codes)
+    if not genuine.any() or genuine.all():
+        raise MetricError(
+            f"{metric}: of {len(probes)} probes, {int(genuine.sum())} have their identity in the "
+            f"gallery and {int((~genuine).sum())} do not; both kinds are needed"
+        )
+    impostor_unit = normalized_rows(array[probes[~genuine]], "features[probe_index]", metric)
+    impostor_max = np.concatenate([
+        (impostor_unit[start:start + BLOCK_ROWS] @ gallery_unit.T).max(axis=1)
+        for start in range(0, len(impostor_unit), BLOCK_ROWS)])
+    order = np.argsort(gallery_codes, kind="stable")
+    best_mate, ranks = first_correct_match(
+        gallery_unit[order], gallery_codes[order],
+        normalized_rows(array[probes[genuine]], "features[probe_index]", metric), probe_codes[genuine])
+    counts = false_alarm_counts(fars, len(impostor_max))
+    kth_highest = _kth_highest(impostor_max, _ranks_needed(counts, len(impostor_max)))
+    thresholds = _thresholds(counts, len(impostor_max), kth_highest, impostor_max.min())
+    identified = ranks <= rank
+    return np.array([np.mean(identified & (best_mate >= t)) for t in thresholds])
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """Per-FAR statistics over trials; std uses ddof=1 as the BLUFR authors ask."""
+
+    mean_minus_std: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, per_trial: np.ndarray) -> "TrialSummary":
+        mean, std = per_trial.mean(axis=0), per_trial.std(axis=0, ddof=1)
+        return cls(mean - std, mean, std)
+
+
+@dataclass(frozen=True)
+class BlufrResult:
+    """BLUFR over all trials. Rows of ``vr``, ``dir``, ``vr_curve``, ``dir_curve`` are trials,
+    columns the matching FAR list; the curves are exact points for plotting."""
+
+    vr_fars: np.ndarray
+    vr: np.ndarray
+    vr_summary: TrialSummary
+    dir_fars: np.ndarray
+    dir: np.ndarray
+    dir_summary: TrialSummary
+    vr_curve_fars: np.ndarray
+    vr_curve: np.ndarray
+    dir_curve_fars: np.ndarray
+    dir_curve: np.ndarray
+
+
+def blufr_trials(features: Any, labels: Any, config, vr_fars: Sequence[float] = (0.001,),
+                 dir_fars: Sequence[float] = (0.01,), vr_curve_fars: Sequence[float] = VR_CURVE_FARS,
+                 dir_curve_fars: Sequence[float] = DIR_CURVE_FARS) -> BlufrResult:
+    """BLUFR over every trial of ``config`` (a ``benchmark.data.blufr.BlufrConfig``).
+
+    ``features`` row i and ``labels[i]`` belong to ``config.image_list[i]`` (normally
+    ``labels = config.labels``). Per trial: VR at ``vr_fars`` and along ``vr_curve_fars`` over
+    the test set, DIR at rank 1 at ``dir_fars`` and along ``dir_curve_fars`` for the gallery and
+    probe sets; summaries over trials as mean - std (ddof=1), mean, std.
+    """
+    array = np.asarray(features)
+    if array.ndim != 2 or len(array) != len(config.image_list):
+        raise MetricError(f"blufr_trials: features has shape {array.shape}; the config lists "
+                          f"{len(config.image_list)} images, one feature row each")
+    n_trials = len(config.test_index)
+    if n_trials < 2:
+        raise MetricError(f"blufr_trials: need at least 2 trials for a std (ddof=1), got {n_trials}")
+    vr_points = np.concatenate([np.atleast_1d(vr_fars), np.atleast_1d(vr_curve_fars)])
+    dir_points = np.concatenate([np.atleast_1d(dir_fars), np.atleast_1d(dir_curve_fars)])
+    n_vr, n_dir = np.atleast_1d(vr_fars).size, np.atleast_1d(dir_fars).size
+    vr_rows, dir_rows = [], []
+    for trial in range(n_trials):
+        vr_rows.append(blufr_verification(array, labels, config.test_index[trial], vr_points))
+        dir_rows.append(blufr_open_set(array, labels, config.gallery_index[trial],
+                                       config.probe_index[trial], dir_points))
+    vr_all, dir_all = np.array(vr_rows), np.array(dir_rows)
+    return BlufrResult(
+        vr_fars=vr_points[:n_vr], vr=vr_all[:, :n_vr], vr_summary=TrialSummary.of(vr_all[:, :n_vr]),
+        dir_fars=dir_points[:n_dir], dir=dir_all[:, :n_dir],
+        dir_summary=TrialSummary.of(dir_all[:, :n_dir]),
+        vr_curve_fars=vr_points[n_vr:], vr_curve=vr_all[:, n_vr:],
+        dir_curve_fars=dir_points[n_dir:], dir_curve=dir_all[:, n_dir:],
+    )
