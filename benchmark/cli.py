@@ -64,27 +64,42 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
     scale_txt = "no degradation" if result["scale"] == 1 else f"x{result['scale']}"
     click.echo(f"{result['model']} on {result['protocol']} ({scale_txt}, evaluator {result['evaluator']}):")
     for key, value in result["metrics"].items():
-        header, factor, digits, _, _ = metric_format(key)
+        # a std is shown in the units of its mean (accuracy_std in % like accuracy)
+        _, factor, digits, _, _ = metric_format(key[:-4] if key.endswith("_std") else key)
         click.echo(f"  {key:>14}: {value * factor:.{digits}f}" if isinstance(value, float) else f"  {key:>14}: {value}")
     click.echo(f"stored as run {result['id']} in {store}")
 
 
 @main.command()
-@click.option("--protocol", default=None)
-@click.option("--scale", type=int, default=None)
-@click.option("--evaluator", default=None)
-@click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex", "json"]), default="md", show_default=True)
+@click.option("--protocol", default=None, help="only this protocol")
+@click.option("--scale", type=int, default=None, help="only this scale (1: the hr runs)")
+@click.option("--evaluator", default=None, help="only this evaluator")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex", "json", "html"]), default="md",
+              show_default=True)
+@click.option("--write", "write_dir", default=None, metavar="DIR",
+              help="write <protocol>.md and <protocol>.csv into DIR (e.g. results/) instead of printing")
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
-def leaderboard(protocol, scale, evaluator, fmt, store):
+def leaderboard(protocol, scale, evaluator, fmt, write_dir, store):
     """Ranked tables of the stored runs, one per protocol, scale and evaluator."""
+    from .leaderboard import build_tables, format_tables, write_results
+
+    tables = build_tables(_open_store(store), protocol, scale, evaluator)
+    if write_dir:
+        for path in write_results(tables, write_dir):
+            click.echo(f"wrote {path}")
+    else:
+        click.echo(format_tables(tables, fmt), nl=False)
+
+
+def _open_store(path):
+    """An existing results store (a missing one is an error, not a new empty file)."""
     from pathlib import Path
 
-    from .leaderboard import build_tables, format_tables
     from .store import ResultStore
 
-    if not Path(store).exists():
-        raise FhbenchError(f"no results store at {store}; run `fhbench run` first or pass --store")
-    click.echo(format_tables(build_tables(ResultStore(store), protocol, scale, evaluator), fmt), nl=False)
+    if not Path(path).exists():
+        raise FhbenchError(f"no results store at {path}; run `fhbench run` first or pass --store")
+    return ResultStore(path)
 
 
 def _print_entries(entries):
@@ -138,6 +153,76 @@ def datasets(data_root):
         click.echo(f"{state} {e.name:<10} {e.summary}")
         if why:
             click.echo(f"    {why}")
+
+
+def _names(text):
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["cmc", "roc", "csd", "vr", "dir", "scale", "samples"]))
+@click.option("--protocol", required=True)
+@click.option("--scale", type=int, default=None, help="the runs' scale (needed when several are stored)")
+@click.option("--evaluator", default=None, help="the runs' evaluator (needed when several are stored)")
+@click.option("--models", default=None, help="comma-separated model names (samples: --model specs; "
+              "default: every stored run)")
+@click.option("--metric", default=None, help="csd: psnr or ssim; scale: a stored metric (default: the primary)")
+@click.option("--log-far", is_flag=True, help="roc: FAR on a log scale")
+@click.option("--no-title", is_flag=True, help="leave the title to the paper's caption")
+@click.option("--images", default=None, help="samples: comma-separated image indices or relative paths")
+@click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="samples: dataset folder")
+@click.option("--weights", multiple=True, metavar="MODEL=FILE", help="samples: weights of a registered model")
+@click.option("--store", default=DEFAULT_STORE, show_default=True)
+@click.option("-o", "--output", required=True, help="figure file: .pdf, .png or .svg")
+def plot(kind, protocol, scale, evaluator, models, metric, log_far, no_title, images, data_root, weights,
+         store, output):
+    """Paper figures: CMC, ROC, CSD, BLUFR VR/DIR, metric vs scale, sample grids."""
+    from .plots import check_output, draw, plot_sample_grid, save_figure
+
+    check_output(output)
+    if kind == "samples":
+        from .samples import parse_weights, render_samples, stored_models
+
+        specs = {n: n for n in _names(models) or []} or stored_models(_open_store(store), protocol, scale, evaluator)
+        fig = plot_sample_grid(render_samples(protocol, specs, _names(images), scale, data_root,
+                                              parse_weights(weights)))
+    else:
+        fig = draw(kind, _open_store(store), protocol, scale, evaluator, _names(models), metric, log_far,
+                   title=not no_title)
+    click.echo(f"wrote {save_figure(fig, output)}")
+
+
+@main.command()
+@click.argument("model_a")
+@click.argument("model_b")
+@click.option("--protocol", required=True)
+@click.option("--scale", type=int, default=None)
+@click.option("--evaluator", default=None)
+@click.option("--resamples", type=int, default=10_000, show_default=True, help="bootstrap resamples")
+@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
+@click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True)
+@click.option("--store", default=DEFAULT_STORE, show_default=True)
+def compare(model_a, model_b, protocol, scale, evaluator, resamples, seed, confidence, fmt, store):
+    """Is B better than A? McNemar on pair decisions, paired bootstrap CIs of B - A."""
+    from .compare import compare_models, format_comparison
+
+    result = compare_models(_open_store(store), protocol, model_a, model_b, scale, evaluator,
+                            n_resamples=resamples, seed=seed, confidence=confidence)
+    click.echo(format_comparison(result, fmt), nl=False)
+
+
+@main.command()
+@click.option("-o", "--output", required=True, help="the report file (.html)")
+@click.option("--data-root", default=None, help="dataset folder: adds sample grids (LR | models | HR)")
+@click.option("--images", default=None, help="sample images: comma-separated indices or relative paths")
+@click.option("--title", default="fhbench report", show_default=True)
+@click.option("--store", default=DEFAULT_STORE, show_default=True)
+def report(output, data_root, images, title, store):
+    """One self-contained HTML file: leaderboards, figures, samples, manifests."""
+    from .report import build_report
+
+    click.echo(f"wrote {build_report(_open_store(store), output, data_root, _names(images), title)}")
 
 
 if __name__ == "__main__":

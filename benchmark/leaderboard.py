@@ -1,21 +1,36 @@
 """Leaderboards: one ranked table per (protocol, scale, evaluator) from the results store.
 
-Rows are models ranked by the protocol's primary metric; the ``hr`` reference row (no
-degradation, stored at scale 1) is shown in every table of its protocol and evaluator as
-the upper bound, and is not a candidate for "best". Formats: md, csv, latex, json.
+Rows, top to bottom: the ``hr`` reference (no degradation, stored at scale 1, shown in
+every table of its protocol and evaluator) as the upper bound; the SR models ranked by the
+protocol's primary metric (ties keep model-name order); the run named ``bicubic`` (the LR
+image upsampled, no SR) as the lower bound. Reference rows are never candidates for
+"best"; the best value of each metric among the other rows is marked (bold; ties all
+marked). A metric whose ``<metric>_std`` the protocol also lists (a std over folds or
+trials) is shown as "mean ± std" and gets no column of its own. A missing reference run
+is named under the table with the command that adds it.
+Formats: md, csv, latex, json, html; ``write_results`` writes one Markdown and one CSV
+file per protocol.
 """
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
 
 from .errors import FhbenchError
 from .protocols import load_protocol
 from .store import ResultStore
+
+NO_DEGRADATION_SCALE = 1  # the scale the hr reference row is stored under (runner.py)
+HR_MODEL = "hr"
+LR_MODEL = "bicubic"
+HR_LABEL = "hr (no degradation)"
+LR_LABEL = "bicubic (no SR)"
 
 # metric: (header, scale factor for display, decimals, lower is better, std key)
 METRIC_FORMATS = {
@@ -26,7 +41,6 @@ METRIC_FORMATS = {
     "ssim": ("SSIM", 1, 4, False, "ssim_std"),
     "fr_loss": ("FR loss", 1, 4, True, "fr_loss_std"),
 }
-HIDDEN = {"accuracy_std"}  # shown as +- beside its mean
 
 
 @dataclass
@@ -34,46 +48,62 @@ class Table:
     protocol: str
     scale: int
     evaluator: str
-    metrics: List[str]
+    metrics: List[str]          # the columns, in the protocol's order
     primary: str
-    rows: List[dict]  # {"model", "reference": bool, "metrics": {...}}
+    rows: List[dict]            # {"model", "reference": bool, "metrics": {...}}
+    with_std: List[str] = field(default_factory=list)            # metrics shown as mean ± std
+    missing_references: List[str] = field(default_factory=list)  # commands that add them
 
 
 def metric_format(name):
     return METRIC_FORMATS.get(name, (name, 1, 4, False, None))
 
 
+def scale_label(scale: int) -> str:
+    return "no degradation" if scale == NO_DEGRADATION_SCALE else f"x{scale}"
+
+
 def build_tables(store: ResultStore, protocol=None, scale=None, evaluator=None) -> List[Table]:
+    """Tables of the stored runs, filtered by protocol, scale and evaluator (None: all),
+    sorted by (protocol, scale, evaluator). A protocol and evaluator with only the hr run
+    get a scale-1 table of that row alone."""
     runs = store.runs(protocol=protocol, evaluator=evaluator)
     if not runs:
         what = " ".join(f"{k}={v}" for k, v in (("protocol", protocol), ("evaluator", evaluator)) if v)
         raise FhbenchError(f"no runs in {store.path}" + (f" for {what}" if what else "")
                            + "; run `fhbench run --model M --protocol P` first")
-    tables = []
-    groups = sorted({(r.protocol, r.scale, r.evaluator) for r in runs if r.scale != 1})
+    sr_groups = {(r.protocol, r.scale, r.evaluator) for r in runs if r.scale != NO_DEGRADATION_SCALE}
+    with_sr = {(p, e) for p, _, e in sr_groups}
+    hr_groups = {(r.protocol, r.scale, r.evaluator) for r in runs if r.scale == NO_DEGRADATION_SCALE}
+    groups = sr_groups | {g for g in hr_groups if (g[0], g[2]) not in with_sr or scale == NO_DEGRADATION_SCALE}
     if scale is not None:
-        groups = [g for g in groups if g[1] == scale]
-    for proto, sc, ev in groups:
-        spec = load_protocol(proto)
-        shown = [m for m in spec.metrics if m not in HIDDEN]
-        rows = [{"model": r.model, "reference": False, "metrics": r.metrics}
-                for r in runs if (r.protocol, r.scale, r.evaluator) == (proto, sc, ev)]
-        _, _, _, lower, _ = metric_format(spec.primary_metric)
-        rows.sort(key=lambda row: _sort_key(row["metrics"].get(spec.primary_metric), lower))
-        refs = [{"model": f"{r.model} (no degradation)", "reference": True, "metrics": r.metrics}
-                for r in runs if (r.protocol, r.scale, r.evaluator) == (proto, 1, ev)]
-        tables.append(Table(proto, sc, ev, shown, spec.primary_metric, refs + rows))
-    # Only reference rows for a protocol: still show them (e.g. right after `--model hr`).
-    for proto, ev in sorted({(r.protocol, r.evaluator) for r in runs if r.scale == 1}):
-        if scale is None and not any(t.protocol == proto and t.evaluator == ev for t in tables):
-            spec = load_protocol(proto)
-            refs = [{"model": f"{r.model} (no degradation)", "reference": True, "metrics": r.metrics}
-                    for r in runs if (r.protocol, r.scale, r.evaluator) == (proto, 1, ev)]
-            tables.append(Table(proto, 1, ev, [m for m in spec.metrics if m not in HIDDEN],
-                                spec.primary_metric, refs))
-    if not tables:
-        raise FhbenchError(f"no runs in {store.path} at scale {scale}")
-    return tables
+        groups = {g for g in groups if g[1] == scale}
+    if not groups:
+        stored = ", ".join(str(s) for s in sorted({r.scale for r in runs}))
+        raise FhbenchError(f"no runs in {store.path} at scale {scale} (stored scales: {stored})")
+    return [_table(runs, *g) for g in sorted(groups)]
+
+
+def _table(runs, proto, sc, ev) -> Table:
+    spec = load_protocol(proto)
+    with_std = [m for m in spec.metrics if f"{m}_std" in spec.metrics]
+    shown = [m for m in spec.metrics if not (m.endswith("_std") and m[:-4] in spec.metrics)]
+    here = [r for r in runs if (r.protocol, r.evaluator) == (proto, ev)]
+    hr = [r for r in here if r.scale == NO_DEGRADATION_SCALE]
+    at_scale = [r for r in here if r.scale == sc and sc != NO_DEGRADATION_SCALE]
+    lr = [r for r in at_scale if r.model == LR_MODEL]
+    ranked = [{"model": r.model, "reference": False, "metrics": r.metrics} for r in at_scale if r.model != LR_MODEL]
+    lower = metric_format(spec.primary_metric)[3]
+    ranked.sort(key=lambda row: _sort_key(row["metrics"].get(spec.primary_metric), lower))
+    rows = ([{"model": HR_LABEL if r.model == HR_MODEL else f"{r.model} (no degradation)",
+              "reference": True, "metrics": r.metrics} for r in hr]
+            + ranked + [{"model": LR_LABEL, "reference": True, "metrics": r.metrics} for r in lr])
+    missing = []
+    if not hr:
+        missing.append(f"fhbench run --model {HR_MODEL} --protocol {proto} --evaluator {ev}")
+    if sc != NO_DEGRADATION_SCALE and not lr:
+        missing.append(f"fhbench run --model {LR_MODEL} --protocol {proto} --scale {sc} --evaluator {ev}")
+    return Table(proto, sc, ev, shown, spec.primary_metric, rows, with_std, missing)
 
 
 def _sort_key(value, lower_better):
@@ -89,20 +119,27 @@ def _best(table: Table, metric: str) -> Optional[float]:
     return (min(vals) if lower else max(vals)) if vals else None
 
 
-def _cell(metrics, metric):
-    _, factor, digits, _, std_key = metric_format(metric)
+def _is_best(table: Table, best: Dict[str, Optional[float]], row: dict, metric: str) -> bool:
+    return not row["reference"] and best[metric] is not None and row["metrics"].get(metric) == best[metric]
+
+
+def _cell(metrics, metric, with_std: bool):
+    _, factor, digits, _, _ = metric_format(metric)
     v = metrics.get(metric)
     if v is None:
         return "-"
     text = "inf" if math.isinf(v) else f"{v * factor:.{digits}f}"
-    if std_key and metrics.get(std_key) is not None and not math.isinf(v) and metric == "accuracy":
-        text += f" ± {metrics[std_key] * factor:.{digits}f}"
+    std = metrics.get(f"{metric}_std")
+    if with_std and std is not None and math.isfinite(v):
+        text += f" ± {std * factor:.{digits}f}"
     return text
 
 
 def format_tables(tables: List[Table], fmt: str = "md") -> str:
     if fmt == "json":
         return json.dumps(_json_safe([t.__dict__ for t in tables]), indent=1, default=str, allow_nan=False)
+    if fmt not in _FORMATTERS:
+        raise FhbenchError(f"unknown leaderboard format {fmt!r} (known: {', '.join(FORMATS)})")
     return "\n".join(_FORMATTERS[fmt](t) for t in tables)
 
 
@@ -119,58 +156,107 @@ def _json_safe(value):
 
 
 def _title(t):
-    scale = "no degradation" if t.scale == 1 else f"x{t.scale}"
-    return f"{t.protocol}, {scale}, evaluator {t.evaluator}"
+    return f"{t.protocol}, {scale_label(t.scale)}, evaluator {t.evaluator}"
+
+
+def _cells(t: Table, row: dict, bold) -> List[str]:
+    best = {m: _best(t, m) for m in t.metrics}
+    out = []
+    for m in t.metrics:
+        c = _cell(row["metrics"], m, m in t.with_std)
+        out.append(bold(c) if _is_best(t, best, row, m) else c)
+    return out
 
 
 def _md(t: Table) -> str:
     heads = ["Model"] + [metric_format(m)[0] for m in t.metrics]
     lines = [f"### {_title(t)}", "", "| " + " | ".join(heads) + " |",
              "|" + "|".join(["---"] + ["---:"] * len(t.metrics)) + "|"]
-    best = {m: _best(t, m) for m in t.metrics}
     for r in t.rows:
-        cells = [r["model"]]
-        for m in t.metrics:
-            c = _cell(r["metrics"], m)
-            if not r["reference"] and best[m] is not None and r["metrics"].get(m) == best[m]:
-                c = f"**{c}**"
-            cells.append(c)
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([r["model"]] + _cells(t, r, lambda c: f"**{c}**")) + " |")
+    if t.missing_references:
+        lines += ["", "Missing reference rows: " + "; ".join(f"`{c}`" for c in t.missing_references)]
     return "\n".join(lines) + "\n"
 
 
 def _latex(t: Table) -> str:
     cols = "l" + "r" * len(t.metrics)
     heads = ["Model"] + [metric_format(m)[0].replace("%", r"\%") for m in t.metrics]
-    best = {m: _best(t, m) for m in t.metrics}
     out = [f"% {_title(t)}", r"\begin{tabular}{" + cols + "}", r"\toprule", " & ".join(heads) + r" \\", r"\midrule"]
     for r in t.rows:
-        cells = [r["model"].replace("_", r"\_")]
-        for m in t.metrics:
-            c = _cell(r["metrics"], m).replace("±", r"$\pm$")
-            if not r["reference"] and best[m] is not None and r["metrics"].get(m) == best[m]:
-                c = r"\textbf{" + c + "}"
-            cells.append(c)
-        out.append(" & ".join(cells) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(out)
+        cells = [c.replace("±", r"$\pm$") for c in _cells(t, r, lambda c: r"\textbf{" + c + "}")]
+        out.append(" & ".join([r["model"].replace("_", r"\_")] + cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    out += [f"% missing reference row: {c}" for c in t.missing_references]
+    return "\n".join(out + [""])
+
+
+def _csv_keys(t: Table) -> List[str]:
+    keys = []
+    for m in t.metrics:
+        keys.append(m)
+        std = metric_format(m)[4] or (f"{m}_std" if m in t.with_std else None)
+        if std:
+            keys.append(std)
+    return keys
+
+
+def _csv_header(t: Table) -> List[str]:
+    return ["protocol", "scale", "evaluator", "model", "reference"] + _csv_keys(t)
+
+
+def _csv_rows(t: Table) -> List[list]:
+    keys = _csv_keys(t)
+    return [[t.protocol, t.scale, t.evaluator, r["model"], int(r["reference"])]
+            + [r["metrics"].get(k, "") for k in keys] for r in t.rows]
 
 
 def _csv(t: Table) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    keys = []
-    for m in t.metrics:
-        keys.append(m)
-        std = metric_format(m)[4]
-        if std:
-            keys.append(std)
-    w.writerow(["protocol", "scale", "evaluator", "model", "reference"] + keys)
-    for r in t.rows:
-        w.writerow([t.protocol, t.scale, t.evaluator, r["model"], int(r["reference"])]
-                   + [r["metrics"].get(k, "") for k in keys])
+    w.writerow(_csv_header(t))
+    w.writerows(_csv_rows(t))
     return buf.getvalue()
 
 
-_FORMATTERS = {"md": _md, "latex": _latex, "csv": _csv}
+def _html(t: Table) -> str:
+    esc = html.escape
+    heads = "".join(f"<th>{esc(h)}</th>" for h in ["Model"] + [metric_format(m)[0] for m in t.metrics])
+    body = []
+    for r in t.rows:
+        cells = "".join(f"<td>{c}</td>" for c in _cells(t, r, lambda c: f"<strong>{c}</strong>"))
+        cls = ' class="reference"' if r["reference"] else ""
+        body.append(f"<tr{cls}><th scope=\"row\">{esc(r['model'])}</th>{cells}</tr>")
+    note = ""
+    if t.missing_references:
+        note = ('<p class="note">Missing reference rows: '
+                + "; ".join(f"<code>{esc(c)}</code>" for c in t.missing_references) + "</p>")
+    return (f'<table class="leaderboard"><caption>{esc(_title(t))}</caption>'
+            f"<thead><tr>{heads}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}\n")
+
+
+_FORMATTERS = {"md": _md, "latex": _latex, "csv": _csv, "html": _html}
 FORMATS = tuple(_FORMATTERS) + ("json",)
+
+
+def write_results(tables: List[Table], out_dir) -> List[Path]:
+    """Write ``<protocol>.md`` (every table of the protocol) and ``<protocol>.csv`` (one
+    header, one row per table row; scale and evaluator columns tell the tables apart) into
+    ``out_dir``; return the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for proto in sorted({t.protocol for t in tables}):
+        mine = [t for t in tables if t.protocol == proto]
+        spec = load_protocol(proto)
+        md = out / f"{proto}.md"
+        md.write_text(f"# {proto}\n\n{spec.summary}\n\n" + "\n".join(_md(t) for t in mine))
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(_csv_header(mine[0]))
+        for t in mine:
+            w.writerows(_csv_rows(t))
+        path_csv = out / f"{proto}.csv"
+        path_csv.write_text(buf.getvalue())
+        written += [md, path_csv]
+    return written

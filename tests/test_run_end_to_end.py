@@ -103,7 +103,7 @@ def test_hr_and_bicubic_runs_store_rows_and_rank(mini_lfw_jpg_names, tmp_path):
 
     board = cli("leaderboard", "--store", store)
     assert board.exit_code == 0
-    assert "hr (no degradation)" in board.output and "| bicubic |" in board.output
+    assert "hr (no degradation)" in board.output and "| bicubic (no SR) |" in board.output
     latex = cli("leaderboard", "--store", store, "--format", "latex")
     assert r"\begin{tabular}" in latex.output
 

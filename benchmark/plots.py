@@ -1,0 +1,409 @@
+"""Paper-ready figures from the results store: CMC, ROC, BLUFR VR-FAR and DIR-FAR, cumulative
+score distributions of PSNR and SSIM, metric vs scale, and sample grids.
+
+Style: a two-column paper. Figures are 3.5 in wide (one column; sample grids with many
+columns 7.16 in, the full text width) with 8 pt text, laid out with matplotlib's
+constrained layout rather than ``bbox_inches="tight"``, so the saved width is exactly the
+column width and the fonts stay 8 pt when LaTeX includes the figure at ``\\columnwidth``.
+Text stays text: TrueType fonts in PDF (fonttype 42), <text> elements in SVG. PNGs are
+300 dpi. The format follows the output suffix (.pdf, .png, .svg).
+
+Colours are stable per model across figures: the project's baselines have fixed slots,
+any other name takes the colour and line style chosen by a stable hash (SHA-1) of its
+name; ``hr`` is black dashed (upper bound), ``bicubic`` grey dotted (lower bound).
+
+Every figure shows the runs of one protocol, one scale and one evaluator (the hr run,
+stored at scale 1, joins every scale). Curves are read from the run's stored arrays by
+name; a protocol whose runs lack them, a protocol with no runs, or an ambiguous scale or
+evaluator is a FhbenchError that says what to pass: never an empty figure. Figures are
+``matplotlib.figure.Figure`` objects (rendered by Agg; no pyplot, no GUI backend).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
+
+from .errors import FhbenchError
+from .leaderboard import HR_MODEL, LR_MODEL, NO_DEGRADATION_SCALE, metric_format, scale_label
+from .metrics.verification import roc_curve_exact
+from .protocols import load_protocol
+from .store import ResultStore, RunRecord
+
+COLUMN_WIDTH = 3.5       # inches: one column of a two-column paper (IEEE, CVPR)
+TEXT_WIDTH = 7.16        # inches: both columns (figure*)
+FIGURE_HEIGHT = 2.6
+PNG_DPI = 300
+FORMATS = (".pdf", ".png", ".svg")
+STYLE = {
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "font.family": "DejaVu Sans",
+    "lines.linewidth": 1.0, "axes.linewidth": 0.6, "grid.linewidth": 0.4, "grid.alpha": 0.5,
+    "axes.grid": True, "legend.frameon": False, "pdf.fonttype": 42, "ps.fonttype": 42,
+    "svg.fonttype": "none", "savefig.dpi": PNG_DPI, "figure.dpi": 100,
+}
+# tab10 without its grey, which is the bicubic row's.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+LINESTYLES = ("-", "--", "-.", ":")
+REFERENCE_STYLES = {HR_MODEL: {"color": "black", "linestyle": (0, (4, 2))},
+                    LR_MODEL: {"color": "#7f7f7f", "linestyle": (0, (1, 1.5))}}
+# The project's own models (baselines/) never share a style.
+FIXED_SLOTS = {"srresnet": 0, "srresnet-fr": 1, "csrip": 2, "ipunet": 3, "cface": 4}
+LABELS = {HR_MODEL: "HR (no degradation)", LR_MODEL: "Bicubic (no SR)"}
+
+NEEDS = {
+    "cmc": ("CMC", "CMC plots need an identification protocol such as celeba-knn"),
+    "roc": ("pair scores", "ROC plots need a pair-verification protocol such as lfw-10fold"),
+    "vr": ("BLUFR VR-FAR curve", "VR-FAR plots need a BLUFR protocol such as lfw-blufr"),
+    "dir": ("BLUFR DIR-FAR curve", "DIR-FAR plots need a BLUFR protocol such as lfw-blufr"),
+    "csd": ("per-image scores", "CSD plots need runs that store per-image PSNR and SSIM"),
+}
+
+
+def model_style(name: str) -> Dict:
+    """Colour and line style of a model, the same in every figure."""
+    if name in REFERENCE_STYLES:
+        return dict(REFERENCE_STYLES[name])
+    if name in FIXED_SLOTS:
+        slot = FIXED_SLOTS[name]
+    else:
+        slot = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big") % (len(PALETTE) * len(LINESTYLES))
+    return {"color": PALETTE[slot % len(PALETTE)], "linestyle": LINESTYLES[slot // len(PALETTE)]}
+
+
+def model_label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+@dataclass
+class Selection:
+    """The runs of one figure: one protocol, scale and evaluator (hr first, bicubic last)."""
+
+    protocol: str
+    scale: Optional[int]  # None: every scale (metric vs scale)
+    evaluator: str
+    runs: List[RunRecord]
+
+
+def select_runs(store: ResultStore, protocol: str, scale: Optional[int] = None, evaluator: Optional[str] = None,
+                models: Optional[Sequence[str]] = None, all_scales: bool = False) -> Selection:
+    """Runs of ``protocol`` for one figure. ``scale`` and ``evaluator`` may be left out when
+    the store holds only one; ``all_scales`` keeps every scale (metric vs scale)."""
+    runs = store.runs(protocol=protocol)
+    if not runs:
+        have = sorted({r.protocol for r in store.runs()})
+        raise FhbenchError(f"no runs of protocol {protocol} in {store.path}"
+                           + (f" (protocols with runs: {', '.join(have)})" if have else "")
+                           + f"; run `fhbench run --model M --protocol {protocol}` first")
+    if models:
+        unknown = [m for m in models if m not in {r.model for r in runs}]
+        if unknown:
+            raise FhbenchError(f"no run of model(s) {', '.join(unknown)} on {protocol} "
+                               f"(models with runs: {', '.join(sorted({r.model for r in runs}))})")
+        runs = [r for r in runs if r.model in models]
+    evaluators = sorted({r.evaluator for r in runs})
+    if evaluator is None and len(evaluators) > 1:
+        raise FhbenchError(f"runs of {protocol} use evaluators {', '.join(evaluators)}; a figure shows one: "
+                           "pass --evaluator")
+    evaluator = evaluator or evaluators[0]
+    runs = [r for r in runs if r.evaluator == evaluator]
+    if not runs:
+        raise FhbenchError(f"no runs of {protocol} with evaluator {evaluator} (stored: {', '.join(evaluators)})")
+    scales = sorted({r.scale for r in runs} - {NO_DEGRADATION_SCALE})
+    if all_scales:
+        scale = None
+    elif scale is None:
+        if len(scales) > 1:
+            raise FhbenchError(f"runs of {protocol} are at scales {', '.join(map(str, scales))}; a figure shows "
+                               "one: pass --scale")
+        scale = scales[0] if scales else NO_DEGRADATION_SCALE
+    elif scale not in scales and scale != NO_DEGRADATION_SCALE:
+        raise FhbenchError(f"no runs of {protocol} with {evaluator} at scale {scale} "
+                           f"(stored scales: {', '.join(map(str, scales)) or 'none but the hr run'})")
+    if not all_scales:
+        runs = [r for r in runs if r.scale in (scale, NO_DEGRADATION_SCALE)]
+    order = {HR_MODEL: 0, LR_MODEL: 2}
+    runs.sort(key=lambda r: (order.get(r.model, 1), r.model, r.scale))
+    return Selection(protocol, scale, evaluator, runs)
+
+
+def _load_arrays(store: ResultStore, sel: Selection, names: Sequence[str], kind: str) -> Dict[int, Dict]:
+    """{run id: arrays} of the selection's runs; every run must store ``names``."""
+    arrays = {r.id: store.arrays(r.id) for r in sel.runs}
+    lacking = [r.model for r in sel.runs if any(n not in arrays[r.id] for n in names)]
+    if len(lacking) == len(sel.runs):
+        what, hint = NEEDS[kind]
+        raise FhbenchError(f"protocol {sel.protocol} stores no {what} (arrays {', '.join(names)}); {hint}")
+    if lacking:
+        raise FhbenchError(f"run(s) of {', '.join(lacking)} on {sel.protocol} store no {', '.join(names)}: "
+                           "re-run them, or leave them out with --models")
+    return arrays
+
+
+def _figure(width: float = COLUMN_WIDTH, height: float = FIGURE_HEIGHT,
+            layout: Optional[str] = "constrained") -> Figure:
+    with matplotlib.rc_context(STYLE):
+        return Figure(figsize=(width, height), layout=layout)
+
+
+def _title(sel: Selection, what: str) -> str:
+    return f"{what}: {sel.protocol}, {scale_label(sel.scale)}, {sel.evaluator}"
+
+
+def _finish(fig: Figure, ax, sel: Selection, what: str, legend_loc: str = "best") -> Figure:
+    with matplotlib.rc_context(STYLE):
+        ax.set_title(_title(sel, what))
+        ax.legend(loc=legend_loc)
+    return fig
+
+
+def plot_cmc(store: ResultStore, protocol: str, scale=None, evaluator=None, models=None,
+             array: str = "cmc", max_rank: Optional[int] = None) -> Figure:
+    """CMC: ``array[r - 1]`` = identification rate at rank r (rows of a 2-D array are
+    repeats or trials and are averaged)."""
+    sel = select_runs(store, protocol, scale, evaluator, models)
+    arrays = _load_arrays(store, sel, [array], "cmc")
+    fig = _figure()
+    with matplotlib.rc_context(STYLE):
+        ax = fig.add_subplot()
+        for r in sel.runs:
+            cmc = np.asarray(arrays[r.id][array], dtype=np.float64)
+            cmc = cmc.mean(axis=0) if cmc.ndim == 2 else cmc
+            cmc = cmc[:max_rank] if max_rank else cmc
+            ax.plot(np.arange(1, len(cmc) + 1), cmc, label=model_label(r.model), **model_style(r.model))
+        ax.set_xlabel("Rank")
+        ax.set_ylabel("Identification rate")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    return _finish(fig, ax, sel, "CMC", "lower right")
+
+
+def plot_roc(store: ResultStore, protocol: str, scale=None, evaluator=None, models=None,
+             log_far: bool = False, scores: str = "pair_scores", is_same: str = "pair_is_same") -> Figure:
+    """ROC from the stored pair scores: the exact curve (``roc_curve_exact``), TAR against
+    FAR. With ``log_far`` the FAR = 0 points are left out (log scale)."""
+    sel = select_runs(store, protocol, scale, evaluator, models)
+    arrays = _load_arrays(store, sel, [scores, is_same], "roc")
+    fig = _figure()
+    with matplotlib.rc_context(STYLE):
+        ax = fig.add_subplot()
+        smallest = 1.0
+        for r in sel.runs:
+            far, tar, _ = roc_curve_exact(arrays[r.id][scores], arrays[r.id][is_same])
+            if log_far:
+                far, tar = far[far > 0], tar[far > 0]
+                smallest = min(smallest, far[0])
+            ax.plot(far, tar, label=model_label(r.model), **model_style(r.model))
+        if log_far:
+            ax.set_xscale("log")
+            ax.set_xlim(smallest, 1.0)
+        ax.set_xlabel("False accept rate")
+        ax.set_ylabel("True accept rate")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    return _finish(fig, ax, sel, "ROC", "lower right")
+
+
+def plot_blufr(store: ResultStore, protocol: str, kind: str = "vr", scale=None, evaluator=None, models=None,
+               far: Optional[str] = None, curve: Optional[str] = None) -> Figure:
+    """BLUFR VR-FAR (``kind="vr"``) or DIR-FAR at rank 1 (``"dir"``): the mean over trials of
+    ``<kind>_curve`` (trials x FARs) against ``<kind>_curve_far``, with a band of +- 1 std
+    (ddof=1) over trials."""
+    if kind not in ("vr", "dir"):
+        raise FhbenchError(f"BLUFR plot kind must be vr or dir, got {kind!r}")
+    far, curve = far or f"{kind}_curve_far", curve or f"{kind}_curve"
+    sel = select_runs(store, protocol, scale, evaluator, models)
+    arrays = _load_arrays(store, sel, [far, curve], kind)
+    fig = _figure()
+    with matplotlib.rc_context(STYLE):
+        ax = fig.add_subplot()
+        for r in sel.runs:
+            fars = _one_far_axis(arrays[r.id][far], r, far)
+            per_trial = np.atleast_2d(np.asarray(arrays[r.id][curve], dtype=np.float64))
+            if per_trial.shape[1] != len(fars):
+                raise FhbenchError(f"run of {r.model}: {curve} has {per_trial.shape[1]} columns but {far} "
+                                   f"{len(fars)} FARs")
+            mean = per_trial.mean(axis=0)
+            style = model_style(r.model)
+            ax.plot(fars, mean, label=model_label(r.model), **style)
+            if len(per_trial) > 1:
+                std = per_trial.std(axis=0, ddof=1)
+                ax.fill_between(fars, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("False accept rate")
+        ax.set_ylabel("Verification rate" if kind == "vr" else "Detection and identification rate")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    return _finish(fig, ax, sel, "BLUFR VR-FAR" if kind == "vr" else "BLUFR DIR-FAR (rank 1)", "lower right")
+
+
+def _one_far_axis(values, run: RunRecord, name: str) -> np.ndarray:
+    fars = np.asarray(values, dtype=np.float64)
+    if fars.ndim == 2:  # one FAR list per trial: they must agree
+        if not (fars == fars[0]).all():
+            raise FhbenchError(f"run of {run.model}: {name} differs between trials; cannot average the curves")
+        fars = fars[0]
+    if (fars <= 0).any():
+        raise FhbenchError(f"run of {run.model}: {name} holds FARs <= 0, which a log axis cannot show")
+    return fars
+
+
+def cumulative_score_distribution(values) -> tuple:
+    """(x, y): the distinct finite scores ascending and the fraction of all images scoring
+    >= each (inf, e.g. PSNR of identical images, counts as above every x)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    finite = np.sort(v[np.isfinite(v)])
+    x = np.unique(finite)
+    return x, (len(v) - np.searchsorted(np.sort(v), x, side="left")) / len(v)
+
+
+def plot_csd(store: ResultStore, protocol: str, metric: str = "psnr", scale=None, evaluator=None,
+             models=None) -> Figure:
+    """Cumulative score distribution: the fraction of images with ``metric`` >= x (a step
+    that drops just after each distinct score). The hr run (identical images: PSNR inf,
+    SSIM 1) is left out."""
+    if metric not in ("psnr", "ssim"):
+        raise FhbenchError(f"CSD plots show psnr or ssim, not {metric!r}")
+    sel = select_runs(store, protocol, scale, evaluator, models)
+    sel.runs = [r for r in sel.runs if r.scale != NO_DEGRADATION_SCALE]
+    if not sel.runs:
+        raise FhbenchError(f"no SR runs of {protocol} with {sel.evaluator}: the hr run alone has no score "
+                           "distribution (PSNR inf, SSIM 1)")
+    arrays = _load_arrays(store, sel, [metric], "csd")
+    fig = _figure()
+    with matplotlib.rc_context(STYLE):
+        ax = fig.add_subplot()
+        for r in sel.runs:
+            x, y = cumulative_score_distribution(arrays[r.id][metric])
+            if not len(x):
+                raise FhbenchError(f"run of {r.model} on {protocol}: no finite {metric} (identical to HR?); "
+                                   "leave it out with --models")
+            ax.plot(x, y, drawstyle="steps-pre", label=model_label(r.model), **model_style(r.model))
+        ax.set_xlabel(metric_format(metric)[0])
+        ax.set_ylabel(f"Images with {metric.upper()} ≥ x")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    return _finish(fig, ax, sel, f"CSD of {metric.upper()}", "lower left")
+
+
+def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str] = None, evaluator=None,
+                         models=None) -> Figure:
+    """One line per model over the scales it was run at (x log2: x2, x4, x8); error bars
+    where the protocol lists ``<metric>_std`` (folds, trials); the hr value as a
+    horizontal line."""
+    spec = load_protocol(protocol)
+    metric = metric or spec.primary_metric
+    sel = select_runs(store, protocol, None, evaluator, models, all_scales=True)
+    if not any(metric in r.metrics for r in sel.runs):
+        stored = sorted({k for r in sel.runs for k in r.metrics})
+        raise FhbenchError(f"no run of {protocol} stores metric {metric!r} (stored: {', '.join(stored)})")
+    sr = [r for r in sel.runs if r.scale != NO_DEGRADATION_SCALE and metric in r.metrics]
+    if not sr:
+        raise FhbenchError(f"only the hr run of {protocol} is stored; metric vs scale needs runs at a scale")
+    with_std = f"{metric}_std" in spec.metrics
+    header, factor = metric_format(metric)[:2]
+    fig = _figure()
+    with matplotlib.rc_context(STYLE):
+        ax = fig.add_subplot()
+        for name in dict.fromkeys(r.model for r in sr):
+            mine = sorted((r for r in sr if r.model == name), key=lambda r: r.scale)
+            x = [r.scale for r in mine]
+            y = [r.metrics[metric] for r in mine]
+            style = model_style(name)
+            if with_std:
+                err = [r.metrics.get(f"{metric}_std", 0.0) for r in mine]
+                ax.errorbar(x, y, yerr=err, marker="o", markersize=3, capsize=2, label=model_label(name), **style)
+            else:
+                ax.plot(x, y, marker="o", markersize=3, label=model_label(name), **style)
+        for r in sel.runs:
+            if r.scale == NO_DEGRADATION_SCALE and np.isfinite(r.metrics.get(metric, np.nan)):
+                ax.axhline(r.metrics[metric], label=model_label(r.model), **model_style(r.model))
+        scales = sorted({r.scale for r in sr})
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(scales))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"×{s}" for s in scales])
+        ax.set_xlabel("Scale")
+        ax.set_ylabel(header)
+        if factor == 100:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+            ax.set_ylabel(header.replace(" (%)", ""))
+        ax.set_title(f"{header.replace(' (%)', '')} vs scale: {protocol}, {sel.evaluator}")
+        ax.legend(loc="best")
+    return fig
+
+
+def plot_sample_grid(grid) -> Figure:
+    """Rows = images, columns = LR (shown pixelated at HR size) | each model | HR
+    (a ``samples.SampleGrid``)."""
+    n_rows, n_cols = grid.images.shape[:2]
+    h, w = grid.images.shape[-2:]
+    width = COLUMN_WIDTH if n_cols <= 5 else TEXT_WIDTH
+    cell = width / n_cols
+    title_band = 0.2  # inches for the column headers
+    fig = _figure(width, n_rows * cell * h / w + title_band, layout=None)
+    with matplotlib.rc_context(STYLE):
+        fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - title_band / fig.get_figheight(),
+                            wspace=0.03, hspace=0.03)
+        axes = fig.subplots(n_rows, n_cols, squeeze=False)
+        for i in range(n_rows):
+            for j in range(n_cols):
+                ax = axes[i, j]
+                ax.imshow(np.clip(grid.images[i, j].transpose(1, 2, 0), 0, 1), interpolation="nearest")
+                ax.set_axis_off()
+                if i == 0:
+                    ax.set_title(grid.columns[j], fontsize=7, pad=2)
+    return fig
+
+
+def check_output(path) -> Path:
+    """The output path, if its suffix names a format we write."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise FhbenchError(f"output {path}: the suffix must be one of {', '.join(FORMATS)} (it picks the format)")
+    return path
+
+
+def save_figure(fig: Figure, path, dpi: int = PNG_DPI) -> Path:
+    """Write ``fig`` in the format of the suffix (PDF, PNG at ``dpi``, SVG)."""
+    path = check_output(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(path, dpi=dpi, metadata=_metadata(path))
+    return path
+
+
+def _metadata(path: Path) -> Dict:
+    # No creation date: the same figure from the same store gives the same PDF/SVG bytes.
+    if path.suffix.lower() == ".pdf":
+        return {"CreationDate": None, "Creator": "fhbench"}
+    if path.suffix.lower() == ".svg":
+        return {"Date": None, "Creator": "fhbench"}
+    return {"Software": "fhbench"}
+
+
+PLOT_KINDS = ("cmc", "roc", "csd", "vr", "dir", "scale", "samples")
+
+
+def draw(kind: str, store: ResultStore, protocol: str, scale=None, evaluator=None, models=None,
+         metric: Optional[str] = None, log_far: bool = False, title: bool = True) -> Figure:
+    """The figure of one store-backed plot kind (every kind but ``samples``; ``scale``
+    does not apply to ``scale``). ``title=False`` leaves the title to the paper's caption."""
+    if kind == "cmc":
+        fig = plot_cmc(store, protocol, scale, evaluator, models)
+    elif kind == "roc":
+        fig = plot_roc(store, protocol, scale, evaluator, models, log_far=log_far)
+    elif kind in ("vr", "dir"):
+        fig = plot_blufr(store, protocol, kind, scale, evaluator, models)
+    elif kind == "csd":
+        fig = plot_csd(store, protocol, metric or "psnr", scale, evaluator, models)
+    elif kind == "scale":
+        fig = plot_metric_vs_scale(store, protocol, metric, evaluator, models)
+    else:
+        raise FhbenchError(f"unknown plot kind {kind!r} (known: {', '.join(PLOT_KINDS)})")
+    if not title:
+        for ax in fig.axes:
+            ax.set_title("")
+    return fig

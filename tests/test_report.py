@@ -1,0 +1,230 @@
+"""Leaderboards (hr and bicubic reference rows, +- std over folds/trials, missing
+references, --write) and the self-contained HTML report, rendered in headless Chromium."""
+import base64
+import csv
+import io
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from benchmark.cli import main
+from benchmark.errors import FhbenchError
+from benchmark.leaderboard import build_tables, format_tables, write_results
+from benchmark.report import build_report
+from benchmark.store import ResultStore
+
+PROTOCOL = "lfw-10fold"
+N_IMAGES = 11   # see test_report_is_self_contained
+N_DETAILS = 9   # 7 runs' manifests + one "figures not drawn" list per protocol
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def lfw_metrics(acc, psnr):
+    return {"accuracy": acc, "accuracy_std": 0.01, "auc": acc, "eer": 1 - acc, "psnr": psnr, "psnr_std": 1.0,
+            "ssim": 0.7, "ssim_std": 0.1, "fr_loss": 1.0, "fr_loss_std": 0.1}
+
+
+def run_arrays(rng, quality, hr=False):
+    same = np.tile([True, False], 50)
+    psnr = np.full(24, np.inf) if hr else rng.normal(25, 2, 24)
+    return {"pair_scores": np.where(same, quality, 0) + rng.normal(0, 0.4, 100), "pair_is_same": same,
+            "pair_fold": np.repeat(np.arange(10), 10), "psnr": psnr, "ssim": rng.uniform(0.5, 0.9, 24)}
+
+
+@pytest.fixture
+def protocols(tmp_path, monkeypatch):
+    """The shipped protocols plus toy-blufr, whose VR has a std over trials."""
+    folder = tmp_path / "protocols"
+    folder.mkdir()
+    spec = {"name": "toy-blufr", "summary": "synthetic BLUFR", "dataset": "lfw", "task": "pairs-10fold",
+            "degradation": "bicubic", "scales": [8], "default_scale": 8,
+            "metrics": ["vr", "vr_std", "dir"], "primary_metric": "vr"}
+    (folder / "toy-blufr.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("FHBENCH_PROTOCOLS", str(folder))
+
+
+@pytest.fixture
+def store(tmp_path, protocols):
+    rng = np.random.default_rng(0)
+    st = ResultStore(tmp_path / "r.sqlite")
+    for model, scale, acc, quality in (("hr", 1, 0.99, 3.0), ("bicubic", 8, 0.95, 0.8), ("srnet", 8, 0.85, 1.5),
+                                       ("srnet", 4, 0.93, 2.0), ("other", 8, 0.80, 0.5)):
+        manifest = {"model": {"spec": model}, "seed": 0, "note": "<b>escaped</b>"}
+        st.save(model, PROTOCOL, scale, "sface", lfw_metrics(acc, np.inf if model == "hr" else 25.0), manifest,
+                run_arrays(rng, quality, hr=model == "hr"))
+    st.save("srnet", "toy-blufr", 8, "sface", {"vr": 0.6, "vr_std": 0.02, "dir": 0.4}, {}, {})
+    st.save("bicubic", "toy-blufr", 8, "sface", {"vr": 0.7, "vr_std": 0.03, "dir": 0.5}, {}, {})
+    return st
+
+
+def md_row(md, label):
+    (line,) = [ln for ln in md.splitlines() if ln.startswith(f"| {label} |")]
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+# --- leaderboards ----------------------------------------------------------------------
+
+def test_hr_first_bicubic_last_never_best(store):
+    (x8,) = build_tables(store, protocol=PROTOCOL, scale=8)
+    assert [r["model"] for r in x8.rows] == ["hr (no degradation)", "srnet", "other", "bicubic (no SR)"]
+    assert [r["reference"] for r in x8.rows] == [True, False, False, True]
+    md = format_tables([x8], "md")
+    # bicubic has the highest accuracy of the non-HR rows, but it is the lower bound: not bold
+    assert md_row(md, "bicubic (no SR)")[1] == "95.00 ± 1.00"
+    assert md_row(md, "srnet")[1] == "**85.00 ± 1.00**"
+    assert "Missing reference rows" not in md
+    (x4,) = build_tables(store, protocol=PROTOCOL, scale=4)
+    assert [r["model"] for r in x4.rows] == ["hr (no degradation)", "srnet"]
+    assert ("Missing reference rows: `fhbench run --model bicubic --protocol lfw-10fold --scale 4 "
+            "--evaluator sface`") in format_tables([x4], "md")
+
+
+def test_std_over_trials_and_missing_hr(store):
+    (t,) = build_tables(store, protocol="toy-blufr")
+    assert t.metrics == ["vr", "dir"] and t.with_std == ["vr"]
+    md = format_tables([t], "md")
+    assert md_row(md, "Model") == ["Model", "vr", "dir"]
+    assert md_row(md, "srnet") == ["srnet", "**0.6000 ± 0.0200**", "**0.4000**"]
+    assert md_row(md, "bicubic (no SR)") == ["bicubic (no SR)", "0.7000 ± 0.0300", "0.5000"]
+    assert "`fhbench run --model hr --protocol toy-blufr --evaluator sface`" in md
+    rows = list(csv.reader(io.StringIO(format_tables([t], "csv"))))
+    assert rows[0][5:] == ["vr", "vr_std", "dir"] and rows[1][5:] == ["0.6", "0.02", "0.4"]
+
+
+def test_filters(store):
+    store.save("srnet", PROTOCOL, 8, "facenet", lfw_metrics(0.7, 24.0), {})
+    assert {(t.protocol, t.scale, t.evaluator) for t in build_tables(store, evaluator="facenet")} == \
+        {(PROTOCOL, 8, "facenet")}
+    (hr_only,) = build_tables(store, protocol=PROTOCOL, scale=1)
+    assert [r["model"] for r in hr_only.rows] == ["hr (no degradation)"]
+    with pytest.raises(FhbenchError, match=r"at scale 2 \(stored scales: 1, 4, 8\)"):
+        build_tables(store, protocol=PROTOCOL, scale=2)
+
+
+def test_write_results(store, tmp_path):
+    res = CliRunner().invoke(main, ["leaderboard", "--write", str(tmp_path / "results"), "--store", str(store.path)])
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert names == ["lfw-10fold.csv", "lfw-10fold.md", "toy-blufr.csv", "toy-blufr.md"]
+    md = (tmp_path / "results" / "lfw-10fold.md").read_text()
+    assert md.startswith("# lfw-10fold\n") and "### lfw-10fold, x4, evaluator sface" in md
+    assert "### lfw-10fold, x8, evaluator sface" in md
+    rows = list(csv.reader(io.StringIO((tmp_path / "results" / "lfw-10fold.csv").read_text())))
+    assert rows[0][:5] == ["protocol", "scale", "evaluator", "model", "reference"]
+    assert sum(r[0] == "protocol" for r in rows) == 1  # one header for both tables
+    assert [(r[1], r[3]) for r in rows[1:]] == [("4", "hr (no degradation)"), ("4", "srnet"),
+                                               ("8", "hr (no degradation)"), ("8", "srnet"), ("8", "other"),
+                                               ("8", "bicubic (no SR)")]
+    assert write_results(build_tables(store, protocol="toy-blufr"), tmp_path / "r2") == \
+        [tmp_path / "r2" / "toy-blufr.md", tmp_path / "r2" / "toy-blufr.csv"]
+
+
+# --- the HTML report -------------------------------------------------------------------
+
+class DomCounter(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.classes, self.img_src, self.text = {}, {}, [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        for cls in (attrs.get("class") or "").split():
+            self.classes[cls] = self.classes.get(cls, 0) + 1
+        if tag == "img":
+            self.img_src.append(attrs.get("src", ""))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html_text):
+    dom = DomCounter()
+    dom.feed(html_text)
+    return dom
+
+
+def chromium():
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture
+def report(store, tiny_lfw, tmp_path):
+    out = tmp_path / "site" / "report.html"
+    res = CliRunner().invoke(main, ["report", "-o", str(out), "--store", str(store.path), "--data-root",
+                                    str(tiny_lfw), "--images", "0,5"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_report_is_self_contained(report):
+    text = report.read_text()
+    dom = parse(text)
+    assert dom.tags.get("script", 0) == 0 and dom.tags.get("link", 0) == 0
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text) and "url(" not in text
+    # leaderboards: lfw-10fold x4 (hr) and x8 (hr, bicubic), toy-blufr x8 (bicubic)
+    assert dom.classes["leaderboard"] == 3 and dom.classes["reference"] == 4
+    # lfw-10fold: ROC and CSD of PSNR and SSIM at x4 and x8, accuracy and PSNR vs scale, a sample
+    # grid; toy-blufr (no arrays): VR vs scale and a sample grid
+    assert len(dom.img_src) == N_IMAGES
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", text)
+    assert captions[:8] == ["ROC (log FAR), x4, sface", "CSD of PSNR, x4, sface", "CSD of SSIM, x4, sface",
+                            "ROC (log FAR), x8, sface", "CSD of PSNR, x8, sface", "CSD of SSIM, x8, sface",
+                            "accuracy vs scale, sface", "psnr vs scale, sface"]
+    # the sample grids show the runs whose manifest spec can be rebuilt (only bicubic here)
+    assert captions[8] == ("LR | bicubic | HR: Ariel_Sharon/Ariel_Sharon_0001.jpg, "
+                           "Arnold_Schwarzenegger/Arnold_Schwarzenegger_0002.jpg")
+    assert captions[9] == "vr vs scale, sface" and captions[10].startswith("LR | bicubic | HR: ")
+    assert "srnet not shown: unknown model 'srnet'" in "".join(dom.text)  # its spec cannot be rebuilt
+    for src in dom.img_src:
+        assert src.startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            assert im.size[0] == 525  # 3.5 in at 150 dpi
+    # every run's manifest, escaped; the figures toy-blufr cannot draw are listed
+    assert dom.tags["details"] == N_DETAILS
+    assert "<b>escaped</b>" not in text and "&lt;b&gt;escaped&lt;/b&gt;" in text
+    assert "CMC, x8, sface: protocol lfw-10fold stores no CMC" in "".join(dom.text)
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs a Chromium binary (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    shot = tmp_path / "shot.png"
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chr'}",
+           "--window-size=1200,1600", f"--screenshot={shot}", "--dump-dom", report.resolve().as_uri()]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = parse(done.stdout)
+    assert dom.classes["leaderboard"] == 3 and dom.tags["table"] == 3
+    assert len(dom.img_src) == N_IMAGES and all(s.startswith("data:image/png;base64,") for s in dom.img_src)
+    assert dom.tags["details"] == N_DETAILS
+    text = "".join(dom.text)
+    assert "hr (no degradation)" in text and "bicubic (no SR)" in text and "Runs" in text
+    with Image.open(shot) as im:
+        assert im.size == (1200, 1600)
+        colors = im.convert("RGB").getcolors(1 << 24)
+    assert len(colors) > 50  # text, tables and figures, not a blank page
+
+
+def test_report_bad_input(tmp_path, store):
+    with pytest.raises(FhbenchError, match="must end in .html"):
+        build_report(store, tmp_path / "report.pdf")
+    with pytest.raises(FhbenchError, match="no runs in"):
+        build_report(ResultStore(tmp_path / "empty.sqlite"), tmp_path / "r.html")
+    res = CliRunner().invoke(main, ["report", "-o", str(tmp_path / "r.html"), "--store", str(tmp_path / "no.sqlite")])
+    assert res.exit_code == 2 and "no results store at" in res.output
+    assert not Path(tmp_path / "no.sqlite").exists()
