@@ -1,0 +1,148 @@
+"""Training data: pre-aligned HR faces, their degraded LR versions and identity labels.
+
+Where the faces come from (``open_training_faces(data_root)``), all pre-aligned to one
+template frame (SphereFace 112x96 unless the config says otherwise), at any resolution:
+  data_root/aligned-112x96/<identity>/<image>   an LFW-style root (SphereFace frame);
+  data_root/<identity>/<image>                  labelled by folder;
+  data_root/<image>                             a flat folder: NO identity labels.
+
+HR size rule (``fit_to_hr_size``): an HR size with the frame's aspect ratio is a plain
+resize; any other HR size (e.g. 128x128 or 192x192 from the 112x96 frame) first PADS the
+aligned face with zeros, symmetrically, to the HR aspect ratio (width round(h*W/H), or
+height round(w*H/W); an odd extra pixel goes right / bottom), then resizes. Nothing is
+cropped: 112x96 padded 8 px left and right is exactly the 112x112 ArcFace crop, so a
+square HR face is that crop rendered at the HR size. Resizing is MATLAB bicubic
+(``benchmark.degrade.imresize``), clipped to [0, 1]. ``hr_frame`` gives the resulting frame.
+
+Each item is (lr, hr, label): the HR face, flipped left-right when the sampler says so,
+and LR = degradation(HR). Batches and flips (``StageBatches``) are a pure function of
+(seed, stage, epoch), so a resumed run sees exactly the batches an uninterrupted one does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from benchmark.data.faceset import FaceSet
+from benchmark.data.identity_folder import IMAGE_SUFFIXES, IdentityFolder
+from benchmark.data.images import read_batch
+from benchmark.degrade import imresize
+from benchmark.errors import DataError
+from benchmark.templates import SPHEREFACE_112x96, TEMPLATES, FaceTemplate
+
+NO_LABEL = -1  # the label of every face in a set without identity labels
+
+
+def open_training_faces(data_root, frame: str = "sphereface-112x96") -> FaceSet:
+    """The faces under ``data_root`` (layouts in the module docstring); ``labels`` is None
+    for a flat folder."""
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"training data root {root} does not exist")
+    if (root / "aligned-112x96").is_dir():
+        return IdentityFolder(root / "aligned-112x96", aligned=SPHEREFACE_112x96.name).faces()
+    if any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()):
+        return IdentityFolder(root, aligned=frame).faces()
+    relpaths = sorted(p.name for p in root.iterdir()
+                      if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not relpaths:
+        raise DataError(f"training data root {root} holds no images (<identity>/<image> or <image>)")
+    return FaceSet(root.name, root, relpaths, None, [], TEMPLATES[frame])
+
+
+def padded_size(hw: Tuple[int, int], target_hw: Tuple[int, int]) -> Tuple[int, int, int, int]:
+    """(top, bottom, left, right) zero padding that gives ``hw`` the aspect of ``target_hw``."""
+    h, w = hw
+    th, tw = target_hw
+    if h * tw == w * th:
+        return (0, 0, 0, 0)
+    if tw * h > th * w:  # the target is wider: pad the width
+        extra = int(round(h * tw / th)) - w
+        return (0, 0, extra // 2, extra - extra // 2)
+    extra = int(round(w * th / tw)) - h
+    return (extra // 2, extra - extra // 2, 0, 0)
+
+
+def fit_to_hr_size(images: np.ndarray, hr_size: Tuple[int, int]) -> np.ndarray:
+    """(N, 3, h, w) aligned faces -> (N, 3, H, W) by the pad-then-resize rule."""
+    top, bottom, left, right = padded_size(images.shape[-2:], hr_size)
+    if top or bottom or left or right:
+        images = np.pad(images, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    if tuple(images.shape[-2:]) == tuple(hr_size):
+        return np.ascontiguousarray(images, dtype=np.float32)
+    return np.clip(imresize(images, output_size=tuple(hr_size)), 0.0, 1.0)
+
+
+def hr_frame(source: FaceTemplate, hr_size: Tuple[int, int]) -> FaceTemplate:
+    """The frame of the HR faces: ``source`` padded and resized by the same rule."""
+    top, bottom, left, right = padded_size(source.size, hr_size)
+    padded = FaceTemplate(f"{source.name}+pad" if top or bottom or left or right else source.name,
+                          source.height + top + bottom, source.width + left + right,
+                          tuple((x + left, y + top) for x, y in source.landmarks))
+    return padded if padded.size == tuple(hr_size) else padded.resized(*hr_size)
+
+
+class FaceTrainingSet(torch.utils.data.Dataset):
+    """Items are addressed by ``(index, flip)`` (what ``StageBatches`` yields)."""
+
+    def __init__(self, faces: FaceSet, hr_size: Tuple[int, int], degradation):
+        if faces.aligned_frame is None:
+            raise DataError(f"{faces.image_root}: training needs pre-aligned faces (state their frame)")
+        self.faces, self.hr_size, self.degradation = faces, tuple(hr_size), degradation
+        self.frame = hr_frame(faces.aligned_frame, self.hr_size)
+        self.paths = faces.paths()
+
+    @property
+    def has_labels(self) -> bool:
+        return self.faces.labels is not None
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, item):
+        index, flip = item
+        hr = fit_to_hr_size(read_batch([self.paths[index]]), self.hr_size)
+        if flip:
+            hr = np.ascontiguousarray(hr[..., ::-1])
+        lr = np.asarray(self.degradation(hr), dtype=np.float32)
+        label = int(self.faces.labels[index]) if self.has_labels else NO_LABEL
+        return {"lr": torch.from_numpy(lr[0]), "hr": torch.from_numpy(hr[0]), "label": label, "index": index}
+
+
+class StageBatches(torch.utils.data.Sampler):
+    """Batch sampler for steps [start, stop) of one stage: each epoch is a permutation of
+    the set (the last partial batch dropped) with a coin flip per face, drawn from
+    ``numpy.random.default_rng([seed, stage_index, epoch])``."""
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, stage_index: int,
+                 start: int, stop: int, flip: bool = True):
+        if n_items < batch_size:
+            raise DataError(f"{n_items} training faces are fewer than one batch of {batch_size}")
+        self.n, self.batch_size, self.seed, self.stage_index = n_items, batch_size, seed, stage_index
+        self.start, self.stop, self.flip = start, stop, flip
+        self.steps_per_epoch = n_items // batch_size
+        self._epoch_cache: Optional[Tuple[int, np.ndarray, np.ndarray]] = None
+
+    def __len__(self):
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[List[Tuple[int, bool]]]:
+        for step in range(self.start, self.stop):
+            yield self.batch(step)
+
+    def batch(self, step: int) -> List[Tuple[int, bool]]:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order, flips = self._epoch(epoch)
+        chosen = order[position * self.batch_size:(position + 1) * self.batch_size]
+        return [(int(i), bool(flips[i])) for i in chosen]
+
+    def _epoch(self, epoch: int):
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            rng = np.random.default_rng([self.seed, self.stage_index, epoch])
+            order = rng.permutation(self.n)
+            flips = rng.random(self.n) < 0.5 if self.flip else np.zeros(self.n, bool)
+            self._epoch_cache = (epoch, order, flips)
+        return self._epoch_cache[1:]
