@@ -9,7 +9,10 @@ Backends (``name``):
   facenet-vggface2, facenet-casia
                     facenet-pytorch's InceptionResnetV1, when its weights are in
                     $TORCH_HOME/checkpoints (the files the facenet evaluators use);
-  sface             SFace converted to torch (``benchmark.evaluators.onnx_torch``), offline.
+  sface, arcface-mbf
+                    the ONNX evaluators' networks converted to torch
+                    (``benchmark.evaluators.onnx_torch``), offline; each takes its evaluator's
+                    crop (ArcFace 112x112) and pixel feed (SFace: RGB 0..255).
 
 The face is resampled from the caller's frame into the backend's crop by a differentiable
 affine warp (bilinear, zeros outside: ``grid_sample``), the same similarity transform
@@ -56,19 +59,25 @@ def _facenet(evaluator_name: str) -> Callable[[], Backend]:
     return build
 
 
-def _sface() -> Backend:
-    try:
-        from benchmark.evaluators.onnx_torch import identity_network
-    except ImportError as err:
-        raise EvaluatorUnavailable(f"sface (torch): benchmark.evaluators.onnx_torch is unavailable ({err})") from None
-    return Backend(identity_network(name="sface"), SPHEREFACE_112x96)
+def _onnx(name: str) -> Callable[[], Backend]:
+    def build() -> Backend:
+        try:
+            from benchmark.evaluators.onnx_torch import ONNX_NETWORKS, identity_network
+        except ImportError as err:
+            raise EvaluatorUnavailable(f"{name} (torch): benchmark.evaluators.onnx_torch is unavailable "
+                                       f"({err})") from None
+        net = identity_network(name=name)
+        # the evaluator's own crop and pixel feed (SFace: ArcFace 112x112, RGB 0..255)
+        return Backend(net, ONNX_NETWORKS[name].template, ONNX_NETWORKS[name].normalise, net.source)
+    return build
 
 
 # name -> builder; tests and users may add their own networks here.
 BACKENDS: Dict[str, Callable[[], Backend]] = {
     "facenet-vggface2": _facenet("facenet-vggface2"),
     "facenet-casia": _facenet("facenet-casia"),
-    "sface": _sface,
+    "sface": _onnx("sface"),
+    "arcface-mbf": _onnx("arcface-mbf"),
 }
 
 
@@ -134,6 +143,15 @@ class FrameWarp(nn.Module):
         m[:2] = torch.from_numpy(template_transform(src, dst))   # src pixel -> dst pixel
         self.identity = bool(src.size == dst.size and torch.allclose(m, torch.eye(3, dtype=torch.float64),
                                                                      atol=1e-9))
+        # an integer shift (112x96 -> 112x112: 8 px each side) is exact zero padding / cropping,
+        # as the evaluators do it; float32 sampling grids would be off by ~1e-5
+        t = m[:2, 2]
+        self.shift = None
+        if torch.allclose(m[:2, :2], torch.eye(2, dtype=torch.float64), atol=1e-9) and \
+                torch.allclose(t, t.round(), atol=1e-9):
+            dx, dy = int(t[0].round()), int(t[1].round())
+            (h, w), (dh, dw) = src.size, dst.size
+            self.shift = (dx, dw - w - dx, dy, dh - h - dy)  # F.pad's (left, right, top, bottom)
         # grid_sample (align_corners=False) wants dst normalised -> src normalised coordinates,
         # where a pixel centre x sits at (2x + 1) / W - 1.
         theta = _to_normalised(*src.size) @ torch.linalg.inv(m) @ torch.linalg.inv(_to_normalised(*dst.size))
@@ -145,6 +163,8 @@ class FrameWarp(nn.Module):
                              f"(its input frame), got {x.shape[-2]}x{x.shape[-1]}")
         if self.identity:
             return x
+        if self.shift is not None:  # negative padding crops
+            return F.pad(x, self.shift)
         n = x.shape[0]
         grid = F.affine_grid(self.theta.to(x.dtype).expand(n, 2, 3), [n, x.shape[1], *self.dst_size],
                              align_corners=False)
