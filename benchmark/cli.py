@@ -225,5 +225,34 @@ def report(output, data_root, images, title, store):
     click.echo(f"wrote {build_report(_open_store(store), output, data_root, _names(images), title)}")
 
 
+@main.command()
+@click.argument("name")
+@click.option("--config", "config_path", required=True, metavar="FILE",
+              help="training config (YAML), e.g. baselines/configs/NAME.yaml")
+@click.option("--data-root", default=DEFAULT_DATA, show_default=True,
+              help="aligned faces: an LFW root, <identity>/<image>, or a flat folder ($FHBENCH_DATA)")
+@click.option("--out", "out_dir", default="runs", show_default=True,
+              help="output folder: OUT/NAME/ gets checkpoints, scalars.jsonl and NAME-x<scale>.pt")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="stop after this many steps in all (resume later)")
+@click.option("--scale", type=click.IntRange(min=1), default=None, help="override the config's data.scale")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+def train(name, config_path, data_root, out_dir, max_steps, scale, device):
+    """Train a reference model (resumes from OUT/NAME/last.pt when it exists)."""
+    from baselines.training import train as train_model
+
+    try:
+        result = train_model(name, config_path, data_root, out_dir, device=device, max_steps=max_steps, scale=scale)
+    except KeyboardInterrupt:  # the engine-wide message is about the results store
+        click.echo(f"fhbench: interrupted; run the same command again to resume from the last checkpoint "
+                   f"in {out_dir}/{name}/", err=True)
+        sys.exit(130)
+    state = "complete" if result.complete else "stopped early: run the same command again to resume"
+    click.echo(f"{name}: step {result.step} of {result.total_steps} ({state})")
+    click.echo(f"  weights: {result.weights}  (fhbench run --model {name} --weights {result.weights} ...)")
+    click.echo(f"  checkpoint: {result.checkpoint}")
+    click.echo(f"  log: {result.log}")
+
+
 if __name__ == "__main__":
     main()
