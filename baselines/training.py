@@ -73,6 +73,8 @@ class StageContext:
     device: torch.device
     faces: object = None               # the training FaceSet
     state: dict = field(default_factory=dict)  # per-stage state saved in checkpoints
+    seed: int = 0                      # the config's seed
+    step: int = 0                      # the stage step of the batch ``StageSpec.step`` is computing
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class TrainableModel:
     build: Callable[[object, int], nn.Module]  # (options, scale) -> module; forward(lr) = SR
     stages: Dict[str, StageSpec]       # stage kind (the config's stages[i].name) -> spec
     paper: str = ""                    # the paper's size/speed figures, for the benchmark
+    # (model, identity=, data=, config=, device=) -> None, once before any step (after the model
+    # is built, before weights are loaded): model-specific checks, and parts that need the data
+    # or the identity network (e.g. a trainable copy of it); its errors stop the run cleanly.
+    prepare: Optional[Callable[..., None]] = None
 
 
 TRAINABLE: Dict[str, TrainableModel] = {}
@@ -170,6 +176,7 @@ class CheckpointAdapter(SRAdapter):
         self.module.load_state_dict(ckpt["model_state"])
         self.module.eval().to(device)
         self.trained = {k: ckpt.get(k) for k in ("model", "step", "complete", "identity_network")}
+        self.training_data = ckpt.get("data") or {}  # hr_size, frame, degradation it was trained on
 
     def weights_sha256(self):
         from benchmark.evaluators.base import sha256_file
@@ -253,6 +260,8 @@ class _Run:
 
         torch.manual_seed(config.seed)
         self.model = spec.build(config.model_options, self.scale).to(self.device)
+        if spec.prepare is not None:
+            spec.prepare(self.model, identity=self.identity, data=self.data, config=config, device=self.device)
         if init is not None:
             self.model.load_state_dict(init["model_state"])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
@@ -347,7 +356,7 @@ class _Run:
         c, stage = self.config, self.config.stages[stage_index]
         spec = self.spec.stages[stage.name]
         ctx = StageContext(self.model, self.identity if spec.needs_identity_network else None, stage,
-                           self.data.frame, self.scale, self.device, self.data.faces, stage_state)
+                           self.data.frame, self.scale, self.device, self.data.faces, stage_state, c.seed)
         groups = self._make_optimisers(spec, stage)
         self._optimisers = {name: opt for name, (opt, _, _) in groups.items()}
         if optimiser_state:
@@ -371,6 +380,7 @@ class _Run:
             for opt in self._optimisers.values():
                 for g in opt.param_groups:
                     g["lr"] = lr_now
+            ctx.step = stage_step
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 terms = spec.step(ctx, batch)
             if set(terms) != set(spec.losses):
