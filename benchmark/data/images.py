@@ -2,7 +2,8 @@
 
 Files are decoded with OpenCV from bytes (any path, any extension OpenCV knows), which
 gives BGR; everything after this module is RGB. Grayscale is replicated to 3 channels,
-alpha is dropped, CMYK JPEGs are converted by libjpeg.
+alpha is dropped, CMYK JPEGs are converted by libjpeg. ``.raw`` files are the AR face
+database's headerless 768x576 RGB (``benchmark.data.ar.read_ar_raw``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from ..errors import DataError
 def read_rgb_uint8(path) -> np.ndarray:
     """(H, W, 3) uint8 RGB, or DataError naming the file."""
     path = Path(path)
+    if path.suffix.lower() == ".raw":  # headerless pixels, as the AR face database ships them
+        from .ar import read_ar_raw
+        return read_ar_raw(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
