@@ -19,8 +19,6 @@ from benchmark.registry import DATASETS
 from conftest import DATA, LFW_ALIGNED
 
 CELEBA = DATA / "celeba"
-needs_lists = pytest.mark.skipif(not (CELEBA / "identity_CelebA.txt").is_file(),
-                                 reason="needs ../shared/data/celeba (the real CelebA lists)")
 
 
 def read_pairs_of_columns(path):

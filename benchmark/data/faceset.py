@@ -20,6 +20,9 @@ class FaceSet:
     identities: List[str]          # name of each identity index
     aligned_frame: Optional[FaceTemplate]  # None: raw photos that must be detected and aligned
     extra_files: List[Path] = field(default_factory=list)  # lists/configs the protocol read
+    # (N, 4 or 5, 2) float (x, y) in source-image pixels, in template order (eyes, nose,
+    # mouth centre or corners), when the dataset ships them; None: detect with MTCNN
+    landmarks: Optional[np.ndarray] = None
 
     def __len__(self):
         return len(self.relpaths)
