@@ -139,20 +139,30 @@ def protocols():
 
 
 @main.command()
-@click.option("--data-root", default=DEFAULT_DATA, show_default=True)
-def datasets(data_root):
-    """Dataset readers, and whether --data-root holds their data."""
-    from .registry import DATASETS
+@click.option("--data-root", default=DEFAULT_DATA, show_default=True,
+              help="folder holding lfw/, celeba/, ar/, scface/ ($FHBENCH_DATA)")
+@click.option("--fetch", type=click.Choice(["lfw"]), default=None,
+              help="first download LFW into DATA_ROOT/lfw (needs network; CelebA, AR and SCface need "
+                   "your licence and are never fetched)")
+def datasets(data_root, fetch):
+    """Dataset readers: what --data-root holds for each, what is missing, where to get it."""
+    from .data.survey import survey_datasets
 
-    for e in DATASETS.entries():
-        try:
-            e.obj(data_root)
-            state, why = "ok ", ""
-        except FhbenchError as err:
-            state, why = "n/a", str(err)
-        click.echo(f"{state} {e.name:<10} {e.summary}")
-        if why:
-            click.echo(f"    {why}")
+    if fetch:
+        from .data.fetch import fetch_lfw
+
+        click.echo(f"LFW is in {fetch_lfw(data_root, log=click.echo)}")
+    for s in survey_datasets(data_root):
+        click.echo(f"{'ok ' if s.ready else 'n/a'} {s.name:<10} {s.summary}")
+        inv = s.inventory
+        for item in inv.found if inv else []:
+            click.echo(f"    found:   {item}")
+        for item in inv.missing if inv else []:
+            click.echo(f"    missing: {item}")
+        if s.problem:
+            click.echo(f"    problem: {s.problem}")
+        if not s.ready and inv and inv.how_to_get and inv.how_to_get not in (s.problem or ""):
+            click.echo(f"    get it:  {inv.how_to_get}")
 
 
 def _names(text):

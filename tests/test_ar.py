@@ -183,3 +183,9 @@ def test_inventory_counts_people(ar_root):
     root, _ = ar_root
     inv = AR.inventory(root.parent)
     assert inv.found == [f"{root}/ (15 images: 4 men, 3 women)"] and inv.missing == []
+
+
+def test_a_root_of_other_datasets_has_no_ar_images(tiny_lfw):
+    # LFW's JPEGs are not "unexpected AR names": there is simply no AR folder here.
+    with pytest.raises(DataError, match=re.escape(f"no AR images (m-001-01.raw, w-001-14.bmp, ...) in {tiny_lfw.parent}")):
+        AR(tiny_lfw.parent)

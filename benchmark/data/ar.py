@@ -120,11 +120,11 @@ class AR:
         self.root = self.image_root = _find_folder(root)
         self.aligned_frame = None
         images, unexpected = _scan(self.root)
+        if not images:  # first: a data root holding other datasets is not a bad AR folder
+            raise DataError(f"no AR images (m-001-01.raw, w-001-14.bmp, ...) in {self.root}; {DOWNLOAD_HINT}")
         if unexpected:
             raise DataError(f"{self.root} holds {len(unexpected):,} images not named like m-001-01.raw "
                             f"(sex m/w, person 001.., session 01..26): {_some(unexpected)}; rename or remove them")
-        if not images:
-            raise DataError(f"no AR images (m-001-01.raw, w-001-14.bmp, ...) in {self.root}; {DOWNLOAD_HINT}")
         by_key: Dict[tuple, ArImage] = {}
         for img in images:
             key = (img.sex, img.person, img.session)

@@ -3,7 +3,8 @@ is missing, where to get it, and whether the reader accepts it.
 
 A reader may define ``inventory(data_root) -> Inventory`` (a staticmethod) listing the files
 and folders it looks for; whether the data is usable is decided by constructing the reader
-itself, so the report and a run can never disagree.
+itself (and, for a reader with no inventory but a ``faces()`` selection, such as the generic
+identity folder, by calling that), so the report and a run can never disagree.
 """
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ def survey_datasets(data_root) -> List[DatasetStatus]:
             except OSError as err:  # an unreadable folder: report it, keep surveying
                 inventory = Inventory(missing=[f"{err.filename}: {err.strerror}"])
         try:
-            e.obj(data_root)
+            reader = e.obj(data_root)
+            if inventory is None and callable(getattr(reader, "faces", None)):
+                reader.faces()
             ready, problem = True, None
         except FhbenchError as err:
             ready, problem = False, str(err)
