@@ -189,3 +189,13 @@ def test_a_root_of_other_datasets_has_no_ar_images(tiny_lfw):
     # LFW's JPEGs are not "unexpected AR names": there is simply no AR folder here.
     with pytest.raises(DataError, match=re.escape(f"no AR images (m-001-01.raw, w-001-14.bmp, ...) in {tiny_lfw.parent}")):
         AR(tiny_lfw.parent)
+
+
+def test_combined_split(ar_root):
+    root, _ = ar_root
+    faces, gallery, probe = AR(root).cmc_split(n_men=2, n_women=2).combined()
+    assert [faces.relpaths[i] for i in gallery] == ["day2/m-001-14.raw", "day2/m-003-14.raw",
+                                                     "day2/w-002-14.bmp", "day2/w-003-14.bmp"]
+    assert [faces.relpaths[i] for i in probe] == ["m-001-01.bmp", "m-003-01.bmp", "w-002-01.bmp", "w-003-01.bmp"]
+    np.testing.assert_array_equal(faces.labels[gallery], faces.labels[probe])
+    assert len(faces) == 8 and faces.landmarks is None

@@ -305,3 +305,17 @@ def test_missing_folders_say_where_to_get_scface(tmp_path, scface_root):
     inv = SCface.inventory(root)
     assert inv.missing == [f"{root / 'mugshot_frontal_cropped_all'}/"]
     assert inv.found[0] == f"{root / 'surveillance_cameras_all'}/ (66 files)"
+
+
+def test_combined_split_is_one_faceset_with_index_arrays(scface_root):
+    root, truth = scface_root
+    split = SCface(root).mugshot_protocol(cameras=[1, 2], distances=[2])
+    faces, gallery, probe = split.combined()
+    expected = [f"mugshot_frontal_cropped_all/{s}_frontal.JPG" for s in SUBJECTS] + \
+        [f"surveillance_cameras_all/{s}_cam{c}_2.jpg" for c in (1, 2) for s in SUBJECTS]
+    assert faces.relpaths == expected
+    np.testing.assert_array_equal(gallery, [0, 1, 2])
+    np.testing.assert_array_equal(probe, [3, 4, 5, 6, 7, 8])
+    np.testing.assert_array_equal(faces.labels, [0, 1, 2] * 3)
+    np.testing.assert_allclose(faces.landmarks[4], truth["002_cam1_2"], atol=5e-4)
+    assert faces.identities == SUBJECTS and faces.image_root == root
