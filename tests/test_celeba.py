@@ -2,6 +2,7 @@
 collections), the celeba-knn and celeba-10fold selections, the seeded draw, and a small CelebA
 root in the exact on-disk layout (real CelebA file names, identities and partitions, with
 real LFW faces as the pictures: the CelebA images may not be redistributed)."""
+import hashlib
 import re
 import shutil
 from collections import Counter, defaultdict
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data.celeba import CelebA, CelebaLists, write_pairs_file
+from benchmark.data.celeba import CelebA, CelebaLists, write_pair_draw, write_pairs_file
 from benchmark.data.images import read_rgb_uint8
 from benchmark.data.seeded import SeededDraw
 from benchmark.errors import DataError
@@ -380,3 +381,29 @@ def test_missing_pair_list(celeba_root):
     root, *_ = celeba_root
     with pytest.raises(DataError, match=re.escape(str(root / "nope.txt")) + " is missing"):
         CelebA(root).pairs("nope.txt")
+
+
+def test_pair_list_from_the_lists_alone_matches_the_reader(celeba_root, tmp_path):
+    root, *_ = celeba_root
+    from_images = write_pairs_file(CelebA(root).verification_pairs(3, 6, 6, 2), tmp_path / "a.txt")
+    lists = CelebaLists.load(root)
+    from_lists = write_pair_draw(lists, lists.draw_pairs(3, 6, 6, 2), tmp_path / "b.txt")
+    assert from_images.read_bytes() == from_lists.read_bytes()
+
+
+def test_real_pair_list_file(real_lists, real_columns, tmp_path):
+    identity, partition = real_columns
+    path = write_pair_draw(real_lists, real_lists.draw_pairs(), tmp_path / "celeba_pairs_seed0.txt")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "10\t300" and len(lines) == 6001
+    for k, line in enumerate(lines[1:]):
+        f = line.split("\t")
+        genuine = (k % 600) < 300
+        if genuine:
+            assert len(f) == 3 and identity[f[1]] == identity[f[2]] == int(f[0])
+        else:
+            assert len(f) == 4 and identity[f[1]] == int(f[0]) and identity[f[3]] == int(f[2]) != int(f[0])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    print(f"celeba_pairs_seed0.txt sha256 {digest}")
+    # Pin of the whole published list: any change to the draw or the format shows here.
+    assert digest == "66a3c85b6562344b33e7308a71d79488e4ccd577d233aac02320502e12da7529"

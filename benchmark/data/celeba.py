@@ -29,7 +29,8 @@ without the images; ``CelebA`` then refuses an image folder that disagrees with 
      until n_impostor / n_folds are picked, each stored with the earlier file first;
   3. the list is fold by fold, genuine pairs then impostor pairs, each block sorted by
      file names (like LFW's pairs.txt: 10 x (300 matched + 300 mismatched)).
-  ``write_pairs_file`` writes it in pairs.txt style; ``CelebA.pairs(file)`` reads it back.
+  ``write_pairs_file`` (or, from the lists alone, ``write_pair_draw``) writes it in
+  pairs.txt style; ``CelebA.pairs(file)`` reads it back.
 """
 from __future__ import annotations
 
@@ -297,26 +298,36 @@ class CelebA:
 
 def write_pairs_file(pairs: Pairs, path) -> Path:
     """Write ``pairs`` in LFW pairs.txt style with CelebA names, atomically:
-    a header "<folds>\\t<pairs per fold and kind>", then per fold the genuine lines
-    "<identity>\\t<file>\\t<file>" and the impostor lines "<identity>\\t<file>\\t<identity>\\t<file>".
+    a header "<folds>\t<pairs per fold and kind>", then per fold the genuine lines
+    "<identity>\t<file>\t<file>" and the impostor lines "<identity>\t<file>\t<identity>\t<file>".
     """
-    path = Path(path)
-    n_folds = int(pairs.fold.max()) + 1 if len(pairs.fold) else 0
-    per_fold = np.bincount(pairs.fold[pairs.is_same], minlength=n_folds)
-    per_fold_imp = np.bincount(pairs.fold[~pairs.is_same], minlength=n_folds)
+    faces = pairs.faces
+    rows = [(faces.identities[faces.labels[a]], faces.relpaths[a], faces.identities[faces.labels[b]],
+             faces.relpaths[b]) for a, b in zip(pairs.left, pairs.right)]
+    return _write_pair_lines(Path(path), rows, pairs.is_same, pairs.fold)
+
+
+def write_pair_draw(lists: CelebaLists, draw: PairDraw, path) -> Path:
+    """``write_pairs_file`` for a draw made from the list files alone (no images needed)."""
+    rows = [(str(lists.identity[a]), lists.names[a], str(lists.identity[b]), lists.names[b])
+            for a, b in zip(draw.left, draw.right)]
+    return _write_pair_lines(Path(path), rows, draw.is_same, draw.fold)
+
+
+def _write_pair_lines(path: Path, rows, is_same: np.ndarray, fold: np.ndarray) -> Path:
+    n_folds = int(fold.max()) + 1 if len(fold) else 0
+    per_fold = np.bincount(fold[is_same], minlength=n_folds)
+    per_fold_imp = np.bincount(fold[~is_same], minlength=n_folds)
     if n_folds == 0 or len(set(per_fold)) != 1 or not np.array_equal(per_fold, per_fold_imp):
         raise DataError(f"cannot write {path}: pairs.txt style needs the same number of genuine and "
                         "impostor pairs in every fold")
     expected = np.repeat(np.arange(n_folds), 2 * per_fold[0])
     expected_same = np.tile(np.repeat([True, False], per_fold[0]), n_folds)
-    if not (np.array_equal(pairs.fold, expected) and np.array_equal(pairs.is_same, expected_same)):
+    if not (np.array_equal(fold, expected) and np.array_equal(is_same, expected_same)):
         raise DataError(f"cannot write {path}: pairs must run fold by fold, genuine before impostor")
-    faces = pairs.faces
     lines = [f"{n_folds}\t{per_fold[0]}"]
-    for a, b, s in zip(pairs.left, pairs.right, pairs.is_same):
-        ia, ib = faces.identities[faces.labels[a]], faces.identities[faces.labels[b]]
-        fa, fb = faces.relpaths[a], faces.relpaths[b]
-        lines.append(f"{ia}\t{fa}\t{fb}" if s else f"{ia}\t{fa}\t{ib}\t{fb}")
+    for (ia, fa, ib, fb), same in zip(rows, is_same):
+        lines.append(f"{ia}\t{fa}\t{fb}" if same else f"{ia}\t{fa}\t{ib}\t{fb}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
