@@ -70,3 +70,23 @@ def real_faces(root: Path, people, per_person: int) -> Path:
             fname = f"{name}_{k:04d}.jpg"
             shutil.copyfile(LFW_ALIGNED / name / fname, root / name / fname)
     return root
+
+
+TINY_PERCEPTUAL = "tiny-test-features"
+
+
+def _tiny_features(options, where):
+    from baselines.cface import ImageNetFeatures
+
+    with torch.random.fork_rng():
+        torch.manual_seed(99)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    return ImageNetFeatures(net, "stand-in (random weights)")
+
+
+def register_tiny_perceptual(monkeypatch) -> str:
+    """A one-conv stand-in for VGG19 (the real one needs a 548 MB download)."""
+    from baselines import cface
+
+    monkeypatch.setitem(cface.PERCEPTUAL_NETWORKS, TINY_PERCEPTUAL, _tiny_features)
+    return TINY_PERCEPTUAL

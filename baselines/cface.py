@@ -1,0 +1,473 @@
+"""C-Face (Chen et al., "C-Face: Using Compare Face on Face Hallucination for Low-Resolution
+Face Recognition", JAIR 2022): an SRGAN (Ledig et al., CVPR 2017) trained with the C-Face
+identity loss, after fine-tuning its face-recognition network on hallucinated faces.
+
+Networks
+  generator      SRGAN's: SRResNet with 16 residual blocks (``baselines.srresnet.SRResNet``);
+  discriminator  SRGAN's (Ledig et al., Fig. 4): 3x3 conv 64 + LReLU(0.2), then 7 blocks of
+                 [3x3 conv, BN, LReLU(0.2)] with widths 64, 128, 128, 256, 256, 512, 512 and
+                 strides 2, 1, 2, 1, 2, 1, 2; dense 1024, LReLU(0.2), dense 1 (a logit). The
+                 first dense layer's size depends on the HR size (``model.hr_size``, which must
+                 equal ``data.hr_size``); it sees faces on [-1, 1], as SRGAN scales HR images;
+  recognition    a trainable COPY of the identity network phi (``baselines.identity``), made
+                 before the first step and saved in the checkpoints; the frozen original
+                 chooses the compare faces. Not used by the adapter (which runs the generator).
+
+Losses (each a term of the config's ``loss_weights``)
+  mse          pixel MSE (the SRResNet initialisation of SRGAN);
+  perceptual   MSE between VGG19 feature maps of SR and HR (SRGAN's VGG54: after the ReLU of
+               conv5_4; ``perceptual_layer``), inputs normalised with the ImageNet mean and
+               std. SRGAN rescales the feature maps by 1/12.75, i.e. a weight of
+               1/12.75^2 = 0.00615 on this term (the configs' 0.006);
+  adversarial  -log D(SR) (SRGAN's generator loss, as a logit BCE);
+  d_real, d_fake   -log D(HR) and -log(1 - D(SR)): the discriminator's loss;
+  si           L_SI(SR, HR) = ||phi(SR) - phi(HR)||_2, the batch mean (g1 is its weight);
+  compare      max(L_SI(SR, HRc) - L_SI(HR, HRc), 0) per face, averaged over the faces that
+               have a compare face HRc (g2 is its weight): SR must not be farther from
+               another photo of the same person than HR is;
+  triplet      batch-hard triplet loss (FaceNet's margin 0.2) on the recognition copy's
+               embeddings of HR and SR faces mixed in one batch (labels: identities).
+phi's embeddings are L2-normalised; the targets phi(HR), phi(HRc) carry no gradient; SR, HR
+and HRc go through phi as one batch (BatchNorm batch statistics, see ``losses.fr_loss``).
+
+Compare faces: for each training face, its k = 3 nearest OTHER images of the same identity
+in the frozen identity network's embedding space (L2 on normalised embeddings, running
+BatchNorm statistics so the result does not depend on batching; ties by index). Computed
+once per (training faces' content, identity network weights, HR size, k), cached in
+``<cache>/compare-faces/<key>.npz`` (``$FHBENCH_CACHE``, else ~/.cache/fhbench). At each
+step every face draws one of its neighbours from ``default_rng([seed, step, ...])`` (a
+resumed run draws the same). Faces of identities with a single image have no compare face:
+they are EXCLUDED from the compare term (they still count in si and the rest); a training
+set where no identity has two images is an error before the first step. HRc is read from
+disk unflipped (the batch's HR may be flipped; identity embeddings hardly care).
+
+Stages (the C-Face paper trains in four; what each does where the design notes are silent
+is our choice, stated here):
+  mse           the generator on pixel MSE (SRGAN initialises from SRResNet);
+  gan           generator on perceptual + adversarial, discriminator on d_real + d_fake (SRGAN);
+  recognition   fine-tune the recognition copy on mixed HR and SR faces (the generator frozen,
+                in eval mode) with the triplet loss: the recognition network learns that a
+                hallucinated face and its HR original are the same person. Needs labels;
+  cface         generator on perceptual + adversarial + g1 si + g2 compare, with phi = the
+                fine-tuned copy (its weights frozen, BatchNorm statistics updating); the
+                discriminator keeps training.
+
+Perceptual network (``perceptual_network``; tests and users may add to PERCEPTUAL_NETWORKS):
+``vgg19`` loads torchvision's ImageNet VGG19 from ``perceptual_weights`` or, when that is
+null, from $TORCH_HOME/checkpoints/vgg19-dcbb9e9d.pth; it is never downloaded from here: a
+missing file is an error before the first step saying where to put it. ``perceptual_weights:
+random-init`` builds a randomly initialised VGG19 instead (smoke runs and benchmarks only);
+the log says so and the checkpoint records it in its model options.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.errors import ConfigError, DataError
+from benchmark.registry import MODELS
+
+from .losses import mse_loss
+from .srresnet import SRResNet
+from .training import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
+
+log = logging.getLogger(__name__)
+
+RANDOM_INIT = "random-init"
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+# torchvision vgg19.features: the slice that ends after each ReLU named below
+VGG19_LAYERS = {"relu1_2": 4, "relu2_2": 9, "relu3_4": 18, "relu4_4": 27, "relu5_4": 36}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+COMPARE_CACHE_VERSION = 1
+
+
+@dataclass
+class CFaceOptions:
+    blocks: int = 16                    # generator residual blocks (SRGAN: 16)
+    filters: int = 64                   # generator width
+    d_filters: int = 64                 # discriminator's first width (then x1, 2, 2, 4, 4, 8, 8)
+    d_dense: int = 1024                 # discriminator's hidden dense layer
+    hr_size: Tuple[int, int] = (112, 96)  # the discriminator's input size (= data.hr_size)
+    perceptual_network: str = "vgg19"
+    perceptual_layer: str = "relu5_4"
+    perceptual_weights: Optional[str] = None  # file | null: $TORCH_HOME/checkpoints | random-init
+    compare_k: int = 3
+    triplet_margin: float = 0.2
+
+
+# --- networks ------------------------------------------------------------------------
+
+class SRGANDiscriminator(nn.Module):
+    WIDTHS = (1, 2, 2, 4, 4, 8, 8)      # x filters, after the first conv
+    STRIDES = (2, 1, 2, 1, 2, 1, 2)
+
+    def __init__(self, hr_size: Tuple[int, int], filters: int = 64, dense: int = 1024, slope: float = 0.2):
+        super().__init__()
+        layers = [nn.Conv2d(3, filters, 3, padding=1), nn.LeakyReLU(slope)]
+        c, (h, w) = filters, hr_size
+        for k, s in zip(self.WIDTHS, self.STRIDES):
+            layers += [nn.Conv2d(c, k * filters, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(k * filters),
+                       nn.LeakyReLU(slope)]
+            c, h, w = k * filters, (h - 1) // s + 1, (w - 1) // s + 1
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, dense), nn.LeakyReLU(slope), nn.Linear(dense, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> (N,) logits of 'this is a real HR face'."""
+        return self.head(self.features(images * 2 - 1))[:, 0]
+
+
+class CFaceModel(nn.Module):
+    """generator + discriminator (+ the recognition copy once ``attach_recognition`` ran);
+    forward(lr) is the generator. ``aux`` holds what is not saved: the perceptual network
+    and the compare-face table."""
+
+    def __init__(self, scale: int, o: CFaceOptions):
+        super().__init__()
+        self.options = o
+        self.generator = SRResNet(scale, o.blocks, o.filters)
+        self.discriminator = SRGANDiscriminator(tuple(o.hr_size), o.d_filters, o.d_dense)
+        self.recognition = None
+        self.aux: Dict[str, object] = {}
+
+    def forward(self, lr):
+        return self.generator(lr)
+
+    def attach_recognition(self, identity: nn.Module) -> None:
+        self.recognition = copy.deepcopy(identity)  # keeps IdentityNetwork's sticky BN-only train mode
+        self.recognition.backend.requires_grad_(True)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Without a recognition copy (the adapter) its saved weights are skipped; with one, a
+        state saved before it existed leaves it as copied from the identity network."""
+        state = dict(state_dict)
+        if self.recognition is None:
+            state = {k: v for k, v in state.items() if not k.startswith("recognition.")}
+        elif not any(k.startswith("recognition.") for k in state):
+            state.update({f"recognition.{k}": v for k, v in self.recognition.state_dict().items()})
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+
+def build(options: CFaceOptions, scale: int) -> CFaceModel:
+    return CFaceModel(scale, options)
+
+
+class ImageNetFeatures(nn.Module):
+    """[0, 1] RGB -> the feature maps of ``features`` on ImageNet-normalised input; frozen."""
+
+    def __init__(self, features: nn.Module, source: str):
+        super().__init__()
+        self.features, self.source = features, source
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x):
+        return self.features((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+
+
+def vgg19_weights_path(options: CFaceOptions) -> Path:
+    if options.perceptual_weights:
+        return Path(options.perceptual_weights).expanduser()
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_URL).name
+
+
+def vgg19_features() -> nn.Sequential:
+    """torchvision's ``vgg19().features`` (same layers, same state-dict keys), without the
+    123M-parameter classifier the perceptual loss never uses; torchvision's initialisation."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    features = make_layers(cfgs["E"], batch_norm=False)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return features
+
+
+def _vgg19(options: CFaceOptions, where: str) -> nn.Module:
+    if options.perceptual_layer not in VGG19_LAYERS:
+        raise ConfigError(f"{where}: model.perceptual_layer: unknown VGG19 layer {options.perceptual_layer!r} "
+                          f"(known: {', '.join(VGG19_LAYERS)})")
+    if options.perceptual_weights == RANDOM_INIT:
+        log.warning("cface: the perceptual loss uses a RANDOMLY INITIALISED VGG19 (perceptual_weights: "
+                    "random-init): for smoke runs and benchmarks only, not a perceptual loss")
+        with torch.random.fork_rng():  # fixed weights, the training RNG untouched
+            torch.manual_seed(0)
+            features = vgg19_features()
+        source = RANDOM_INIT
+    else:
+        path = vgg19_weights_path(options)
+        if not path.is_file():
+            raise ConfigError(f"{where}: the VGG19 perceptual loss needs torchvision's ImageNet VGG19 weights at "
+                              f"{path}: download {VGG19_URL} there (or set model.perceptual_weights to the "
+                              "file); nothing is downloaded during training")
+        features = vgg19_features()
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+        except Exception as err:
+            raise ConfigError(f"{where}: {path} is not torchvision's VGG19 state dict "
+                              f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        source = str(path)
+    return ImageNetFeatures(features[:VGG19_LAYERS[options.perceptual_layer]], source)
+
+
+# name -> (options, where) -> frozen feature network; tests and users may add their own here.
+PERCEPTUAL_NETWORKS: Dict[str, Callable[[CFaceOptions, str], nn.Module]] = {"vgg19": _vgg19}
+
+
+# --- losses --------------------------------------------------------------------------
+
+def perceptual_loss(features: nn.Module, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """MSE between the feature maps of SR and HR (HR is the target: no gradient)."""
+    n = sr.shape[0]
+    f = features(torch.cat([sr, hr.to(sr.dtype)])).float()
+    return F.mse_loss(f[:n], f[n:].detach())
+
+
+def adversarial_loss(logits_sr: torch.Tensor) -> torch.Tensor:
+    """The generator's -log D(SR), mean over the batch (D = sigmoid of the logit)."""
+    return F.binary_cross_entropy_with_logits(logits_sr.float(), torch.ones_like(logits_sr, dtype=torch.float32))
+
+
+def discriminator_losses(logits_hr: torch.Tensor, logits_sr: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(-log D(HR), -log(1 - D(SR))), each the mean over the batch."""
+    real = F.binary_cross_entropy_with_logits(logits_hr.float(), torch.ones_like(logits_hr, dtype=torch.float32))
+    fake = F.binary_cross_entropy_with_logits(logits_sr.float(), torch.zeros_like(logits_sr, dtype=torch.float32))
+    return real, fake
+
+
+def cface_losses(phi, sr: torch.Tensor, hr: torch.Tensor, hr_compare: torch.Tensor,
+                 has_compare: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(L_SI(SR, HR) averaged over the batch, the compare term averaged over the faces with
+    ``has_compare``; 0 when none has). ``hr_compare`` rows without one are ignored."""
+    n = sr.shape[0]
+    emb = phi(torch.cat([sr, hr.to(sr.dtype), hr_compare.to(sr.dtype)]))
+    e_sr, e_hr, e_c = emb[:n], emb[n:2 * n].detach(), emb[2 * n:].detach()
+    si = torch.linalg.vector_norm(e_sr - e_hr, dim=1)
+    hinge = F.relu(torch.linalg.vector_norm(e_sr - e_c, dim=1) - torch.linalg.vector_norm(e_hr - e_c, dim=1))
+    mask = has_compare.to(hinge.dtype)
+    return si.mean(), (hinge * mask).sum() / mask.sum().clamp(min=1)
+
+
+def batch_hard_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean over anchors of max(d(a, hardest positive) - d(a, hardest negative) + margin, 0);
+    L2 distances; anchors with no positive or no negative in the batch are left out (0 when
+    none is left)."""
+    d = torch.cdist(emb.float(), emb.float())
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
+    pos, neg = same & ~eye, ~same
+    valid = pos.any(1) & neg.any(1)
+    if not valid.any():
+        return emb.sum() * 0.0
+    hardest_pos = torch.where(pos, d, torch.full_like(d, -float("inf"))).amax(1)
+    hardest_neg = torch.where(neg, d, torch.full_like(d, float("inf"))).amin(1)
+    return F.relu(hardest_pos - hardest_neg + margin)[valid].mean()
+
+
+# --- compare faces -------------------------------------------------------------------
+
+def nearest_same_identity(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) indices of each face's k nearest other faces of its identity (L2), nearest
+    first, ties by index; -1 pads rows whose identity has fewer than k + 1 faces."""
+    emb, labels = np.asarray(emb, dtype=np.float64), np.asarray(labels)
+    out = np.full((len(labels), k), -1, dtype=np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            continue
+        e = emb[members]
+        d = np.sqrt(((e[:, None, :] - e[None, :, :]) ** 2).sum(-1))
+        for row, i in enumerate(members):
+            others = [j for j in range(len(members)) if j != row]
+            order = sorted(others, key=lambda j: (d[row, j], members[j]))[:k]
+            out[i, :len(order)] = members[order]
+    return out
+
+
+@contextmanager
+def running_statistics(net: nn.Module):
+    """BatchNorm layers of ``net`` use (and leave untouched) their running statistics."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [m.training for m in bns]
+    for m in bns:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(bns, modes):
+            m.train(mode)
+
+
+def network_fingerprint(net: nn.Module) -> str:
+    """SHA256 of a network's parameters and buffers (names, shapes, values)."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode() + str(tuple(t.shape)).encode() + t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def compare_faces(data, identity: nn.Module, k: int, device, batch_size: int = 64,
+                  cache_root: Optional[Path] = None) -> np.ndarray:
+    """The compare-face table of a ``FaceTrainingSet`` (see the module docstring), from the
+    cache when this data, network, HR size and k were seen before."""
+    from benchmark.cache import default_cache_dir, key_hash
+    from benchmark.data.images import read_batch
+
+    from .facedata import fit_to_hr_size
+
+    key = {"version": COMPARE_CACHE_VERSION, "data": data.faces.content_hash(), "hr_size": list(data.hr_size),
+           "frame": data.frame.name, "k": k, "identity": getattr(identity, "name", type(identity).__name__),
+           "identity_sha256": network_fingerprint(identity)}
+    root = Path(cache_root) if cache_root is not None else default_cache_dir()
+    path = root / "compare-faces" / f"{key_hash(key)}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            if json.loads(str(z["key"])) == json.loads(json.dumps(key)):
+                return z["neighbours"]
+    paths = data.paths
+    chunks = []
+    with torch.no_grad(), running_statistics(identity):
+        for s in range(0, len(paths), batch_size):
+            hr = fit_to_hr_size(read_batch(paths[s:s + batch_size]), data.hr_size)
+            chunks.append(identity(torch.from_numpy(hr).to(device)).float().cpu().numpy())
+    table = nearest_same_identity(np.concatenate(chunks), data.faces.labels, k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, neighbours=table, key=json.dumps(key))
+    os.replace(tmp, path)
+    return table
+
+
+def draw_compare(table: np.ndarray, index, seed: int, step: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One neighbour per face of the batch (uniform over its row's valid entries), drawn from
+    ``default_rng([seed, step, ...])``: (indices, has_compare); index -1 where there is none."""
+    rows = table[np.asarray(index)]
+    counts = (rows >= 0).sum(1)
+    rng = np.random.default_rng([seed, step, 0xCFACE])
+    pick = (rng.random(len(rows)) * np.maximum(counts, 1)).astype(np.int64)
+    chosen = np.where(counts > 0, rows[np.arange(len(rows)), pick], -1)
+    return chosen, counts > 0
+
+
+# --- stages --------------------------------------------------------------------------
+
+def mse_stage(ctx, batch):
+    return {"mse": mse_loss(ctx.model.generator(batch.lr), batch.hr)}
+
+
+def _gan_terms(ctx, batch):
+    m = ctx.model
+    sr = m.generator(batch.lr)
+    # one D(SR) serves both players: each group's gradient reaches only its own parameters
+    logits_sr = m.discriminator(sr)
+    d_real, d_fake = discriminator_losses(m.discriminator(batch.hr), logits_sr)
+    terms = {"perceptual": perceptual_loss(m.aux["perceptual"], sr, batch.hr),
+             "adversarial": adversarial_loss(logits_sr), "d_real": d_real, "d_fake": d_fake}
+    return sr, terms
+
+
+def gan_stage(ctx, batch):
+    return _gan_terms(ctx, batch)[1]
+
+
+def recognition_stage(ctx, batch):
+    m = ctx.model
+    was = m.generator.training
+    m.generator.eval()  # frozen here: its BatchNorm statistics must not drift either
+    with torch.no_grad():
+        sr = m.generator(batch.lr).clamp(0, 1)
+    m.generator.train(was)
+    emb = m.recognition(torch.cat([batch.hr, sr.to(batch.hr.dtype)]))
+    labels = torch.cat([batch.labels, batch.labels])
+    return {"triplet": batch_hard_triplet_loss(emb, labels, m.options.triplet_margin)}
+
+
+def cface_stage(ctx, batch):
+    from benchmark.data.images import read_batch
+
+    from .facedata import fit_to_hr_size
+
+    m = ctx.model
+    sr, terms = _gan_terms(ctx, batch)
+    chosen, has = draw_compare(m.aux["compare"], batch.index.cpu().numpy(), ctx.seed, ctx.step)
+    hrc = batch.hr.clone()  # placeholders where a face has no compare face (masked out)
+    if has.any():
+        paths = [ctx.faces.image_root / ctx.faces.relpaths[j] for j in chosen[has]]
+        faces = torch.from_numpy(fit_to_hr_size(read_batch(paths), tuple(batch.hr.shape[-2:])))
+        hrc[torch.from_numpy(has).to(hrc.device)] = faces.to(hrc.device, hrc.dtype)
+    terms["si"], terms["compare"] = cface_losses(m.recognition, sr, batch.hr, hrc,
+                                                 torch.from_numpy(has).to(sr.device))
+    return terms
+
+
+GENERATOR = "generator"
+DISCRIMINATOR = "discriminator"
+STAGES = {
+    "mse": StageSpec(mse_stage, ("mse",), optimise={GENERATOR: ("mse",)}),
+    "gan": StageSpec(gan_stage, ("perceptual", "adversarial", "d_real", "d_fake"),
+                     optimise={GENERATOR: ("perceptual", "adversarial"), DISCRIMINATOR: ("d_real", "d_fake")}),
+    "recognition": StageSpec(recognition_stage, ("triplet",), optimise={"recognition": ("triplet",)},
+                             needs_identity_network=True, needs_identity_labels=True),
+    "cface": StageSpec(cface_stage, ("perceptual", "adversarial", "si", "compare", "d_real", "d_fake"),
+                       optimise={GENERATOR: ("perceptual", "adversarial", "si", "compare"),
+                                 DISCRIMINATOR: ("d_real", "d_fake")},
+                       needs_identity_network=True, needs_identity_labels=True),
+}
+
+
+def prepare(model: CFaceModel, identity, data, config, device):
+    """Before any step: sizes, the recognition copy, the perceptual network, the compare faces."""
+    o, where = model.options, str(config.source)
+    if tuple(o.hr_size) != tuple(config.data.hr_size):
+        raise config.error("model.hr_size", f"the discriminator is built for {o.hr_size[0]}x{o.hr_size[1]} "
+                           f"but data.hr_size is {config.data.hr_size[0]}x{config.data.hr_size[1]}")
+    if config.batch_size < 2:
+        raise config.error("batch_size", "C-Face needs batch_size >= 2 (BatchNorm, triplets)")
+    if o.compare_k < 1:
+        raise config.error("model.compare_k", "must be >= 1")
+    kinds = {s.name for s in config.stages}
+    if identity is not None:
+        model.attach_recognition(identity)
+    if kinds & {"gan", "cface"}:
+        if o.perceptual_network not in PERCEPTUAL_NETWORKS:
+            raise config.error("model.perceptual_network", f"unknown network {o.perceptual_network!r} "
+                               f"(known: {', '.join(PERCEPTUAL_NETWORKS)})")
+        model.aux["perceptual"] = PERCEPTUAL_NETWORKS[o.perceptual_network](o, where).to(device)
+    if "cface" in kinds:
+        table = compare_faces(data, identity, o.compare_k, device)
+        n_with = int((table[:, 0] >= 0).sum())
+        if n_with == 0:
+            raise DataError(f"C-Face's compare faces need identities with at least two images; no identity in "
+                            f"{data.faces.image_root} has two")
+        log.info("cface: %d of %d training faces have compare faces; the other %d (single-image identities) "
+                 "are left out of the compare term", n_with, len(table), len(table) - n_with)
+        model.aux["compare"] = table
+
+
+PAPER = ("C-Face (Chen et al., JAIR 2022): no parameter count, FLOPs or speed in the sources at hand; "
+         "SRGAN (Ledig et al. 2017): generator 1.5M parameters (16 blocks, 4x; EDSR paper, Table 1)")
+
+register_trainable(TrainableModel("cface", "cface", CFaceOptions, build, STAGES, PAPER, prepare=prepare))
+
+
+@MODELS.register("cface", summary="C-Face: SRGAN generator trained with the C-Face identity loss "
+                                  "(needs trained weights)")
+class CFaceAdapter(CheckpointAdapter):
+    name = "cface"
