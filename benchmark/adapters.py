@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .errors import AdapterError
+from .errors import AdapterError, IncompatibleModelError
 from .registry import MODELS
 
 RANGE_TOLERANCE = 1e-4  # float round-off of a model that clamps in another dtype
@@ -56,15 +56,22 @@ class SRAdapter:
         if self.is_reference_hr:
             return
         if self.output_size is not None and tuple(self.output_size) != tuple(hr_hw):
-            raise AdapterError(f"model {self.name} outputs {self.output_size[0]}x{self.output_size[1]} "
-                               f"but the protocol's HR size is {hr_hw[0]}x{hr_hw[1]}")
+            raise IncompatibleModelError(
+                f"model {self.name} outputs {self.output_size[0]}x{self.output_size[1]} "
+                f"but the protocol's HR size is {hr_hw[0]}x{hr_hw[1]}")
         if self.scale is not None and scale is not None and self.scale != scale:
-            raise AdapterError(f"model {self.name} is a {self.scale}x model but the protocol "
-                               f"asked for {scale}x")
+            raise IncompatibleModelError(f"model {self.name} is a {self.scale}x model but the protocol "
+                                         f"asked for {scale}x")
+        if (self.scale is not None and not self.wants_upsampled_input and self.output_size is None
+                and (lr_hw[0] * self.scale, lr_hw[1] * self.scale) != tuple(hr_hw)):
+            raise IncompatibleModelError(
+                f"model {self.name} upsamples {self.scale}x, but the protocol turns {lr_hw[0]}x{lr_hw[1]} "
+                f"LR faces into {hr_hw[0]}x{hr_hw[1]} HR faces")
         want = tuple(hr_hw) if self.wants_upsampled_input else tuple(lr_hw)
         if self.input_size is not None and tuple(self.input_size) != want:
-            raise AdapterError(f"model {self.name} expects {self.input_size[0]}x{self.input_size[1]} "
-                               f"input but gets {want[0]}x{want[1]}")
+            raise IncompatibleModelError(
+                f"model {self.name} expects {self.input_size[0]}x{self.input_size[1]} "
+                f"input but gets {want[0]}x{want[1]}")
 
 
 def check_sr_batch(model_name: str, sr, expect_shape, first_index: int = 0, keys=None) -> np.ndarray:
@@ -199,7 +206,15 @@ class FolderAdapter(SRAdapter):
         raise AdapterError(f"SR folder {self.folder} has no image for {key} (looked for {base.with_suffix('.png')})")
 
     def weights_sha256(self):
-        return None  # the SR images are hashed as data by the runner's manifest
+        """A hash of the folder's listing (relative path, size, modification time of every
+        file): the SR images are the weights, and the result cache must see them change."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+            st = path.stat()
+            h.update(f"{path.relative_to(self.folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
 
 
 def create_model(spec: str, scale: Optional[int] = None, weights: Optional[str] = None,

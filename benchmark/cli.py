@@ -35,7 +35,7 @@ def main():
 
 @main.command()
 @click.option("--model", required=True, help="registered name, pkg.module:build, *.pt (TorchScript), *.onnx, or a folder of SR images")
-@click.option("--protocol", required=True, help="protocol name (see `fhbench protocols`)")
+@click.option("--protocol", required=True, help="protocol name (see `fhbench protocols`), or 'all': every protocol whose data is present")
 @click.option("--scale", type=int, default=None, help="degradation scale (default: the protocol's)")
 @click.option("--evaluator", default="sface", show_default=True, help="face-recognition model for the task metrics")
 @click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")
@@ -43,7 +43,7 @@ def main():
 @click.option("--weights", default=None, help="SR model weights (for registered models)")
 @click.option("--evaluator-weights", default=None, help="face-recognition weights file")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--cache-dir", default=None, help="cache of per-chunk results (default ~/.cache/fhbench; '' disables)")
+@click.option("--cache-dir", default=None, help="per-image result cache (default ~/.cache/fhbench; '' disables)")
 @click.option("--clamp/--no-clamp", default=False, help="clamp model output to [0, 1] instead of refusing it")
 @click.option("--upsampled-input", is_flag=True, help="feed user models the LR bicubic-upsampled to HR size")
 @click.option("--name", default=None, help="model name in the leaderboard (default: the model's)")
@@ -51,22 +51,35 @@ def main():
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_weights, batch_size,
         cache_dir, clamp, upsampled_input, name, device, quiet):
-    """Run one model on one protocol and store the result."""
-    from .leaderboard import metric_format
-    from .runner import RunOptions
+    """Run one model on one protocol (or all) and store the result."""
+    from .runner import RunOptions, run_all
     from .runner import run as run_protocol
 
-    result = run_protocol(RunOptions(
+    opts = RunOptions(
         model=model, protocol=protocol, scale=scale, evaluator=evaluator, data_root=data_root,
         store=store, weights=weights, evaluator_weights=evaluator_weights, batch_size=batch_size,
         cache_dir=cache_dir, clamp=clamp, upsampled_input=upsampled_input, device=device,
-        progress=not quiet, name=name))
-    scale_txt = "no degradation" if result["scale"] == 1 else f"x{result['scale']}"
-    click.echo(f"{result['model']} on {result['protocol']} ({scale_txt}, evaluator {result['evaluator']}):")
+        progress=not quiet, name=name)
+    if protocol != "all":
+        _print_result(run_protocol(opts), store)
+        return
+    done = run_all(opts, on_result=lambda result: _print_result(result, store))
+    for skipped, why in done.skipped.items():
+        click.echo(f"skipped {skipped}: {why}")
+    click.echo(f"ran {len(done.results)} protocol(s), skipped {len(done.skipped)}")
+    if not done.results:
+        raise FhbenchError(f"no protocol could run with the data under {data_root}")
+
+
+def _print_result(result, store):
+    from .leaderboard import metric_format, scale_label
+
+    click.echo(f"{result['model']} on {result['protocol']} ({scale_label(result['scale'])}, "
+               f"evaluator {result['evaluator']}):")
     for key, value in result["metrics"].items():
         # a std is shown in the units of its mean (accuracy_std in % like accuracy)
         _, factor, digits, _, _ = metric_format(key[:-4] if key.endswith("_std") else key)
-        click.echo(f"  {key:>14}: {value * factor:.{digits}f}" if isinstance(value, float) else f"  {key:>14}: {value}")
+        click.echo(f"  {key:>16}: {value * factor:.{digits}f}" if isinstance(value, float) else f"  {key:>16}: {value}")
     click.echo(f"stored as run {result['id']} in {store}")
 
 

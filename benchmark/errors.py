@@ -25,6 +25,11 @@ class AdapterError(FhbenchError):
     """An SR adapter was misconfigured or returned a bad batch (shape, NaN, range)."""
 
 
+class IncompatibleModelError(AdapterError):
+    """The model cannot run this protocol level (its scale, input or output size); raised
+    before any work, so ``--protocol all`` can skip the protocol and say why."""
+
+
 class EvaluatorUnavailable(FhbenchError):
     """A face-recognition evaluator cannot run here (weights or package missing)."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .errors import FhbenchError
-from .protocols import load_protocol
+from .protocols import LR_SIZES_SCALE, load_protocol
 from .store import ResultStore
 
 NO_DEGRADATION_SCALE = 1  # the scale the hr reference row is stored under (runner.py)
@@ -40,6 +40,18 @@ METRIC_FORMATS = {
     "psnr": ("PSNR (dB)", 1, 2, False, "psnr_std"),
     "ssim": ("SSIM", 1, 4, False, "ssim_std"),
     "fr_loss": ("FR loss", 1, 4, True, "fr_loss_std"),
+    # BLUFR (mean and std over trials, ddof=1; lower = mean - std, what BLUFR asks to report)
+    "vr": ("VR@0.1% (%)", 100, 2, False, "vr_std"),
+    "vr_lower": ("VR@0.1% μ-σ (%)", 100, 2, False, None),
+    "dir": ("DIR@1% (%)", 100, 2, False, "dir_std"),
+    "dir_lower": ("DIR@1% μ-σ (%)", 100, 2, False, None),
+    # closed-set identification
+    "rank1": ("Rank-1 (%)", 100, 2, False, "rank1_std"),
+    "rank5": ("Rank-5 (%)", 100, 2, False, "rank5_std"),
+    "rank10": ("Rank-10 (%)", 100, 2, False, "rank10_std"),
+    "knn1": ("1-NN (%)", 100, 2, False, None),
+    "knn5": ("5-NN (%)", 100, 2, False, None),
+    "knn10": ("10-NN (%)", 100, 2, False, None),
 }
 
 
@@ -56,11 +68,19 @@ class Table:
 
 
 def metric_format(name):
-    return METRIC_FORMATS.get(name, (name, 1, 4, False, None))
+    """(header, factor, decimals, lower is better, std key); ``<metric>@<level>`` (a level of an
+    ``lr_sizes`` protocol, or a probe group) takes its metric's format, the level in the header."""
+    base, at, level = name.partition("@")
+    header, factor, digits, lower, std = METRIC_FORMATS.get(base, (base, 1, 4, False, None))
+    if at:
+        return (f"{header} @{level}", factor, digits, lower, f"{name}_std" if std else None)
+    return header, factor, digits, lower, std
 
 
 def scale_label(scale: int) -> str:
-    return "no degradation" if scale == NO_DEGRADATION_SCALE else f"x{scale}"
+    if scale == NO_DEGRADATION_SCALE:
+        return "no degradation"
+    return "fixed LR sizes" if scale == LR_SIZES_SCALE else f"x{scale}"
 
 
 def build_tables(store: ResultStore, protocol=None, scale=None, evaluator=None) -> List[Table]:

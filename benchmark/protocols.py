@@ -1,7 +1,11 @@
 """Protocol specs: one declarative YAML file per protocol in the top-level ``protocols/``.
 
 A spec names the dataset, the task that scores it (``benchmark/tasks``), the degradation
-and its scales, and the metrics the leaderboard shows. Extra protocol folders can be
+and its levels, and the metrics the leaderboard shows. Levels are either ``scales`` (one run
+per scale, ``--scale``) or ``lr_sizes`` (every size in one run, stored at scale 0,
+``LR_SIZES_SCALE``; its metrics are named ``<metric>@<h>x<w>``). ``hr_size`` renders the
+dataset's aligned frame at another size (pad to its aspect, then resize: ``benchmark/frames``);
+``image_metrics: false`` drops PSNR, SSIM and FR loss where no true HR exists (natural LR). Extra protocol folders can be
 added with ``FHBENCH_PROTOCOLS=dir1:dir2``. Unknown keys and wrong types are errors that
 name the file and the key.
 """
@@ -10,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import yaml
 
@@ -21,10 +25,12 @@ PROTOCOL_DIRS = [Path(__file__).resolve().parent.parent / "protocols"]
 # key: (type, required)
 FIELDS = {
     "name": (str, True), "summary": (str, True), "dataset": (str, True), "task": (str, True),
-    "degradation": (str, True), "scales": (list, True), "default_scale": (int, True),
+    "degradation": (str, True), "scales": (list, False), "default_scale": (int, False),
+    "lr_sizes": (list, False), "hr_size": (list, False), "image_metrics": (bool, False),
     "metrics": (list, True), "primary_metric": (str, True), "options": (dict, False),
     "degradation_options": (dict, False), "crop_border": (int, False), "reference": (str, False),
 }
+LR_SIZES_SCALE = 0  # the store's scale of a run over a protocol's fixed LR sizes
 
 
 @dataclass
@@ -34,10 +40,13 @@ class Protocol:
     dataset: str
     task: str
     degradation: str
-    scales: List[int]
-    default_scale: int
     metrics: List[str]
     primary_metric: str
+    scales: List[int] = field(default_factory=list)
+    default_scale: Optional[int] = None
+    lr_sizes: List[Tuple[int, int]] = field(default_factory=list)
+    hr_size: Optional[Tuple[int, int]] = None
+    image_metrics: bool = True
     options: Dict = field(default_factory=dict)
     degradation_options: Dict = field(default_factory=dict)
     crop_border: int = 0
@@ -49,6 +58,13 @@ class Protocol:
         d = {k: getattr(self, k) for k in FIELDS}
         d["source"] = str(self.source)
         return d
+
+    @property
+    def level_names(self) -> List[str]:
+        """What ``--scale`` may be, for messages."""
+        if self.lr_sizes:
+            return [f"{h}x{w}" for h, w in self.lr_sizes]
+        return [str(s) for s in self.scales]
 
 
 def protocol_dirs() -> List[Path]:
@@ -86,13 +102,33 @@ def parse_protocol(path: Path) -> Protocol:
         raise ConfigError(f"protocol file {path}: missing key(s) {', '.join(missing)}")
     if data["name"] != path.stem:
         raise ConfigError(f"protocol file {path}: name {data['name']!r} differs from the file name")
-    if not all(isinstance(s, int) and s >= 1 for s in data["scales"]):
-        raise ConfigError(f"protocol file {path}: 'scales' must be a list of positive integers")
-    if data["default_scale"] not in data["scales"]:
-        raise ConfigError(f"protocol file {path}: default_scale {data['default_scale']} is not in scales")
+    scales, lr_sizes = data.get("scales", []), data.get("lr_sizes", [])
+    if bool(scales) == bool(lr_sizes):
+        raise ConfigError(f"protocol file {path}: give exactly one of 'scales' (one run per scale) "
+                          "and 'lr_sizes' (every size in one run)")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 2 for s in scales):
+        raise ConfigError(f"protocol file {path}: 'scales' must be a list of integers >= 2 "
+                          "(scale 1 is the hr reference)")
+    if scales and data.get("default_scale") not in scales:
+        raise ConfigError(f"protocol file {path}: default_scale {data.get('default_scale')} is not in scales")
+    if lr_sizes and "default_scale" in data:
+        raise ConfigError(f"protocol file {path}: 'default_scale' makes no sense with 'lr_sizes'")
+    for key in ("lr_sizes", "hr_size"):
+        sizes = lr_sizes if key == "lr_sizes" else ([data["hr_size"]] if "hr_size" in data else [])
+        if not all(_is_size(s) for s in sizes):
+            raise ConfigError(f"protocol file {path}: {key!r} must hold [height, width] pairs of positive "
+                              f"integers, got {data[key]!r}")
+    data["lr_sizes"] = [tuple(s) for s in lr_sizes]
+    if "hr_size" in data:
+        data["hr_size"] = tuple(data["hr_size"])
     if data["primary_metric"] not in data["metrics"]:
         raise ConfigError(f"protocol file {path}: primary_metric {data['primary_metric']!r} is not in metrics")
     return Protocol(source=path, **data)
+
+
+def _is_size(value) -> bool:
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
 
 
 def load_protocol(name: str) -> Protocol:

@@ -1,16 +1,21 @@
 """The protocol engine: degrade -> super-resolve -> embed -> metrics -> store.
 
-Work is done in chunks of images; each chunk's embeddings and image metrics are cached
-on disk (``cache.py``), so a killed run resumes where it stopped. Nothing reaches the
-store until every chunk is done and every metric is computed; then the row, manifest and
-arrays are written in one transaction.
+One run = one model on one protocol at one level (a scale; or every fixed LR size of an
+``lr_sizes`` protocol) with one evaluator. Per image, the HR embedding and, per level, the SR
+embedding, PSNR and SSIM are cached on disk by image content (``cache.py``): a second protocol
+over the same images and degradation, or a re-run, or a run resumed after a kill, computes only
+what is missing. Nothing reaches the store until every image is done and every metric is
+computed; then the row, manifest and arrays are written in one transaction.
+
+The ``hr`` model is the upper bound: no degradation, SR = HR (PSNR inf, SSIM 1, FR loss 0 by
+definition), stored at scale 1.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -18,15 +23,17 @@ from tqdm import tqdm
 
 from . import manifest as manifest_mod
 from .adapters import check_sr_batch, create_model
-from .cache import ChunkCache, default_cache_dir
+from .cache import ImageResultCache, default_cache_dir
 from .data.images import read_batch
 from .degrade import make_degradation, upsample_bicubic
-from .errors import ConfigError, FhbenchError
+from .errors import ConfigError, DataError, IncompatibleModelError
 from .evaluators import create_evaluator
+from .frames import fit_to_hr_size, hr_frame
 from .metrics.image import fr_loss, psnr_y, ssim_y, summarize
-from .protocols import load_protocol
+from .protocols import LR_SIZES_SCALE, list_protocols, load_protocol
 from .registry import TASKS
 from .store import ResultStore
+from .tasks.base import at_level
 from .templates import SPHEREFACE_112x96
 
 NO_DEGRADATION_SCALE = 1  # the scale the 'hr' reference row is stored under
@@ -45,7 +52,7 @@ class RunOptions:
     evaluator_weights: Optional[str] = None
     batch_size: int = 32
     chunk_size: int = 512
-    cache_dir: Optional[str] = None   # None: default_cache_dir(); "" disables caching
+    cache_dir: Optional[str] = None   # None: default_cache_dir(); "" keeps results in memory only
     clamp: bool = False
     upsampled_input: bool = False
     device: str = "cpu"
@@ -56,96 +63,111 @@ class RunOptions:
 @dataclass
 class StageTimer:
     seconds: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)
 
-    def add(self, stage, t0):
+    def add(self, stage, t0, n_images=0):
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+        self.images[stage] = self.images.get(stage, 0) + n_images
+
+    def rates(self) -> dict:
+        """Images per second of each stage that processed images."""
+        return {k: self.images[k] / v for k, v in self.seconds.items() if v > 0 and self.images.get(k)}
+
+
+@dataclass
+class Level:
+    """One degradation level of a run: ``name`` (``x8``, ``16x12``) and its degradation
+    (None for the ``hr`` model: the faces as they are)."""
+    name: str
+    degradation: object
 
 
 def run(opts: RunOptions) -> dict:
-    """Run one model on one protocol at one scale; store and return the result."""
+    """Run one model on one protocol at one level; store and return the result."""
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     protocol = load_protocol(opts.protocol)
     model = create_model(opts.model, scale=opts.scale or protocol.default_scale, weights=opts.weights,
                          clamp=opts.clamp, device=opts.device, upsampled_input=opts.upsampled_input)
-    if model.is_reference_hr:
-        scale, degradation = NO_DEGRADATION_SCALE, None
-    else:
-        scale = opts.scale or protocol.default_scale
-        if scale not in protocol.scales:
-            raise ConfigError(f"protocol {protocol.name} runs at scales {protocol.scales}, not {scale}")
-        degradation = make_degradation(protocol.degradation, scale=scale, **protocol.degradation_options)
+    scale, levels = _levels(protocol, model, opts.scale)
     store = ResultStore(opts.store)  # opened early: a bad store path fails before hours of work
     evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device)
     task = TASKS.get(protocol.task)(protocol, opts.data_root)
     faces = task.faces()
+    if len(faces) == 0:
+        raise DataError(f"protocol {protocol.name} selected no images under {opts.data_root}")
+    degraded = task.degraded()
+    degraded = np.arange(len(faces)) if degraded is None else np.asarray(degraded, dtype=np.int64)
     timer = StageTimer()
 
     t0 = time.perf_counter()
-    data_hash = faces.content_hash()
-    timer.add("hash", t0)
-    hr_source = _HRSource(faces, opts, timer)
-    hr_hw = hr_source.hr_hw
-    lr_hw = degradation.lr_size(hr_hw) if degradation else hr_hw
-    model.check_compatible(lr_hw, hr_hw, scale)
+    keys = faces.image_keys()
+    data_hash = faces.content_hash(keys)
+    timer.add("hash", t0, len(faces))
+    hr_source = HRSource(faces, protocol.hr_size, opts, timer)
+    hr_hw, frame = hr_source.hr_hw, hr_source.frame
+    for level in levels:
+        lr_hw = level.degradation.lr_size(hr_hw) if level.degradation else hr_hw
+        model.check_compatible(lr_hw, hr_hw, None if scale == LR_SIZES_SCALE else scale)
 
     cache_root = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir())
-    common = {"data": data_hash, "frame": hr_source.frame.name, "hr_hw": hr_hw,
-              "evaluator": evaluator.describe(), "chunk": opts.chunk_size}
-    hr_cache = ChunkCache(cache_root, "hr-embeddings", common)
-    sr_cache = ChunkCache(cache_root, "sr-results", {
-        **common, "degradation": degradation.spec() if degradation else None,
-        "model": model.describe(), "clamp": opts.clamp, "crop_border": protocol.crop_border})
+    common = {"frame": frame.name, "hr_hw": hr_hw, "evaluator": evaluator.describe()}
+    hr_cache = ImageResultCache(cache_root, "hr", common)
+    sr_caches = {lv.name: ImageResultCache(cache_root, "sr", {
+        **common, "degradation": lv.degradation.spec(), "model": model.describe(), "clamp": opts.clamp,
+        "crop_border": protocol.crop_border, "image_metrics": protocol.image_metrics})
+        for lv in levels if lv.degradation is not None}
 
-    n = len(faces)
-    parts = {"sr_emb": [], "hr_emb": [], "psnr": [], "ssim": []}
-    bar = tqdm(total=n, unit="img", desc=f"{model.name} {protocol.name} x{scale}", disable=not opts.progress)
-    for ci, start in enumerate(range(0, n, opts.chunk_size)):
-        idx = np.arange(start, min(n, start + opts.chunk_size))
-        hr_part, sr_part = hr_cache.load(ci), sr_cache.load(ci)
-        hr = None
-        if hr_part is None or sr_part is None:
-            hr = hr_source.load(idx)
-        if hr_part is None:
-            t0 = time.perf_counter()
-            hr_part = {"hr_emb": evaluator.embed(hr, hr_source.frame)}
-            timer.add("embed", t0)
-            hr_cache.save(ci, hr_part)
-        if sr_part is None:
-            sr_part = _super_resolve_chunk(model, degradation, hr, idx, faces, opts, evaluator,
-                                           hr_source.frame, protocol.crop_border, timer, hr_part["hr_emb"])
-            sr_cache.save(ci, sr_part)
-        parts["hr_emb"].append(hr_part["hr_emb"])
-        for k in ("sr_emb", "psnr", "ssim"):
-            parts[k].append(sr_part[k])
-        bar.update(len(idx))
-    bar.close()
-    res = {k: np.concatenate(v) for k, v in parts.items()}
+    _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
+                     protocol, opts, timer, f"{model.name} {protocol.name} {_level_label(scale, levels)}")
 
     t0 = time.perf_counter()
-    metrics, arrays = task.score(res["sr_emb"], res["hr_emb"])
-    losses = fr_loss(res["sr_emb"], res["hr_emb"])
-    for key, values in (("psnr", res["psnr"]), ("ssim", res["ssim"]), ("fr_loss", losses)):
-        s = summarize(values)
-        metrics[key], metrics[f"{key}_std"] = s["mean"], s["std"]
-        if key == "psnr":
-            metrics["psnr_n_inf"] = s["n_inf"]
-    arrays.update({"psnr": res["psnr"], "ssim": res["ssim"], "fr_loss": losses})
+    hr_emb = hr_cache.get(keys, evaluator.embedding_dim)["emb"]
+    level_embs, image_metrics, arrays = {}, {}, {}
+    name_levels = bool(protocol.lr_sizes)
+    for level in levels:
+        emb = hr_emb.copy()
+        if level.degradation is None:
+            n = len(degraded)
+            psnr, ssim, losses = np.full(n, np.inf), np.ones(n), np.zeros(n)
+        else:
+            res = sr_caches[level.name].get([keys[i] for i in degraded], evaluator.embedding_dim)
+            emb[degraded] = res["emb"]
+            psnr, ssim = res["psnr"], res["ssim"]
+            losses = fr_loss(res["emb"], hr_emb[degraded])
+        level_embs[level.name] = emb
+        if protocol.image_metrics:
+            suffix = level.name if name_levels else None
+            for key, values in (("psnr", psnr), ("ssim", ssim), ("fr_loss", losses)):
+                s = summarize(values)
+                image_metrics[at_level(key, suffix)] = s["mean"]
+                image_metrics[at_level(f"{key}_std", suffix)] = s["std"]
+                if key == "psnr":
+                    image_metrics[at_level("psnr_n_inf", suffix)] = s["n_inf"]
+                arrays[at_level(key, suffix)] = values
+    metrics, task_arrays = task.score(hr_emb, level_embs, name_levels)
+    metrics.update(image_metrics)
+    arrays.update(task_arrays)
     timer.add("score", t0)
 
     manifest = {
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": manifest_mod.environment(), "seed": SEED,
         "protocol": protocol.spec(), "scale": scale,
-        "degradation": degradation.spec() if degradation else None,
+        "levels": {lv.name: lv.degradation.spec() if lv.degradation else None for lv in levels},
+        "degradation": levels[0].degradation.spec() if len(levels) == 1 and levels[0].degradation else None,
         "model": {**model.describe(), "spec": opts.model, "clamp": opts.clamp},
         "evaluator": evaluator.describe(),
         "data": {"root": str(Path(opts.data_root).resolve()), "image_root": str(faces.image_root),
-                 "n_images": n, "sha256": data_hash, "hr_size": hr_hw, "lr_size": lr_hw,
-                 "frame": hr_source.frame.name, **hr_source.alignment_report()},
+                 "n_images": len(faces), "n_degraded": int(len(degraded)), "sha256": data_hash,
+                 "hr_size": hr_hw, "frame": frame.name,
+                 "lr_sizes": {lv.name: lv.degradation.lr_size(hr_hw) if lv.degradation else hr_hw
+                              for lv in levels},
+                 "extra_files": [str(p) for p in faces.extra_files], **hr_source.alignment_report()},
+        "cache": {"hr": str(hr_cache.path), "sr": {k: str(c.path) for k, c in sr_caches.items()}},
         "timing_seconds": timer.seconds,
-        "images_per_second": {k: n / v for k, v in timer.seconds.items() if v > 0},
+        "images_per_second": timer.rates(),
     }
     name = opts.name or model.name
     run_id = store.save(name, protocol.name, scale, evaluator.name, metrics, manifest, arrays)
@@ -153,73 +175,176 @@ def run(opts: RunOptions) -> dict:
             "evaluator": evaluator.name, "metrics": metrics, "manifest": manifest}
 
 
-def _super_resolve_chunk(model, degradation, hr, idx, faces, opts, evaluator, frame, crop_border, timer,
-                         hr_emb):
-    keys = [faces.relpaths[i] for i in idx]
+def _levels(protocol, model, scale: Optional[int]):
+    """(the store's scale, the run's levels) for this protocol, model and ``--scale``."""
+    if protocol.lr_sizes:
+        if scale is not None and not model.is_reference_hr:
+            raise ConfigError(f"protocol {protocol.name} runs every LR size of its own "
+                              f"({', '.join(protocol.level_names)}) in one run; leave out --scale")
+        names = protocol.level_names
+        if model.is_reference_hr:
+            return NO_DEGRADATION_SCALE, [Level(n, None) for n in names]
+        return LR_SIZES_SCALE, [Level(n, make_degradation(protocol.degradation, size=tuple(size),
+                                                          **protocol.degradation_options))
+                                for n, size in zip(names, protocol.lr_sizes)]
     if model.is_reference_hr:
-        sr = hr
-    else:
-        t0 = time.perf_counter()
-        lr = degradation(hr)
-        if model.wants_upsampled_input:
-            lr = upsample_bicubic(lr, hr.shape[-2:])
-        timer.add("degrade", t0)
-        t0 = time.perf_counter()
-        sr = np.empty_like(hr)
-        for s in range(0, len(idx), opts.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(lr[s:s + opts.batch_size]))
-            out = model.super_resolve(batch, keys[s:s + opts.batch_size])
-            sr[s:s + len(batch)] = check_sr_batch(model.name, out, (len(batch),) + hr.shape[1:],
-                                                  first_index=int(idx[s]), keys=keys[s:s + opts.batch_size])
-        timer.add("sr", t0)
+        return NO_DEGRADATION_SCALE, [Level("hr", None)]
+    scale = scale or protocol.default_scale
+    if scale not in protocol.scales:
+        raise ConfigError(f"protocol {protocol.name} runs at scales {protocol.scales}, not {scale}")
+    return scale, [Level(f"x{scale}", make_degradation(protocol.degradation, scale=scale,
+                                                       **protocol.degradation_options))]
+
+
+def _level_label(scale, levels) -> str:
+    if scale == NO_DEGRADATION_SCALE:
+        return "hr"
+    return levels[0].name if len(levels) == 1 else f"{len(levels)} LR sizes"
+
+
+def _first_of_each_key(indices: np.ndarray, keys: List[str]) -> np.ndarray:
+    """``indices`` without repeats of an image key (identical files are computed once)."""
+    seen, out = set(), []
+    for i in indices:
+        if keys[i] not in seen:
+            seen.add(keys[i])
+            out.append(i)
+    return np.array(out, dtype=np.int64)
+
+
+def _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
+                     protocol, opts, timer, desc):
+    """Fill the caches: HR embeddings of every face, SR results of every degraded face and level."""
+    todo_hr = set(_first_of_each_key(hr_cache.missing(keys), keys).tolist())
+    degraded_keys = [keys[i] for i in degraded]
+    todo_sr = {name: set(degraded[_first_of_each_key(c.missing(degraded_keys), degraded_keys)].tolist())
+               for name, c in sr_caches.items()}
+    work = np.array(sorted(todo_hr.union(*todo_sr.values())), dtype=np.int64)
+    bar = tqdm(total=len(work), unit="img", desc=desc, disable=not opts.progress or len(work) == 0)
+    for start in range(0, len(work), opts.chunk_size):
+        idx = work[start:start + opts.chunk_size]
+        hr = hr_source.load(idx)
+        hr_rows = np.array([k for k, i in enumerate(idx) if i in todo_hr], dtype=np.int64)
+        if len(hr_rows):
+            t0 = time.perf_counter()
+            hr_cache.put([keys[i] for i in idx[hr_rows]], evaluator.embed(hr[hr_rows], hr_source.frame))
+            timer.add("embed", t0, len(hr_rows))
+        for level in levels:
+            if level.degradation is None:
+                continue
+            rows = np.array([k for k, i in enumerate(idx) if i in todo_sr[level.name]], dtype=np.int64)
+            if len(rows):
+                result = _super_resolve(model, level, hr[rows], idx[rows], faces, protocol, opts, evaluator,
+                                        hr_source.frame, timer)
+                sr_caches[level.name].put([keys[i] for i in idx[rows]], **result)
+        bar.update(len(idx))
+    bar.close()
+
+
+def _super_resolve(model, level, hr, idx, faces, protocol, opts, evaluator, frame, timer) -> Dict:
+    names = [faces.relpaths[i] for i in idx]
     t0 = time.perf_counter()
-    psnr = psnr_y(sr, hr, crop_border=crop_border)
-    ssim = ssim_y(sr, hr, crop_border=crop_border)
-    timer.add("image_metrics", t0)
-    if model.is_reference_hr:
-        return {"sr_emb": hr_emb, "psnr": psnr, "ssim": ssim}  # SR is HR: same embeddings
+    lr = level.degradation(hr)
+    if model.wants_upsampled_input:
+        lr = upsample_bicubic(lr, hr.shape[-2:])
+    timer.add("degrade", t0, len(idx))
     t0 = time.perf_counter()
-    sr_emb = evaluator.embed(sr, frame)
-    timer.add("embed", t0)
-    return {"sr_emb": sr_emb, "psnr": psnr, "ssim": ssim}
+    sr = np.empty_like(hr)
+    for s in range(0, len(idx), opts.batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(lr[s:s + opts.batch_size]))
+        out = model.super_resolve(batch, names[s:s + opts.batch_size])
+        sr[s:s + len(batch)] = check_sr_batch(model.name, out, (len(batch),) + hr.shape[1:],
+                                              first_index=int(idx[s]), keys=names[s:s + opts.batch_size])
+    timer.add("sr", t0, len(idx))
+    psnr = ssim = None
+    if protocol.image_metrics:
+        t0 = time.perf_counter()
+        psnr = psnr_y(sr, hr, crop_border=protocol.crop_border)
+        ssim = ssim_y(sr, hr, crop_border=protocol.crop_border)
+        timer.add("image_metrics", t0, len(idx))
+    t0 = time.perf_counter()
+    emb = evaluator.embed(sr, frame)
+    timer.add("embed", t0, len(idx))
+    return {"emb": emb, "psnr": psnr, "ssim": ssim}
 
 
-class _HRSource:
-    """HR faces in the canonical frame: read as they are if pre-aligned, else MTCNN-aligned."""
+class HRSource:
+    """HR faces in the run's frame: pre-aligned images read as they are, raw photos aligned by
+    their given landmarks or by MTCNN; then rendered at the protocol's ``hr_size``."""
 
-    def __init__(self, faces, opts, timer):
+    def __init__(self, faces, hr_size, opts, timer):
         self.faces, self.timer = faces, timer
+        base = faces.aligned_frame or SPHEREFACE_112x96
+        self.hr_size = tuple(hr_size) if hr_size else base.size
+        self.frame = hr_frame(base, self.hr_size)
         self.aligner = None
-        if faces.aligned_frame is not None:
-            self.frame = faces.aligned_frame
-        else:
+        self.fallbacks = []
+        if faces.aligned_frame is None and getattr(faces, "landmarks", None) is None:
             from .data.alignment import MtcnnAligner
 
-            self.frame = SPHEREFACE_112x96
             cache = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir()) / "alignment"
             self.aligner = MtcnnAligner(template=self.frame, cache_dir=cache, device=opts.device)
-        self.fallbacks = []
-        first = self.load(np.arange(min(1, len(faces))))
-        if len(faces) == 0:
-            raise FhbenchError("the protocol selected no images")
-        self.hr_hw = tuple(first.shape[-2:])
+        self.hr_hw = tuple(self.load(np.arange(1)).shape[-2:])
 
     def load(self, idx) -> np.ndarray:
         t0 = time.perf_counter()
         paths = [self.faces.image_root / self.faces.relpaths[i] for i in idx]
-        if self.aligner is None:
-            hr = read_batch(paths, expect_hw=getattr(self, "hr_hw", None))
+        if self.faces.aligned_frame is not None:
+            hr = read_batch(paths, expect_hw=self.faces.aligned_frame.size)
+            if hr.shape[-2:] != self.hr_size:
+                hr = fit_to_hr_size(hr, self.hr_size)
+        elif getattr(self.faces, "landmarks", None) is not None:
+            from .data.landmark_alignment import align_faces
+
+            hr = align_faces(self.faces, self.frame, idx)
         else:
             result = self.aligner.align_files(paths)
             hr = result.images
             for i, fb in zip(idx, result.fallback):
                 if fb and self.faces.relpaths[i] not in self.fallbacks:
                     self.fallbacks.append(self.faces.relpaths[i])
-        self.timer.add("load", t0)
+        self.timer.add("load", t0, len(idx))
         return hr
 
     def alignment_report(self) -> dict:
-        if self.aligner is None:
+        if self.faces.aligned_frame is not None:
             return {"alignment": "pre-aligned"}
+        if self.aligner is None:
+            return {"alignment": "given landmarks"}
         return {"alignment": "mtcnn", "no_face_fallback": "centre crop",
                 "n_fallback": len(self.fallbacks), "fallback_images": self.fallbacks}
+
+
+@dataclass
+class AllResult:
+    results: List[dict]
+    skipped: Dict[str, str]   # protocol -> why it did not run
+
+
+def run_all(opts: RunOptions, protocols: Optional[List[str]] = None, on_result=None) -> AllResult:
+    """``--protocol all``: every protocol whose data is present under ``opts.data_root``.
+
+    A protocol is skipped, with the reason, when its data is absent or incomplete, when
+    ``opts.scale`` is not one of its scales, or when the model cannot run it (its scale or
+    input size: ``IncompatibleModelError``). ``opts.scale`` does not apply to ``lr_sizes``
+    protocols: they run their own sizes. Other errors (a model returning NaN, ...) stop
+    everything, as in a single run.
+    """
+    results, skipped = [], {}
+    for name in protocols or list_protocols():
+        protocol = load_protocol(name)
+        scale = opts.scale
+        if protocol.lr_sizes:
+            scale = None
+        elif scale is not None and scale not in protocol.scales:
+            skipped[name] = f"runs at scales {protocol.scales}, not {scale}"
+            continue
+        try:
+            result = run(RunOptions(**{**opts.__dict__, "protocol": name, "scale": scale}))
+        except (DataError, IncompatibleModelError) as err:
+            skipped[name] = str(err)
+            continue
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return AllResult(results, skipped)

@@ -19,7 +19,7 @@ from .errors import ConfigError, DataError, FhbenchError
 from .leaderboard import HR_MODEL
 from .protocols import load_protocol
 from .registry import TASKS
-from .runner import RunOptions, StageTimer, _HRSource
+from .runner import RunOptions, StageTimer, HRSource
 from .store import ResultStore
 
 N_DEFAULT_IMAGES = 4
@@ -80,7 +80,7 @@ def render_samples(protocol: str, models: Dict[str, str], images: Optional[Seque
     faces = TASKS.get(spec.task)(spec, data_root).faces()
     idx = pick_images(faces.relpaths, images)
     keys = [faces.relpaths[i] for i in idx]
-    hr_source = _HRSource(faces, RunOptions(model="", protocol=protocol, data_root=str(data_root),
+    hr_source = HRSource(faces, spec.hr_size, RunOptions(model="", protocol=protocol, data_root=str(data_root),
                                             cache_dir=cache_dir, device=device), StageTimer())
     hr = hr_source.load(idx)
     degradation = make_degradation(spec.degradation, scale=scale, **spec.degradation_options)

@@ -40,7 +40,8 @@ def test_shipped_protocols_parse(monkeypatch):
     for f in files:
         p = load_protocol(f.stem)
         assert p.name == f.stem and p.source == f
-        assert p.primary_metric in p.metrics and p.default_scale in p.scales
+        assert p.primary_metric in p.metrics
+        assert (p.default_scale in p.scales) if p.scales else (p.lr_sizes and p.default_scale is None)
 
 
 def test_shipped_protocols_name_registered_plugins(monkeypatch):
@@ -48,6 +49,7 @@ def test_shipped_protocols_name_registered_plugins(monkeypatch):
     for name in list_protocols():
         p = load_protocol(name)
         assert p.dataset in DATASETS and p.task in TASKS and p.degradation in DEGRADATIONS, name
+        assert set(p.options) <= set(TASKS.get(p.task).OPTIONS), name  # else the task refuses them
 
 
 def test_lfw_10fold_values(monkeypatch):
@@ -55,7 +57,7 @@ def test_lfw_10fold_values(monkeypatch):
     p = load_protocol("lfw-10fold")
     assert (p.dataset, p.task, p.degradation) == ("lfw", "pairs-10fold", "bicubic")
     assert p.scales == [2, 4, 8] and p.default_scale == 8 and p.primary_metric == "accuracy"
-    assert p.options == {"pairs_file": "pairs.txt", "pair_mode": "sr-sr"}
+    assert p.options == {"pairs": "pairs", "pairs_args": {"filename": "pairs.txt"}, "pair_mode": "sr-sr"}
     spec = p.spec()
     assert spec["name"] == "lfw-10fold" and spec["source"] == str(SHIPPED / "lfw-10fold.yaml")
 
@@ -74,8 +76,13 @@ def test_extra_folder_adds_and_overrides(proto_dir):
     ({"default_scale": "4"}, r"'default_scale' must be int"),
     ({"default_scale": True}, r"'default_scale' must be int"),
     ({"scales": 4}, r"'scales' must be list"),
-    ({"scales": [2, 0]}, r"'scales' must be a list of positive integers"),
-    ({"scales": [2, "4"]}, r"'scales' must be a list of positive integers"),
+    ({"scales": [2, 0]}, r"'scales' must be a list of integers >= 2"),
+    ({"scales": [2, "4"]}, r"'scales' must be a list of integers >= 2"),
+    ({"scales": [1, 2]}, r"'scales' must be a list of integers >= 2"),  # 1 is the hr reference
+    ({"lr_sizes": [[16, 12]]}, r"exactly one of 'scales'.*and 'lr_sizes'"),
+    ({"hr_size": [192]}, r"'hr_size' must hold \[height, width\] pairs"),
+    ({"hr_size": [192, 0]}, r"'hr_size' must hold \[height, width\] pairs"),
+    ({"image_metrics": "no"}, r"'image_metrics' must be bool"),
     ({"options": [1]}, r"'options' must be dict"),
     ({"name": "other-name"}, r"name 'other-name' differs from the file name"),
     ({"primary_metric": "psnr"}, r"primary_metric 'psnr' is not in metrics"),
@@ -86,12 +93,29 @@ def test_bad_values_name_the_file(proto_dir, change, pattern):
         load_protocol("my-proto")
 
 
-@pytest.mark.parametrize("key", ["summary", "scales", "primary_metric"])
+@pytest.mark.parametrize("key", ["summary", "primary_metric"])
 def test_missing_key(proto_dir, key):
     data = dict(VALID)
     del data[key]
     path = write(proto_dir, data)
     with pytest.raises(ConfigError, match=re.escape(str(path)) + f".*missing key.*{key}"):
+        load_protocol("my-proto")
+
+
+def test_levels_are_scales_or_lr_sizes(proto_dir):
+    data = {k: v for k, v in VALID.items() if k not in ("scales", "default_scale")}
+    path = write(proto_dir, data)
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ".*exactly one of 'scales'"):
+        load_protocol("my-proto")
+    write(proto_dir, {**data, "lr_sizes": [[7, 6], [16, 14]], "hr_size": [112, 96]})
+    p = load_protocol("my-proto")
+    assert p.lr_sizes == [(7, 6), (16, 14)] and p.hr_size == (112, 96) and p.scales == []
+    assert p.level_names == ["7x6", "16x14"] and p.image_metrics is True
+    path = write(proto_dir, {**data, "lr_sizes": [[7, 6]], "default_scale": 4})
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ".*'default_scale' makes no sense"):
+        load_protocol("my-proto")
+    path = write(proto_dir, {**data, "lr_sizes": [[7, 6, 1]]})
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ".*'lr_sizes' must hold"):
         load_protocol("my-proto")
 
 

@@ -47,7 +47,7 @@ def protocols(tmp_path, monkeypatch):
     folder.mkdir()
     spec = {"name": "toy-blufr", "summary": "synthetic BLUFR", "dataset": "lfw", "task": "pairs-10fold",
             "degradation": "bicubic", "scales": [8], "default_scale": 8,
-            "metrics": ["vr", "vr_std", "dir"], "primary_metric": "vr"}
+            "metrics": ["toy_vr", "toy_vr_std", "toy_dir"], "primary_metric": "toy_vr"}
     (folder / "toy-blufr.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setenv("FHBENCH_PROTOCOLS", str(folder))
 
@@ -61,8 +61,8 @@ def store(tmp_path, protocols):
         manifest = {"model": {"spec": model}, "seed": 0, "note": "<b>escaped</b>"}
         st.save(model, PROTOCOL, scale, "sface", lfw_metrics(acc, np.inf if model == "hr" else 25.0), manifest,
                 run_arrays(rng, quality, hr=model == "hr"))
-    st.save("srnet", "toy-blufr", 8, "sface", {"vr": 0.6, "vr_std": 0.02, "dir": 0.4}, {}, {})
-    st.save("bicubic", "toy-blufr", 8, "sface", {"vr": 0.7, "vr_std": 0.03, "dir": 0.5}, {}, {})
+    st.save("srnet", "toy-blufr", 8, "sface", {"toy_vr": 0.6, "toy_vr_std": 0.02, "toy_dir": 0.4}, {}, {})
+    st.save("bicubic", "toy-blufr", 8, "sface", {"toy_vr": 0.7, "toy_vr_std": 0.03, "toy_dir": 0.5}, {}, {})
     return st
 
 
@@ -90,14 +90,14 @@ def test_hr_first_bicubic_last_never_best(store):
 
 def test_std_over_trials_and_missing_hr(store):
     (t,) = build_tables(store, protocol="toy-blufr")
-    assert t.metrics == ["vr", "dir"] and t.with_std == ["vr"]
+    assert t.metrics == ["toy_vr", "toy_dir"] and t.with_std == ["toy_vr"]
     md = format_tables([t], "md")
-    assert md_row(md, "Model") == ["Model", "vr", "dir"]
+    assert md_row(md, "Model") == ["Model", "toy_vr", "toy_dir"]  # no format known: raw values
     assert md_row(md, "srnet") == ["srnet", "**0.6000 ± 0.0200**", "**0.4000**"]
     assert md_row(md, "bicubic (no SR)") == ["bicubic (no SR)", "0.7000 ± 0.0300", "0.5000"]
     assert "`fhbench run --model hr --protocol toy-blufr --evaluator sface`" in md
     rows = list(csv.reader(io.StringIO(format_tables([t], "csv"))))
-    assert rows[0][5:] == ["vr", "vr_std", "dir"] and rows[1][5:] == ["0.6", "0.02", "0.4"]
+    assert rows[0][5:] == ["toy_vr", "toy_vr_std", "toy_dir"] and rows[1][5:] == ["0.6", "0.02", "0.4"]
 
 
 def test_filters(store):
@@ -187,7 +187,7 @@ def test_report_is_self_contained(report):
     # the sample grids show the runs whose manifest spec can be rebuilt (only bicubic here)
     assert captions[8] == ("LR | bicubic | HR: Ariel_Sharon/Ariel_Sharon_0001.jpg, "
                            "Arnold_Schwarzenegger/Arnold_Schwarzenegger_0002.jpg")
-    assert captions[9] == "vr vs scale, sface" and captions[10].startswith("LR | bicubic | HR: ")
+    assert captions[9] == "toy_vr vs scale, sface" and captions[10].startswith("LR | bicubic | HR: ")
     assert "srnet not shown: unknown model 'srnet'" in "".join(dom.text)  # its spec cannot be rebuilt
     for src in dom.img_src:
         assert src.startswith("data:image/png;base64,")

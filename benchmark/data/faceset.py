@@ -1,6 +1,7 @@
 """The unit of data a protocol works on: face images with identity labels."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..errors import DataError
 from ..templates import FaceTemplate
 
 
@@ -30,13 +32,41 @@ class FaceSet:
     def paths(self) -> List[Path]:
         return [self.image_root / r for r in self.relpaths]
 
-    def content_hash(self) -> str:
-        """SHA256 over every image's relative path and bytes, then the extra files: the data
-        hash of the run manifest (changes if any pixel or the list changes)."""
+    def subset(self, indices) -> "FaceSet":
+        """The faces at ``indices`` (in that order), with the same identity list."""
+        idx = np.asarray(indices, dtype=np.int64)
+        changes = {"relpaths": [self.relpaths[i] for i in idx],
+                   "labels": None if self.labels is None else np.asarray(self.labels)[idx]}
+        if getattr(self, "landmarks", None) is not None:
+            changes["landmarks"] = np.asarray(self.landmarks)[idx]
+        return dataclasses.replace(self, **changes)
+
+    def image_keys(self) -> List[str]:
+        """Per image, the hex SHA256 of its file bytes, followed (when the set gives landmarks)
+        by the landmarks' float64 bytes: what an image's aligned face depends on, so the key of
+        the per-image result cache (``benchmark/cache.py``). Identical files share a key."""
+        landmarks = getattr(self, "landmarks", None)
+        keys = []
+        for i, rel in enumerate(self.relpaths):
+            path = self.image_root / rel
+            try:
+                h = hashlib.sha256(path.read_bytes())
+            except FileNotFoundError:
+                raise DataError(f"image {path} does not exist") from None
+            except OSError as err:
+                raise DataError(f"image {path} cannot be read: {err.strerror or err}") from None
+            if landmarks is not None:
+                h.update(np.asarray(landmarks[i], dtype=np.float64).tobytes())
+            keys.append(h.hexdigest())
+        return keys
+
+    def content_hash(self, image_keys: Optional[List[str]] = None) -> str:
+        """SHA256 over every image's relative path and key, then the extra files: the data
+        hash of the run manifest (changes if any pixel, landmark or the list changes)."""
         h = hashlib.sha256()
-        for rel in self.relpaths:
-            h.update(rel.encode() + b"\0")
-            h.update(hashlib.sha256((self.image_root / rel).read_bytes()).digest())
+        for rel, key in zip(self.relpaths, image_keys if image_keys is not None else self.image_keys()):
+            h.update(rel.encode() + b"\0" + bytes.fromhex(key))
         for extra in self.extra_files:
             h.update(extra.name.encode() + b"\0" + hashlib.sha256(extra.read_bytes()).digest())
         return h.hexdigest()
+

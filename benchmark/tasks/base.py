@@ -1,0 +1,82 @@
+"""What every task shares: its options, its dataset, and scoring per degradation level.
+
+The runner hands a task, per level of the protocol (one scale, or every LR size of an
+``lr_sizes`` protocol), the embeddings of the faces *as the protocol presents them* at that
+level: rows of the faces the task degrades (``degraded``) are embeddings of their SR output,
+all other rows (e.g. an HR gallery) are HR embeddings. A task scores one level in
+``score_level``; ``score`` names the metrics and arrays of several levels ``<name>@<level>``.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ..data.faceset import FaceSet
+from ..errors import ConfigError
+from ..registry import DATASETS
+
+Scores = Tuple[Dict[str, float], Dict[str, np.ndarray]]
+
+
+def selected(task: "Task", option: str):
+    """Call the dataset reader's selection method named by the task option ``option`` with the
+    keyword arguments in ``<option>_args`` (e.g. ``selection: people``, ``selection_args:
+    {min_images: 4}`` -> ``LFW.people(min_images=4)``)."""
+    name = task.options[option]
+    method = getattr(task.dataset, name, None) if not str(name).startswith("_") else None
+    if not callable(method):
+        raise ConfigError(f"protocol {task.protocol.name}: dataset {task.protocol.dataset} has no selection "
+                          f"{name!r} (option {option})")
+    args = task.options.get(f"{option}_args", {})
+    if not isinstance(args, dict):
+        raise ConfigError(f"protocol {task.protocol.name}: option {option}_args must be a mapping")
+    return method(**args)
+
+
+def at_level(name: str, level: Optional[str]) -> str:
+    """``rank1`` -> ``rank1@16x12``; a ``_std`` suffix stays last (``rank1@16x12_std``), so the
+    leaderboard still finds a metric's std as ``<metric>_std``."""
+    if level is None:
+        return name
+    if name.endswith("_std"):
+        return f"{name[:-4]}@{level}_std"
+    return f"{name}@{level}"
+
+
+class Task:
+    """Base class. Subclasses set ``OPTIONS`` (option -> default) and implement ``faces`` and
+    ``score_level``; the protocol's ``options`` may only name keys of ``OPTIONS``."""
+
+    OPTIONS: Dict[str, object] = {}
+
+    def __init__(self, protocol, data_root):
+        self.protocol = protocol
+        given = dict(protocol.options)
+        unknown = sorted(set(given) - set(self.OPTIONS))
+        if unknown:
+            raise ConfigError(f"protocol {protocol.name}: unknown option(s) {', '.join(unknown)} for task "
+                              f"{protocol.task} (known: {', '.join(self.OPTIONS) or 'none'})")
+        self.options = {**self.OPTIONS, **given}
+        self.dataset = DATASETS.get(protocol.dataset)(data_root)
+
+    def faces(self) -> FaceSet:
+        raise NotImplementedError
+
+    def degraded(self) -> Optional[np.ndarray]:
+        """Indices of the faces the protocol degrades and super-resolves; None: all of them."""
+        return None
+
+    def score_level(self, hr_emb: np.ndarray, emb: np.ndarray) -> Scores:
+        """Metrics and arrays of one level; ``emb`` as described in the module docstring."""
+        raise NotImplementedError
+
+    def score(self, hr_emb: np.ndarray, level_embs: Dict[str, np.ndarray], name_levels: bool) -> Scores:
+        """All levels' metrics and arrays; named ``<name>@<level>`` when ``name_levels`` (the
+        protocol has ``lr_sizes``)."""
+        metrics, arrays = {}, {}
+        for level, emb in level_embs.items():
+            m, a = self.score_level(hr_emb, emb)
+            metrics.update({at_level(k, level if name_levels else None): v for k, v in m.items()})
+            arrays.update({at_level(k, level if name_levels else None): v for k, v in a.items()})
+        return metrics, arrays
