@@ -148,7 +148,8 @@ def protocols():
 
     for name in list_protocols():
         p = load_protocol(name)
-        click.echo(f"{name:<16} {p.summary} [dataset {p.dataset}, scales {p.scales}]")
+        levels = f"LR sizes {', '.join(p.level_names)}" if p.lr_sizes else f"scales {p.scales}"
+        click.echo(f"{name:<16} {p.summary} [dataset {p.dataset}, {levels}]")
 
 
 @main.command()
