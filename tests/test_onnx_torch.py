@@ -97,7 +97,8 @@ def test_batchnorm_layers_are_kept_as_in_the_graph(name, n_bn):
 
 
 def _tiny_graph(path, op_node=None):
-    """Conv(pads 1, stride 2, bias) -> BN -> PRelu -> Sub const -> Flatten -> Gemm(transB=0, alpha, beta)."""
+    """Conv(pads 1, stride 2, bias) -> BN -> PRelu per channel -> Sub const -> PRelu shared slope -> Flatten
+    -> Gemm(transB=0, alpha, beta)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(1)
@@ -106,6 +107,7 @@ def _tiny_graph(path, op_node=None):
         "g": rng.random(4).astype(np.float32) + 0.5, "be": rng.standard_normal(4).astype(np.float32),
         "m": rng.standard_normal(4).astype(np.float32), "v": rng.random(4).astype(np.float32) + 0.5,
         "s": rng.random((4, 1, 1)).astype(np.float32), "c": np.array([0.25], np.float32),
+        "shared": np.array([0.3], np.float32),
         "fw": rng.standard_normal((4 * 3 * 3, 5)).astype(np.float32), "fb": rng.standard_normal(5).astype(np.float32),
     }
     nodes = [
@@ -113,7 +115,8 @@ def _tiny_graph(path, op_node=None):
         helper.make_node("BatchNormalization", ["c1", "g", "be", "m", "v"], ["b1"], epsilon=1e-3, momentum=0.9),
         helper.make_node("PRelu", ["b1", "s"], ["p1"]),
         helper.make_node("Sub", ["p1", "c"], ["s1"]),
-        helper.make_node("Flatten", ["s1"], ["f1"], axis=1),
+        helper.make_node("PRelu", ["s1", "shared"], ["p2"]),
+        helper.make_node("Flatten", ["p2"], ["f1"], axis=1),
         helper.make_node("Gemm", ["f1", "fw", "fb"], ["y"], alpha=0.5, beta=2.0, transB=0),
     ]
     if op_node is not None:

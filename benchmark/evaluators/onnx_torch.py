@@ -63,7 +63,11 @@ class PRelu(nn.Module):
         self.slope = nn.Parameter(slope)
 
     def forward(self, x):
-        return torch.where(x < 0, x * self.slope, x)
+        s = self.slope
+        # a per-channel slope (C, 1, ..., 1) is torch's fused prelu (faster, same values)
+        if x.dim() >= 2 and s.dim() == x.dim() - 1 and s.shape[0] == x.shape[1] and s[0].numel() == 1:
+            return F.prelu(x, s.reshape(-1))
+        return torch.where(x < 0, x * s, x)
 
 
 class Flatten(nn.Module):
