@@ -187,9 +187,13 @@ def _names(text):
 @click.argument("kind", type=click.Choice(["cmc", "roc", "csd", "vr", "dir", "scale", "samples"]))
 @click.option("--protocol", required=True)
 @click.option("--scale", type=int, default=None, help="the runs' scale (needed when several are stored)")
+@click.option("--level", default=None, help="LR size, e.g. 16x14: needed for protocols with fixed LR sizes "
+              "(lfw-ident, ar-cmc), whose one run covers every size")
 @click.option("--evaluator", default=None, help="the runs' evaluator (needed when several are stored)")
 @click.option("--models", default=None, help="comma-separated model names (samples: --model specs; "
               "default: every stored run)")
+@click.option("--upsampled-input", is_flag=True, help="samples: feed the --models given as callables or files "
+              "the LR bicubic-upsampled to HR size")
 @click.option("--metric", default=None, help="csd: psnr or ssim; scale: a stored metric (default: the primary)")
 @click.option("--log-far", is_flag=True, help="roc: FAR on a log scale")
 @click.option("--no-title", is_flag=True, help="leave the title to the paper's caption")
@@ -198,21 +202,22 @@ def _names(text):
 @click.option("--weights", multiple=True, metavar="MODEL=FILE", help="samples: weights of a registered model")
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
 @click.option("-o", "--output", required=True, help="figure file: .pdf, .png or .svg")
-def plot(kind, protocol, scale, evaluator, models, metric, log_far, no_title, images, data_root, weights,
-         store, output):
-    """Paper figures: CMC, ROC, CSD, BLUFR VR/DIR, metric vs scale, sample grids."""
+def plot(kind, protocol, scale, level, evaluator, models, upsampled_input, metric, log_far, no_title, images,
+         data_root, weights, store, output):
+    """Paper figures: CMC, ROC, CSD, BLUFR VR/DIR, metric vs scale (or vs LR size), sample grids."""
     from .plots import check_output, draw, plot_sample_grid, save_figure
 
     check_output(output)
     if kind == "samples":
-        from .samples import parse_weights, render_samples, stored_models
+        from .samples import ModelSpec, parse_weights, render_samples, stored_models
 
-        specs = {n: n for n in _names(models) or []} or stored_models(_open_store(store), protocol, scale, evaluator)
+        specs = ({n: ModelSpec(n, upsampled_input) for n in _names(models) or []}
+                 or stored_models(_open_store(store), protocol, scale, evaluator))
         fig = plot_sample_grid(render_samples(protocol, specs, _names(images), scale, data_root,
-                                              parse_weights(weights)))
+                                              parse_weights(weights), level=level))
     else:
         fig = draw(kind, _open_store(store), protocol, scale, evaluator, _names(models), metric, log_far,
-                   title=not no_title)
+                   title=not no_title, level=level)
     click.echo(f"wrote {save_figure(fig, output)}")
 
 
@@ -221,17 +226,18 @@ def plot(kind, protocol, scale, evaluator, models, metric, log_far, no_title, im
 @click.argument("model_b")
 @click.option("--protocol", required=True)
 @click.option("--scale", type=int, default=None)
+@click.option("--level", default=None, help="LR size, e.g. 16x14 (protocols with fixed LR sizes)")
 @click.option("--evaluator", default=None)
 @click.option("--resamples", type=int, default=10_000, show_default=True, help="bootstrap resamples")
 @click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True)
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
-def compare(model_a, model_b, protocol, scale, evaluator, resamples, seed, confidence, fmt, store):
+def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed, confidence, fmt, store):
     """Is B better than A? McNemar on pair decisions, paired bootstrap CIs of B - A."""
     from .compare import compare_models, format_comparison
 
-    result = compare_models(_open_store(store), protocol, model_a, model_b, scale, evaluator,
+    result = compare_models(_open_store(store), protocol, model_a, model_b, scale, evaluator, level=level,
                             n_resamples=resamples, seed=seed, confidence=confidence)
     click.echo(format_comparison(result, fmt), nl=False)
 

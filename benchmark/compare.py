@@ -3,7 +3,8 @@
 Two runs are comparable when they share protocol, scale and evaluator (the ``hr`` run,
 stored at scale 1, pairs with any scale: its pairs and images are the same) and were
 scored on the same pairs (equal ``pair_is_same`` and ``pair_fold``). Differences are
-always **B - A** (``model_b`` minus ``model_a``).
+always **B - A** (``model_b`` minus ``model_a``). A protocol with fixed LR sizes (one run
+covers every size) is compared at one ``level``: its arrays ``probe_rank@16x14``, ...
 
 - McNemar's exact test on per-pair verification decisions: pair i is decided "same" iff
   ``score > threshold`` of its fold (the LFW 10-fold thresholds: ``fold_threshold`` when
@@ -29,7 +30,9 @@ from scipy.stats import binom
 
 from .errors import FhbenchError
 from .leaderboard import NO_DEGRADATION_SCALE, scale_label
+from .levels import arrays_at_level, level_label, resolve_level
 from .metrics.verification import ten_fold_accuracy
+from .protocols import load_protocol
 from .store import ResultStore, RunRecord
 
 N_RESAMPLES = 10_000
@@ -72,6 +75,7 @@ class Comparison:
     mcnemar: Optional[McNemarResult]
     intervals: List[BootstrapInterval]
     notes: List[str] = field(default_factory=list)  # differences that could not be computed, and why
+    level: Optional[str] = None  # the LR size compared, for a protocol with fixed LR sizes
 
 
 def mcnemar_exact(correct_a, correct_b) -> McNemarResult:
@@ -174,16 +178,20 @@ def check_comparable(run_a: RunRecord, run_b: RunRecord) -> int:
                            f"{run_b.model} with {run_b.evaluator}; pass --evaluator")
     scales = {run_a.scale, run_b.scale} - {NO_DEGRADATION_SCALE}
     if len(scales) > 1:
-        raise FhbenchError(f"cannot compare runs of different scales: {run_a.model} at x{run_a.scale}, "
-                           f"{run_b.model} at x{run_b.scale}; pass --scale")
+        raise FhbenchError(f"cannot compare runs of different scales: {run_a.model} at {scale_label(run_a.scale)}, "
+                           f"{run_b.model} at {scale_label(run_b.scale)}; pass --scale")
     return scales.pop() if scales else NO_DEGRADATION_SCALE
 
 
 def compare_runs(store: ResultStore, run_a: RunRecord, run_b: RunRecord, n_resamples: int = N_RESAMPLES,
-                 seed: int = SEED, confidence: float = CONFIDENCE) -> Comparison:
+                 seed: int = SEED, confidence: float = CONFIDENCE, level: Optional[str] = None) -> Comparison:
+    """Compare two runs; for a protocol with fixed LR sizes, the arrays of ``level``
+    (``probe_rank@16x14``, ...), which must then be given."""
     scale = check_comparable(run_a, run_b)
-    arr_a, arr_b = store.arrays(run_a.id), store.arrays(run_b.id)
-    out = Comparison(run_a.protocol, scale, run_a.evaluator, run_a.model, run_b.model, None, [])
+    level = resolve_level(load_protocol(run_a.protocol), level)
+    arr_a = arrays_at_level(store.arrays(run_a.id), level)
+    arr_b = arrays_at_level(store.arrays(run_b.id), level)
+    out = Comparison(run_a.protocol, scale, run_a.evaluator, run_a.model, run_b.model, None, [], level=level)
 
     def interval(metric, va, vb, strata, unit):
         d, lo, hi = bootstrap_difference(va, vb, strata, n_resamples, seed, confidence)
@@ -226,13 +234,13 @@ def compare_runs(store: ResultStore, run_a: RunRecord, run_b: RunRecord, n_resam
 
 
 def compare_models(store: ResultStore, protocol: str, model_a: str, model_b: str, scale=None, evaluator=None,
-                   **options) -> Comparison:
+                   level: Optional[str] = None, **options) -> Comparison:
     """Resolve each model's run (``resolve_run``) and compare them (``compare_runs``)."""
     if model_a == model_b:
         raise FhbenchError(f"compare two different models, got {model_a} twice")
     run_a = resolve_run(store, protocol, model_a, scale, evaluator)
     run_b = resolve_run(store, protocol, model_b, scale, evaluator)
-    return compare_runs(store, run_a, run_b, **options)
+    return compare_runs(store, run_a, run_b, level=level, **options)
 
 
 def _has(arr_a, arr_b, *names) -> bool:
@@ -248,7 +256,8 @@ def format_comparison(c: Comparison, fmt: str = "text") -> str:
     """``text`` or ``md`` (a table) or ``json``."""
     if fmt == "json":
         return json.dumps(asdict(c), indent=1, allow_nan=False)
-    head = (f"{c.protocol}, {scale_label(c.scale)}, evaluator {c.evaluator}: "
+    where = level_label(c.level) if c.level else scale_label(c.scale)
+    head = (f"{c.protocol}, {where}, evaluator {c.evaluator}: "
             f"A = {c.model_a}, B = {c.model_b}; differences are B - A")
     rows = [["metric", "A", "B", "B - A", f"{round(100 * _confidence(c))}% CI", "resampled"]]
     for iv in c.intervals:

@@ -121,8 +121,9 @@ def _table(runs, proto, sc, ev) -> Table:
     missing = []
     if not hr:
         missing.append(f"fhbench run --model {HR_MODEL} --protocol {proto} --evaluator {ev}")
-    if sc != NO_DEGRADATION_SCALE and not lr:
-        missing.append(f"fhbench run --model {LR_MODEL} --protocol {proto} --scale {sc} --evaluator {ev}")
+    if sc != NO_DEGRADATION_SCALE and not lr:  # a run over fixed LR sizes takes no --scale
+        at = "" if sc == LR_SIZES_SCALE else f" --scale {sc}"
+        missing.append(f"fhbench run --model {LR_MODEL} --protocol {proto}{at} --evaluator {ev}")
     return Table(proto, sc, ev, shown, spec.primary_metric, rows, with_std, missing)
 
 

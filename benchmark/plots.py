@@ -13,7 +13,9 @@ any other name takes the colour and line style chosen by a stable hash (SHA-1) o
 name; ``hr`` is black dashed (upper bound), ``bicubic`` grey dotted (lower bound).
 
 Every figure shows the runs of one protocol, one scale and one evaluator (the hr run,
-stored at scale 1, joins every scale). Curves are read from the run's stored arrays by
+stored at scale 1, joins every scale); for a protocol with fixed LR sizes (``lr_sizes``: one
+run covers every size) also one level, whose arrays are read as ``<name>@<level>``
+(``levels.py``), and the metric-vs-scale figure becomes metric vs LR size. Curves are read from the run's stored arrays by
 name; a protocol whose runs lack them, a protocol with no runs, or an ambiguous scale or
 evaluator is a FhbenchError that says what to pass: never an empty figure. Figures are
 ``matplotlib.figure.Figure`` objects (rendered by Agg; no pyplot, no GUI backend).
@@ -31,6 +33,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
 
 from .errors import FhbenchError
+from .levels import arrays_at_level, level_label, resolve_level, split_level
+from .tasks.base import at_level
 from .leaderboard import HR_MODEL, LR_MODEL, NO_DEGRADATION_SCALE, metric_format, scale_label
 from .metrics.verification import roc_curve_exact
 from .protocols import load_protocol
@@ -83,24 +87,30 @@ def model_label(name: str) -> str:
 
 @dataclass
 class Selection:
-    """The runs of one figure: one protocol, scale and evaluator (hr first, bicubic last)."""
+    """The runs of one figure: one protocol, scale and evaluator (hr first, bicubic last), and
+    the level of an ``lr_sizes`` protocol (None otherwise)."""
 
     protocol: str
     scale: Optional[int]  # None: every scale (metric vs scale)
     evaluator: str
     runs: List[RunRecord]
+    level: Optional[str] = None
 
 
 def select_runs(store: ResultStore, protocol: str, scale: Optional[int] = None, evaluator: Optional[str] = None,
-                models: Optional[Sequence[str]] = None, all_scales: bool = False) -> Selection:
+                models: Optional[Sequence[str]] = None, all_scales: bool = False,
+                level: Optional[str] = None) -> Selection:
     """Runs of ``protocol`` for one figure. ``scale`` and ``evaluator`` may be left out when
-    the store holds only one; ``all_scales`` keeps every scale (metric vs scale)."""
+    the store holds only one; ``all_scales`` keeps every scale (metric vs scale). ``level``
+    is required for an ``lr_sizes`` protocol (unless ``all_scales``) and refused otherwise."""
     runs = store.runs(protocol=protocol)
     if not runs:
         have = sorted({r.protocol for r in store.runs()})
         raise FhbenchError(f"no runs of protocol {protocol} in {store.path}"
                            + (f" (protocols with runs: {', '.join(have)})" if have else "")
                            + f"; run `fhbench run --model M --protocol {protocol}` first")
+    if not all_scales:
+        level = resolve_level(load_protocol(protocol), level, scale)
     if models:
         unknown = [m for m in models if m not in {r.model for r in runs}]
         if unknown:
@@ -130,18 +140,20 @@ def select_runs(store: ResultStore, protocol: str, scale: Optional[int] = None, 
         runs = [r for r in runs if r.scale in (scale, NO_DEGRADATION_SCALE)]
     order = {HR_MODEL: 0, LR_MODEL: 2}
     runs.sort(key=lambda r: (order.get(r.model, 1), r.model, r.scale))
-    return Selection(protocol, scale, evaluator, runs)
+    return Selection(protocol, scale, evaluator, runs, level)
 
 
 def _load_arrays(store: ResultStore, sel: Selection, names: Sequence[str], kind: str) -> Dict[int, Dict]:
-    """{run id: arrays} of the selection's runs; every run must store ``names``."""
-    arrays = {r.id: store.arrays(r.id) for r in sel.runs}
+    """{run id: arrays} of the selection's runs (of its level, under the plain names); every
+    run must store ``names``."""
+    arrays = {r.id: arrays_at_level(store.arrays(r.id), sel.level) for r in sel.runs}
+    stored = [n if sel.level is None else f"{n}@{sel.level}" for n in names]
     lacking = [r.model for r in sel.runs if any(n not in arrays[r.id] for n in names)]
     if len(lacking) == len(sel.runs):
         what, hint = NEEDS[kind]
-        raise FhbenchError(f"protocol {sel.protocol} stores no {what} (arrays {', '.join(names)}); {hint}")
+        raise FhbenchError(f"protocol {sel.protocol} stores no {what} (arrays {', '.join(stored)}); {hint}")
     if lacking:
-        raise FhbenchError(f"run(s) of {', '.join(lacking)} on {sel.protocol} store no {', '.join(names)}: "
+        raise FhbenchError(f"run(s) of {', '.join(lacking)} on {sel.protocol} store no {', '.join(stored)}: "
                            "re-run them, or leave them out with --models")
     return arrays
 
@@ -153,7 +165,8 @@ def _figure(width: float = COLUMN_WIDTH, height: float = FIGURE_HEIGHT,
 
 
 def _title(sel: Selection, what: str) -> str:
-    return f"{what}: {sel.protocol}, {scale_label(sel.scale)}, {sel.evaluator}"
+    where = level_label(sel.level) if sel.level else scale_label(sel.scale)
+    return f"{what}: {sel.protocol}, {where}, {sel.evaluator}"
 
 
 def _finish(fig: Figure, ax, sel: Selection, what: str, legend_loc: str = "best") -> Figure:
@@ -164,10 +177,10 @@ def _finish(fig: Figure, ax, sel: Selection, what: str, legend_loc: str = "best"
 
 
 def plot_cmc(store: ResultStore, protocol: str, scale=None, evaluator=None, models=None,
-             array: str = "cmc", max_rank: Optional[int] = None) -> Figure:
+             array: str = "cmc", max_rank: Optional[int] = None, level: Optional[str] = None) -> Figure:
     """CMC: ``array[r - 1]`` = identification rate at rank r (rows of a 2-D array are
     repeats or trials and are averaged)."""
-    sel = select_runs(store, protocol, scale, evaluator, models)
+    sel = select_runs(store, protocol, scale, evaluator, models, level=level)
     arrays = _load_arrays(store, sel, [array], "cmc")
     fig = _figure()
     with matplotlib.rc_context(STYLE):
@@ -184,10 +197,11 @@ def plot_cmc(store: ResultStore, protocol: str, scale=None, evaluator=None, mode
 
 
 def plot_roc(store: ResultStore, protocol: str, scale=None, evaluator=None, models=None,
-             log_far: bool = False, scores: str = "pair_scores", is_same: str = "pair_is_same") -> Figure:
+             log_far: bool = False, scores: str = "pair_scores", is_same: str = "pair_is_same",
+             level: Optional[str] = None) -> Figure:
     """ROC from the stored pair scores: the exact curve (``roc_curve_exact``), TAR against
     FAR. With ``log_far`` the FAR = 0 points are left out (log scale)."""
-    sel = select_runs(store, protocol, scale, evaluator, models)
+    sel = select_runs(store, protocol, scale, evaluator, models, level=level)
     arrays = _load_arrays(store, sel, [scores, is_same], "roc")
     fig = _figure()
     with matplotlib.rc_context(STYLE):
@@ -209,14 +223,14 @@ def plot_roc(store: ResultStore, protocol: str, scale=None, evaluator=None, mode
 
 
 def plot_blufr(store: ResultStore, protocol: str, kind: str = "vr", scale=None, evaluator=None, models=None,
-               far: Optional[str] = None, curve: Optional[str] = None) -> Figure:
+               far: Optional[str] = None, curve: Optional[str] = None, level: Optional[str] = None) -> Figure:
     """BLUFR VR-FAR (``kind="vr"``) or DIR-FAR at rank 1 (``"dir"``): the mean over trials of
     ``<kind>_curve`` (trials x FARs) against ``<kind>_curve_far``, with a band of +- 1 std
     (ddof=1) over trials."""
     if kind not in ("vr", "dir"):
         raise FhbenchError(f"BLUFR plot kind must be vr or dir, got {kind!r}")
     far, curve = far or f"{kind}_curve_far", curve or f"{kind}_curve"
-    sel = select_runs(store, protocol, scale, evaluator, models)
+    sel = select_runs(store, protocol, scale, evaluator, models, level=level)
     arrays = _load_arrays(store, sel, [far, curve], kind)
     fig = _figure()
     with matplotlib.rc_context(STYLE):
@@ -261,13 +275,16 @@ def cumulative_score_distribution(values) -> tuple:
 
 
 def plot_csd(store: ResultStore, protocol: str, metric: str = "psnr", scale=None, evaluator=None,
-             models=None) -> Figure:
+             models=None, level: Optional[str] = None) -> Figure:
     """Cumulative score distribution: the fraction of images with ``metric`` >= x (a step
     that drops just after each distinct score). The hr run (identical images: PSNR inf,
     SSIM 1) is left out."""
     if metric not in ("psnr", "ssim"):
         raise FhbenchError(f"CSD plots show psnr or ssim, not {metric!r}")
-    sel = select_runs(store, protocol, scale, evaluator, models)
+    sel = select_runs(store, protocol, scale, evaluator, models, level=level)
+    if not load_protocol(protocol).image_metrics:
+        raise FhbenchError(f"protocol {protocol} has no PSNR or SSIM (image_metrics: false: natural LR, no true "
+                           "HR), so no CSD plot")
     sel.runs = [r for r in sel.runs if r.scale != NO_DEGRADATION_SCALE]
     if not sel.runs:
         raise FhbenchError(f"no SR runs of {protocol} with {sel.evaluator}: the hr run alone has no score "
@@ -292,8 +309,10 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
                          models=None) -> Figure:
     """One line per model over the scales it was run at (x log2: x2, x4, x8); error bars
     where the protocol lists ``<metric>_std`` (folds, trials); the hr value as a
-    horizontal line."""
+    horizontal line. A protocol with fixed LR sizes gets ``plot_metric_vs_level``."""
     spec = load_protocol(protocol)
+    if spec.lr_sizes:
+        return plot_metric_vs_level(store, protocol, metric, evaluator, models)
     metric = metric or spec.primary_metric
     sel = select_runs(store, protocol, None, evaluator, models, all_scales=True)
     if not any(metric in r.metrics for r in sel.runs):
@@ -331,6 +350,57 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
             ax.set_ylabel(header.replace(" (%)", ""))
         ax.set_title(f"{header.replace(' (%)', '')} vs scale: {protocol}, {sel.evaluator}")
+        ax.legend(loc="best")
+    return fig
+
+
+def plot_metric_vs_level(store: ResultStore, protocol: str, metric: Optional[str] = None, evaluator=None,
+                         models=None) -> Figure:
+    """Metric vs LR size for an ``lr_sizes`` protocol: one line per model through ONE run's
+    ``<metric>@<level>`` values, x = the protocol's LR sizes in its order (evenly spaced);
+    error bars where the run stores ``<metric>@<level>_std`` (repeats). ``metric`` is the
+    plain name (``rank1``; ``rank1@16x14`` means the same); default: the primary metric's.
+    The hr run (no degradation) is drawn through its own per-level values."""
+    spec = load_protocol(protocol)
+    if not spec.lr_sizes:
+        raise FhbenchError(f"protocol {protocol} has scales, not fixed LR sizes: draw metric vs scale")
+    metric = split_level(spec, metric or spec.primary_metric)[0]
+    levels = spec.level_names
+    sel = select_runs(store, protocol, None, evaluator, models, all_scales=True)
+    keys = [at_level(metric, lv) for lv in levels]
+    shown = [r for r in sel.runs if any(k in r.metrics for k in keys)]
+    if not shown:
+        stored = sorted({split_level(spec, k)[0] for r in sel.runs for k in r.metrics} - {"psnr_n_inf"})
+        raise FhbenchError(f"no run of {protocol} with {sel.evaluator} stores {metric!r} at any LR size "
+                           f"({', '.join(levels)}); metrics stored: {', '.join(stored)}")
+    if all(r.scale == NO_DEGRADATION_SCALE for r in shown):
+        raise FhbenchError(f"only the hr run of {protocol} is stored; metric vs LR size needs an SR run")
+    header, factor = metric_format(metric)[:2]
+    fig = _figure()
+    with matplotlib.rc_context(STYLE):
+        ax = fig.add_subplot()
+        for r in shown:
+            at = [i for i, k in enumerate(keys) if k in r.metrics and np.isfinite(r.metrics[k])]
+            if not at:  # e.g. the hr run's PSNR: inf at every size
+                continue
+            y = [r.metrics[keys[i]] for i in at]
+            std = [r.metrics.get(at_level(f"{metric}_std", levels[i])) for i in at]
+            style = model_style(r.model)
+            if all(s is not None for s in std):
+                ax.errorbar(at, y, yerr=std, marker="o", markersize=3, capsize=2, label=model_label(r.model),
+                            **style)
+            else:
+                ax.plot(at, y, marker="o", markersize=3, label=model_label(r.model), **style)
+        ax.xaxis.set_major_locator(FixedLocator(range(len(levels))))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([lv.replace("x", "×") for lv in levels])
+        ax.set_xlim(-0.3, len(levels) - 0.7)
+        ax.set_xlabel("LR size (h × w)")
+        ax.set_ylabel(header)
+        if factor == 100:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+            ax.set_ylabel(header.replace(" (%)", ""))
+        ax.set_title(f"{header.replace(' (%)', '')} vs LR size: {protocol}, {sel.evaluator}")
         ax.legend(loc="best")
     return fig
 
@@ -388,18 +458,23 @@ PLOT_KINDS = ("cmc", "roc", "csd", "vr", "dir", "scale", "samples")
 
 
 def draw(kind: str, store: ResultStore, protocol: str, scale=None, evaluator=None, models=None,
-         metric: Optional[str] = None, log_far: bool = False, title: bool = True) -> Figure:
-    """The figure of one store-backed plot kind (every kind but ``samples``; ``scale``
-    does not apply to ``scale``). ``title=False`` leaves the title to the paper's caption."""
+         metric: Optional[str] = None, log_far: bool = False, title: bool = True,
+         level: Optional[str] = None) -> Figure:
+    """The figure of one store-backed plot kind (every kind but ``samples``; ``scale`` and
+    ``level`` do not apply to ``scale``, which draws them all). ``title=False`` leaves the
+    title to the paper's caption."""
     if kind == "cmc":
-        fig = plot_cmc(store, protocol, scale, evaluator, models)
+        fig = plot_cmc(store, protocol, scale, evaluator, models, level=level)
     elif kind == "roc":
-        fig = plot_roc(store, protocol, scale, evaluator, models, log_far=log_far)
+        fig = plot_roc(store, protocol, scale, evaluator, models, log_far=log_far, level=level)
     elif kind in ("vr", "dir"):
-        fig = plot_blufr(store, protocol, kind, scale, evaluator, models)
+        fig = plot_blufr(store, protocol, kind, scale, evaluator, models, level=level)
     elif kind == "csd":
-        fig = plot_csd(store, protocol, metric or "psnr", scale, evaluator, models)
+        fig = plot_csd(store, protocol, metric or "psnr", scale, evaluator, models, level=level)
     elif kind == "scale":
+        if scale is not None or level is not None:
+            what = "LR size" if load_protocol(protocol).lr_sizes else "scale"
+            raise FhbenchError(f"plot scale draws every {what} of {protocol}; leave out --scale and --level")
         fig = plot_metric_vs_scale(store, protocol, metric, evaluator, models)
     else:
         raise FhbenchError(f"unknown plot kind {kind!r} (known: {', '.join(PLOT_KINDS)})")

@@ -1,8 +1,10 @@
 """The static HTML report: one self-contained file that any browser opens without a server.
 
-Per protocol: its leaderboards, every figure its runs can draw (per evaluator and scale:
-ROC with log FAR, CMC, BLUFR VR-FAR and DIR-FAR, CSD of PSNR and SSIM; per evaluator:
-the primary metric and PSNR vs scale), sample grids when a data root is given, and each
+Per protocol: its leaderboards, every figure its runs can draw (per evaluator and scale,
+or per LR size of a protocol with fixed LR sizes: ROC with log FAR, CMC, BLUFR VR-FAR and
+DIR-FAR, CSD of PSNR and SSIM; per evaluator: the primary metric and PSNR vs scale or vs
+LR size), sample grids when a data root is given (at the default scale, or at the LR size
+of the primary metric), and each
 run's metrics and manifest in a collapsible <details>. CSS is inline, figures are
 embedded as base64 PNG, there is no JavaScript and no external URL. Figures a protocol
 cannot draw are listed with the reason, collapsed.
@@ -22,6 +24,7 @@ import matplotlib
 from . import __version__
 from .errors import FhbenchError
 from .leaderboard import NO_DEGRADATION_SCALE, build_tables, format_tables, scale_label
+from .levels import level_label, split_level
 from .plots import STYLE, draw, plot_sample_grid
 from .protocols import load_protocol
 from .samples import render_samples, stored_models
@@ -94,7 +97,7 @@ def _protocol_section(store: ResultStore, protocol: str, data_root, images) -> s
     runs = store.runs(protocol=protocol)
     out = [f'<section id="{_anchor(protocol)}"><h2>{esc(protocol)}</h2><p>{esc(spec.summary)}</p>',
            "<h3>Leaderboards</h3>", format_tables(build_tables(store, protocol=protocol), "html")]
-    figures, missing = _figures(store, protocol, spec.primary_metric, runs)
+    figures, missing = _figures(store, spec, runs)
     if figures:
         out += ["<h3>Figures</h3>", '<div class="figures">', *figures, "</div>"]
     if missing:
@@ -111,17 +114,23 @@ def _protocol_section(store: ResultStore, protocol: str, data_root, images) -> s
     return "\n".join(out)
 
 
-def _figures(store: ResultStore, protocol: str, primary: str, runs) -> tuple:
+def _figures(store: ResultStore, spec, runs) -> tuple:
     figures: List[str] = []
     missing: List[str] = []
+    protocol = spec.name
     for ev in sorted({r.evaluator for r in runs}):
-        scales = sorted({r.scale for r in runs if r.evaluator == ev} - {NO_DEGRADATION_SCALE}) or [NO_DEGRADATION_SCALE]
-        for sc in scales:
+        if spec.lr_sizes:  # one run holds every LR size: a figure per size
+            where = [(None, lv, level_label(lv)) for lv in spec.level_names]
+        else:
+            scales = sorted({r.scale for r in runs if r.evaluator == ev} - {NO_DEGRADATION_SCALE})
+            where = [(sc, None, scale_label(sc)) for sc in scales or [NO_DEGRADATION_SCALE]]
+        for sc, lv, label in where:
             for kind, options, caption in SCALE_FIGURES:
-                _try(figures, missing, f"{caption}, {scale_label(sc)}, {ev}",
-                     lambda: draw(kind, store, protocol, sc, ev, **options))
-        for metric in dict.fromkeys((primary, "psnr")):
-            _try(figures, missing, f"{metric} vs scale, {ev}",
+                _try(figures, missing, f"{caption}, {label}, {ev}",
+                     lambda: draw(kind, store, protocol, sc, ev, level=lv, **options))
+        versus = "LR size" if spec.lr_sizes else "scale"
+        for metric in dict.fromkeys((split_level(spec, spec.primary_metric)[0], "psnr")):
+            _try(figures, missing, f"{metric} vs {versus}, {ev}",
                  lambda: draw("scale", store, protocol, evaluator=ev, metric=metric))
     return figures, missing
 
@@ -149,11 +158,17 @@ def _samples(store: ResultStore, protocol: str, spec, data_root, images, runs) -
     scales = sorted({r.scale for r in runs} - {NO_DEGRADATION_SCALE})
     if not scales:
         return ""
-    scale = spec.default_scale if spec.default_scale in scales else scales[-1]
+    if spec.lr_sizes:  # the primary metric's LR size (else the first)
+        scale, level = scales[0], split_level(spec, spec.primary_metric)[1] or spec.level_names[0]
+        where = level_label(level)
+    else:
+        scale = spec.default_scale if spec.default_scale in scales else scales[-1]
+        level, where = None, scale_label(scale)
     models = stored_models(store, protocol, scale)
-    out = [f"<h3>Samples ({esc(scale_label(scale))})</h3>"]
+    out = [f"<h3>Samples ({esc(where)})</h3>"]
     try:
-        grid = render_samples(protocol, models, images, scale, data_root, skip_unavailable=True)
+        grid = render_samples(protocol, models, images, None if level else scale, data_root,
+                              skip_unavailable=True, level=level)
     except FhbenchError as err:
         return out[0] + f'<p class="note">No sample grid: {esc(str(err))}</p>'
     out.append(_figure_html(plot_sample_grid(grid), "LR | " + " | ".join(grid.columns[1:-1]) + " | HR: "

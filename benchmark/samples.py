@@ -1,9 +1,10 @@
 """Sample images for figures: LR | each model's SR | HR for a few faces of a protocol.
 
 The faces are read (or MTCNN-aligned) as the runner reads them, degraded with the
-protocol's degradation at the scale asked for, and super-resolved by each model through
-the same adapter path as a run (``create_model``, ``check_compatible``, the bicubic
-upsampling for models that want it, ``check_sr_batch``). Nothing is stored.
+protocol's degradation at the scale asked for (or, for a protocol with fixed LR sizes, at the
+LR size of the ``level`` asked for), and super-resolved by each model through the same
+adapter path as a run (``create_model``, ``check_compatible``, the bicubic upsampling to the
+HR size for models that want it, ``check_sr_batch``). Nothing is stored.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import torch
 from .adapters import check_sr_batch, create_model
 from .degrade import make_degradation, upsample_bicubic
 from .errors import ConfigError, DataError, FhbenchError
-from .leaderboard import HR_MODEL
-from .protocols import load_protocol
+from .leaderboard import HR_MODEL, scale_label
+from .levels import level_size, resolve_level
+from .protocols import LR_SIZES_SCALE, load_protocol
 from .registry import TASKS
 from .runner import RunOptions, StageTimer, HRSource
 from .store import ResultStore
@@ -31,22 +33,45 @@ class SampleGrid:
     column 0 is the LR face enlarged by pixel replication, the last column the HR face."""
 
     protocol: str
-    scale: int
+    scale: int                  # LR_SIZES_SCALE (0) for a level of a protocol with fixed LR sizes
     keys: List[str]
     columns: List[str]
     images: np.ndarray
     skipped: Dict[str, str] = field(default_factory=dict)  # model label: why it is not shown
+    level: Optional[str] = None  # the LR size shown ("16x14"), for a protocol with fixed LR sizes
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to rebuild a model for a sample grid: its ``--model`` spec and the run options
+    that change its output (``--upsampled-input`` for user models, ``--clamp``)."""
+
+    spec: str
+    upsampled_input: bool = False
+    clamp: bool = False
 
 
 def stored_models(store: ResultStore, protocol: str, scale: Optional[int] = None,
-                  evaluator: Optional[str] = None) -> Dict[str, str]:
-    """{row name: model spec} of the stored SR runs of ``protocol`` at ``scale`` (default:
-    the protocol's), from the spec each run's manifest recorded (the name when none)."""
-    scale = scale or load_protocol(protocol).default_scale
+                  evaluator: Optional[str] = None) -> Dict[str, ModelSpec]:
+    """{row name: ModelSpec} of the stored SR runs of ``protocol`` at ``scale`` (default: the
+    protocol's; a protocol with fixed LR sizes has one, 0), from each run's manifest (the
+    row name as the spec when the manifest has none)."""
+    spec = load_protocol(protocol)
+    if spec.lr_sizes:
+        scale = LR_SIZES_SCALE
+    scale = spec.default_scale if scale is None else scale
     runs = store.runs(protocol=protocol, scale=scale, evaluator=evaluator)
     if not runs:
-        raise FhbenchError(f"no stored runs of {protocol} at x{scale} to take models from; pass --models")
-    return {r.model: r.manifest.get("model", {}).get("spec", r.model) for r in runs if r.model != HR_MODEL}
+        raise FhbenchError(f"no stored runs of {protocol} at {scale_label(scale)} to take models from; "
+                           "pass --models")
+    out = {}
+    for r in runs:
+        if r.model == HR_MODEL:
+            continue
+        m = r.manifest.get("model", {})
+        out[r.model] = ModelSpec(m.get("spec", r.model), bool(m.get("wants_upsampled_input", False)),
+                                 bool(m.get("clamp", False)))
+    return out
 
 
 def parse_weights(items: Sequence[str]) -> Dict[str, str]:
@@ -60,21 +85,33 @@ def parse_weights(items: Sequence[str]) -> Dict[str, str]:
     return out
 
 
-def render_samples(protocol: str, models: Dict[str, str], images: Optional[Sequence[Union[int, str]]] = None,
+def render_samples(protocol: str, models: Dict[str, Union[str, ModelSpec]],
+                   images: Optional[Sequence[Union[int, str]]] = None,
                    scale: Optional[int] = None, data_root="data", weights: Optional[Dict[str, str]] = None,
                    device: str = "cpu", clamp: bool = False, cache_dir: Optional[str] = None,
-                   skip_unavailable: bool = False) -> SampleGrid:
+                   skip_unavailable: bool = False, level: Optional[str] = None) -> SampleGrid:
     """LR | models | HR for ``images`` of ``protocol``.
 
-    ``models`` maps a column label to a ``--model`` spec; ``weights`` maps a label to its
-    weights file. ``images`` are indices into the protocol's face list or relative paths
-    (default: ``N_DEFAULT_IMAGES`` evenly spread over the list). With ``skip_unavailable``
-    a model that cannot be built or fails is left out and named in ``skipped``.
+    ``models`` maps a column label to a ``--model`` spec or a ``ModelSpec``; ``weights``
+    maps a label to its weights file. ``images`` are indices into the protocol's face list
+    or relative paths (default: ``N_DEFAULT_IMAGES`` evenly spread over the list). A
+    protocol with fixed LR sizes needs ``level`` (its bicubic degradation to that size, as a
+    run does); one with scales uses ``scale`` (default: the protocol's). With
+    ``skip_unavailable`` a model that cannot be built or fails is left out and named in
+    ``skipped``.
     """
     spec = load_protocol(protocol)
-    scale = scale or spec.default_scale
-    if scale not in spec.scales:
-        raise ConfigError(f"protocol {protocol} runs at scales {spec.scales}, not {scale}")
+    level = resolve_level(spec, level, scale)
+    if level is not None:
+        lr_size = level_size(spec, level)
+        degradation = make_degradation(spec.degradation, size=tuple(lr_size), **spec.degradation_options)
+        scale, model_scale, lr_column = LR_SIZES_SCALE, None, f"LR ({lr_size[0]}×{lr_size[1]})"
+    else:
+        scale = scale or spec.default_scale
+        if scale not in spec.scales:
+            raise ConfigError(f"protocol {protocol} runs at scales {spec.scales}, not {scale}")
+        degradation = make_degradation(spec.degradation, scale=scale, **spec.degradation_options)
+        model_scale, lr_column = scale, f"LR (×{scale})"
     if not models:
         raise FhbenchError("sample grids need at least one model (--models a,b)")
     faces = TASKS.get(spec.task)(spec, data_root).faces()
@@ -83,12 +120,13 @@ def render_samples(protocol: str, models: Dict[str, str], images: Optional[Seque
     hr_source = HRSource(faces, spec.hr_size, RunOptions(model="", protocol=protocol, data_root=str(data_root),
                                             cache_dir=cache_dir, device=device), StageTimer())
     hr = hr_source.load(idx)
-    degradation = make_degradation(spec.degradation, scale=scale, **spec.degradation_options)
     lr = degradation(hr)
-    columns, shown, skipped = [f"LR (×{scale})"], [_enlarge(lr, hr.shape[-2:])], {}
+    columns, shown, skipped = [lr_column], [_enlarge(lr, hr.shape[-2:])], {}
     for label, model_spec in models.items():
+        if not isinstance(model_spec, ModelSpec):
+            model_spec = ModelSpec(model_spec, clamp=clamp)
         try:
-            sr = _super_resolve(model_spec, lr, hr, keys, scale, (weights or {}).get(label), device, clamp)
+            sr = _super_resolve(model_spec, lr, hr, keys, model_scale, (weights or {}).get(label), device)
         except FhbenchError as err:
             if not skip_unavailable:
                 raise
@@ -99,7 +137,7 @@ def render_samples(protocol: str, models: Dict[str, str], images: Optional[Seque
             shown.append(sr)
     columns.append("HR")
     shown.append(hr)
-    return SampleGrid(protocol, scale, keys, columns, np.stack(shown, axis=1), skipped)
+    return SampleGrid(protocol, scale, keys, columns, np.stack(shown, axis=1), skipped, level)
 
 
 def pick_images(relpaths: Sequence[str], images) -> List[int]:
@@ -121,9 +159,11 @@ def pick_images(relpaths: Sequence[str], images) -> List[int]:
     return out
 
 
-def _super_resolve(model_spec, lr, hr, keys, scale, weights, device, clamp) -> Optional[np.ndarray]:
-    """The model's SR of ``lr``, or None for the hr reference (the HR column shows it)."""
-    model = create_model(model_spec, scale=scale, weights=weights, clamp=clamp, device=device)
+def _super_resolve(model_spec: ModelSpec, lr, hr, keys, scale, weights, device) -> Optional[np.ndarray]:
+    """The model's SR of ``lr``, or None for the hr reference (the HR column shows it).
+    ``scale`` is None for a fixed LR size (the runner builds those models without one)."""
+    model = create_model(model_spec.spec, scale=scale, weights=weights, clamp=model_spec.clamp, device=device,
+                         upsampled_input=model_spec.upsampled_input)
     if model.is_reference_hr:
         return None
     model.check_compatible(lr.shape[-2:], hr.shape[-2:], scale)
