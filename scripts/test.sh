@@ -4,6 +4,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=$("$repo/scripts/bootstrap")
 cd "$repo"
+# Best effort (never fails): Chromium for the report test that renders the HTML report headless.
+bash "$repo/scripts/ensure-chromium" || true
 set +e
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
 rc=$?

@@ -199,25 +199,59 @@ def test_report_is_self_contained(report):
     assert "CMC, x8, sface: protocol lfw-10fold stores no CMC" in "".join(dom.text)
 
 
-@pytest.mark.skipif(chromium() is None, reason="needs a Chromium binary (apt-get install -y chromium)")
+def find_in_screenshot(shot: np.ndarray, image: np.ndarray):
+    """(mean absolute difference in 8-bit levels, (x, y)) of the best placement of ``image`` in
+    ``shot`` (both H x W x 3 float): a coarse search at 1/4 size, then exact offsets around it."""
+    import cv2
+
+    h, w = image.shape[:2]
+    small = cv2.resize(shot, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    score = cv2.matchTemplate(small, cv2.resize(image, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA),
+                              cv2.TM_SQDIFF)
+    _, _, (x, y), _ = cv2.minMaxLoc(score)
+    best = (np.inf, None)
+    for dy in range(-4, 5):
+        for dx in range(-4, 5):
+            x0, y0 = 4 * x + dx, 4 * y + dy
+            patch = shot[max(y0, 0):y0 + h, max(x0, 0):x0 + w]
+            if x0 >= 0 and y0 >= 0 and patch.shape == image.shape:
+                best = min(best, (float(np.abs(patch - image).mean()), (x0, y0)), key=lambda b: b[0])
+    return best
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs a Chromium binary (scripts/ensure-chromium installs it)")
 def test_report_renders_in_headless_chromium(report, tmp_path):
+    """Chromium loads the file (no server), builds the tables, and paints every embedded
+    figure: each PNG of the page is found pixel for pixel in a screenshot of the whole page."""
     shot = tmp_path / "shot.png"
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chr'}",
-           "--window-size=1200,1600", f"--screenshot={shot}", "--dump-dom", report.resolve().as_uri()]
+    width, height = 1200, 6000  # tall enough for the whole page: every figure is on the screenshot
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--hide-scrollbars", "--force-device-scale-factor=1",
+           f"--window-size={width},{height}", f"--screenshot={shot}", "--dump-dom", report.resolve().as_uri()]
     env = {**os.environ, "HOME": str(tmp_path)}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    # the DOM after rendering: three leaderboards with their rows and marked best values
     dom = parse(done.stdout)
-    assert dom.classes["leaderboard"] == 3 and dom.tags["table"] == 3
-    assert len(dom.img_src) == N_IMAGES and all(s.startswith("data:image/png;base64,") for s in dom.img_src)
+    assert dom.classes["leaderboard"] == 3 and dom.tags["table"] == 3 and dom.classes["reference"] == 4
     assert dom.tags["details"] == N_DETAILS
     text = "".join(dom.text)
     assert "hr (no degradation)" in text and "bicubic (no SR)" in text and "Runs" in text
+    assert re.search(r"<th scope=\"row\">srnet</th><td><strong>85\.00 ± 1\.00</strong></td>", done.stdout)
+    assert len(dom.img_src) == N_IMAGES and all(s.startswith("data:image/png;base64,") for s in dom.img_src)
+    # the pixels: every embedded figure painted at its natural size (no broken-image icons)
     with Image.open(shot) as im:
-        assert im.size == (1200, 1600)
-        colors = im.convert("RGB").getcolors(1 << 24)
-    assert len(colors) > 50  # text, tables and figures, not a blank page
+        assert im.size == (width, height)
+        page = np.asarray(im.convert("RGB"), dtype=np.float32)
+    places = set()
+    for src in dom.img_src:
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            figure = np.asarray(im.convert("RGB"), dtype=np.float32)
+        diff, where = find_in_screenshot(page, figure)
+        assert diff < 1.0, f"a {figure.shape[1]}x{figure.shape[0]} figure is not on the screenshot (diff {diff:.1f})"
+        places.add(where)
+    assert len(places) >= N_IMAGES - 1  # the two sample grids are the same picture; all else differs
 
 
 def test_report_bad_input(tmp_path, store):
