@@ -85,7 +85,7 @@ def _print_result(result, store):
 
 @main.command()
 @click.option("--protocol", default=None, help="only this protocol")
-@click.option("--scale", type=int, default=None, help="only this scale (1: the hr runs)")
+@click.option("--scale", type=int, default=None, help="only this scale (1: the hr runs; 0: runs over fixed LR sizes)")
 @click.option("--evaluator", default=None, help="only this evaluator")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex", "json", "html"]), default="md",
               show_default=True)

@@ -9,7 +9,10 @@ marked). A metric whose ``<metric>_std`` the protocol also lists (a std over fol
 trials) is shown as "mean ± std" and gets no column of its own. A missing reference run
 is named under the table with the command that adds it.
 Formats: md, csv, latex, json, html; ``write_results`` writes one Markdown and one CSV
-file per protocol.
+file per protocol. The best values are bold in md, latex (``\textbf``) and html
+(``<strong>``); csv has a ``best`` column naming the row's best metrics (``;``-separated)
+and json a ``best`` list per row and a ``best`` value per metric per table. LaTeX output
+uses booktabs rules and escapes LaTeX's special characters.
 """
 from __future__ import annotations
 
@@ -156,9 +159,22 @@ def _cell(metrics, metric, with_std: bool):
     return text
 
 
+def best_metrics(t: Table, row: dict) -> List[str]:
+    """The metrics (with their std keys) in which ``row`` holds the table's best value."""
+    best = {m: _best(t, m) for m in t.metrics}
+    return [m for m in t.metrics if _is_best(t, best, row, m)]
+
+
+def _json_table(t: Table) -> dict:
+    out = dict(t.__dict__)
+    out["best"] = {m: _best(t, m) for m in t.metrics}
+    out["rows"] = [{**r, "best": best_metrics(t, r)} for r in t.rows]
+    return out
+
+
 def format_tables(tables: List[Table], fmt: str = "md") -> str:
     if fmt == "json":
-        return json.dumps(_json_safe([t.__dict__ for t in tables]), indent=1, default=str, allow_nan=False)
+        return json.dumps(_json_safe([_json_table(t) for t in tables]), indent=1, default=str, allow_nan=False)
     if fmt not in _FORMATTERS:
         raise FhbenchError(f"unknown leaderboard format {fmt!r} (known: {', '.join(FORMATS)})")
     return "\n".join(_FORMATTERS[fmt](t) for t in tables)
@@ -194,19 +210,36 @@ def _md(t: Table) -> str:
     lines = [f"### {_title(t)}", "", "| " + " | ".join(heads) + " |",
              "|" + "|".join(["---"] + ["---:"] * len(t.metrics)) + "|"]
     for r in t.rows:
-        lines.append("| " + " | ".join([r["model"]] + _cells(t, r, lambda c: f"**{c}**")) + " |")
+        name = r["model"].replace("|", r"\|")  # a | would end the cell
+        lines.append("| " + " | ".join([name] + _cells(t, r, lambda c: f"**{c}**")) + " |")
     if t.missing_references:
         lines += ["", "Missing reference rows: " + "; ".join(f"`{c}`" for c in t.missing_references)]
     return "\n".join(lines) + "\n"
 
 
+# LaTeX's special characters, and the non-ASCII ones of the headers and cells (pdflatex-safe)
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+          "±": r"$\pm$", "μ": r"$\mu$", "σ": r"$\sigma$", "≥": r"$\geq$", "×": r"$\times$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in text)
+
+
 def _latex(t: Table) -> str:
     cols = "l" + "r" * len(t.metrics)
-    heads = ["Model"] + [metric_format(m)[0].replace("%", r"\%") for m in t.metrics]
-    out = [f"% {_title(t)}", r"\begin{tabular}{" + cols + "}", r"\toprule", " & ".join(heads) + r" \\", r"\midrule"]
+    heads = ["Model"] + [latex_escape(metric_format(m)[0]) for m in t.metrics]
+    out = [f"% {_title(t)} (needs \\usepackage{{booktabs}})", r"\begin{tabular}{" + cols + "}", r"\toprule",
+           " & ".join(heads) + r" \\", r"\midrule"]
+    best = {m: _best(t, m) for m in t.metrics}
     for r in t.rows:
-        cells = [c.replace("±", r"$\pm$") for c in _cells(t, r, lambda c: r"\textbf{" + c + "}")]
-        out.append(" & ".join([r["model"].replace("_", r"\_")] + cells) + r" \\")
+        cells = []
+        for m in t.metrics:
+            c = _cell(r["metrics"], m, m in t.with_std)
+            c = r"$\infty$" if c == "inf" else latex_escape(c)
+            cells.append(r"\textbf{" + c + "}" if _is_best(t, best, r, m) else c)
+        out.append(" & ".join([latex_escape(r["model"])] + cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     out += [f"% missing reference row: {c}" for c in t.missing_references]
     return "\n".join(out + [""])
@@ -223,13 +256,13 @@ def _csv_keys(t: Table) -> List[str]:
 
 
 def _csv_header(t: Table) -> List[str]:
-    return ["protocol", "scale", "evaluator", "model", "reference"] + _csv_keys(t)
+    return ["protocol", "scale", "evaluator", "model", "reference"] + _csv_keys(t) + ["best"]
 
 
 def _csv_rows(t: Table) -> List[list]:
     keys = _csv_keys(t)
     return [[t.protocol, t.scale, t.evaluator, r["model"], int(r["reference"])]
-            + [r["metrics"].get(k, "") for k in keys] for r in t.rows]
+            + [r["metrics"].get(k, "") for k in keys] + [";".join(best_metrics(t, r))] for r in t.rows]
 
 
 def _csv(t: Table) -> str:

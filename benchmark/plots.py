@@ -8,9 +8,12 @@ column width and the fonts stay 8 pt when LaTeX includes the figure at ``\\colum
 Text stays text: TrueType fonts in PDF (fonttype 42), <text> elements in SVG. PNGs are
 300 dpi. The format follows the output suffix (.pdf, .png, .svg).
 
-Colours are stable per model across figures: the project's baselines have fixed slots,
-any other name takes the colour and line style chosen by a stable hash (SHA-1) of its
-name; ``hr`` is black dashed (upper bound), ``bicubic`` grey dotted (lower bound).
+Colours are stable per model across figures: ``hr`` is black dashed (upper bound),
+``bicubic`` grey dotted (lower bound), the project's baselines have fixed (colour, line style)
+slots, and any other model takes the free slot chosen by a stable hash (SHA-1) of its name.
+Two models of one store never share a style (while the 31 free slots last): a name whose
+slot an earlier name (in sorted order) holds takes the next free one. Every figure drawn
+from one store therefore shows a model in the same style, whichever runs it shows.
 
 Every figure shows the runs of one protocol, one scale and one evaluator (the hr run,
 stored at scale 1, joins every scale); for a protocol with fixed LR sizes (``lr_sizes``: one
@@ -23,7 +26,8 @@ evaluator is a FhbenchError that says what to pass: never an empty figure. Figur
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -70,15 +74,43 @@ NEEDS = {
 }
 
 
+# Slots the baselines do not hold, for every other model (a slot: colour i % 9, line style i // 9).
+FREE_SLOTS = tuple(s for s in range(len(PALETTE) * len(LINESTYLES)) if s not in FIXED_SLOTS.values())
+
+
+def _slot_style(slot: int) -> Dict:
+    return {"color": PALETTE[slot % len(PALETTE)], "linestyle": LINESTYLES[slot // len(PALETTE)]}
+
+
+def _hashed_index(name: str) -> int:
+    # SHA-1, not hash(): the same in every process (hash() of a str is salted per process).
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big") % len(FREE_SLOTS)
+
+
 def model_style(name: str) -> Dict:
-    """Colour and line style of a model, the same in every figure."""
+    """Colour and line style of a model on its own (``model_styles`` keeps the models of one
+    store apart)."""
     if name in REFERENCE_STYLES:
         return dict(REFERENCE_STYLES[name])
     if name in FIXED_SLOTS:
-        slot = FIXED_SLOTS[name]
-    else:
-        slot = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big") % (len(PALETTE) * len(LINESTYLES))
-    return {"color": PALETTE[slot % len(PALETTE)], "linestyle": LINESTYLES[slot // len(PALETTE)]}
+        return _slot_style(FIXED_SLOTS[name])
+    return _slot_style(FREE_SLOTS[_hashed_index(name)])
+
+
+def model_styles(names) -> Dict[str, Dict]:
+    """{name: style} for all ``names`` (the models of a store): ``model_style``, except that a
+    model whose hashed slot an earlier name (sorted order) holds takes the next free slot."""
+    styles, taken = {}, set()
+    for name in sorted(set(names)):
+        if name in REFERENCE_STYLES or name in FIXED_SLOTS:
+            styles[name] = model_style(name)
+            continue
+        start = _hashed_index(name)
+        order = [(start + k) % len(FREE_SLOTS) for k in range(len(FREE_SLOTS))]
+        index = next((i for i in order if i not in taken), start)  # all taken: share the hashed one
+        taken.add(index)
+        styles[name] = _slot_style(FREE_SLOTS[index])
+    return styles
 
 
 def model_label(name: str) -> str:
@@ -95,6 +127,10 @@ class Selection:
     evaluator: str
     runs: List[RunRecord]
     level: Optional[str] = None
+    styles: Dict[str, Dict] = field(default_factory=dict)  # model_styles of every model in the store
+
+    def style(self, name: str) -> Dict:
+        return dict(self.styles.get(name) or model_style(name))
 
 
 def select_runs(store: ResultStore, protocol: str, scale: Optional[int] = None, evaluator: Optional[str] = None,
@@ -140,7 +176,7 @@ def select_runs(store: ResultStore, protocol: str, scale: Optional[int] = None, 
         runs = [r for r in runs if r.scale in (scale, NO_DEGRADATION_SCALE)]
     order = {HR_MODEL: 0, LR_MODEL: 2}
     runs.sort(key=lambda r: (order.get(r.model, 1), r.model, r.scale))
-    return Selection(protocol, scale, evaluator, runs, level)
+    return Selection(protocol, scale, evaluator, runs, level, model_styles(r.model for r in store.runs()))
 
 
 def _load_arrays(store: ResultStore, sel: Selection, names: Sequence[str], kind: str) -> Dict[int, Dict]:
@@ -189,7 +225,7 @@ def plot_cmc(store: ResultStore, protocol: str, scale=None, evaluator=None, mode
             cmc = np.asarray(arrays[r.id][array], dtype=np.float64)
             cmc = cmc.mean(axis=0) if cmc.ndim == 2 else cmc
             cmc = cmc[:max_rank] if max_rank else cmc
-            ax.plot(np.arange(1, len(cmc) + 1), cmc, label=model_label(r.model), **model_style(r.model))
+            ax.plot(np.arange(1, len(cmc) + 1), cmc, label=model_label(r.model), **sel.style(r.model))
         ax.set_xlabel("Rank")
         ax.set_ylabel("Identification rate")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -212,7 +248,7 @@ def plot_roc(store: ResultStore, protocol: str, scale=None, evaluator=None, mode
             if log_far:
                 far, tar = far[far > 0], tar[far > 0]
                 smallest = min(smallest, far[0])
-            ax.plot(far, tar, label=model_label(r.model), **model_style(r.model))
+            ax.plot(far, tar, label=model_label(r.model), **sel.style(r.model))
         if log_far:
             ax.set_xscale("log")
             ax.set_xlim(smallest, 1.0)
@@ -242,7 +278,7 @@ def plot_blufr(store: ResultStore, protocol: str, kind: str = "vr", scale=None, 
                 raise FhbenchError(f"run of {r.model}: {curve} has {per_trial.shape[1]} columns but {far} "
                                    f"{len(fars)} FARs")
             mean = per_trial.mean(axis=0)
-            style = model_style(r.model)
+            style = sel.style(r.model)
             ax.plot(fars, mean, label=model_label(r.model), **style)
             if len(per_trial) > 1:
                 std = per_trial.std(axis=0, ddof=1)
@@ -298,7 +334,7 @@ def plot_csd(store: ResultStore, protocol: str, metric: str = "psnr", scale=None
             if not len(x):
                 raise FhbenchError(f"run of {r.model} on {protocol}: no finite {metric} (identical to HR?); "
                                    "leave it out with --models")
-            ax.plot(x, y, drawstyle="steps-pre", label=model_label(r.model), **model_style(r.model))
+            ax.plot(x, y, drawstyle="steps-pre", label=model_label(r.model), **sel.style(r.model))
         ax.set_xlabel(metric_format(metric)[0])
         ax.set_ylabel(f"Images with {metric.upper()} ≥ x")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -321,6 +357,10 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
     sr = [r for r in sel.runs if r.scale != NO_DEGRADATION_SCALE and metric in r.metrics]
     if not sr:
         raise FhbenchError(f"only the hr run of {protocol} is stored; metric vs scale needs runs at a scale")
+    sr = [r for r in sr if _finite(r.metrics[metric])]
+    if not sr:
+        raise FhbenchError(f"{metric} is nan or inf in every SR run of {protocol} with {sel.evaluator}: "
+                           "nothing to plot")
     with_std = f"{metric}_std" in spec.metrics
     header, factor = metric_format(metric)[:2]
     fig = _figure()
@@ -330,7 +370,7 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
             mine = sorted((r for r in sr if r.model == name), key=lambda r: r.scale)
             x = [r.scale for r in mine]
             y = [r.metrics[metric] for r in mine]
-            style = model_style(name)
+            style = sel.style(name)
             if with_std:
                 err = [r.metrics.get(f"{metric}_std", 0.0) for r in mine]
                 ax.errorbar(x, y, yerr=err, marker="o", markersize=3, capsize=2, label=model_label(name), **style)
@@ -338,7 +378,7 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
                 ax.plot(x, y, marker="o", markersize=3, label=model_label(name), **style)
         for r in sel.runs:
             if r.scale == NO_DEGRADATION_SCALE and np.isfinite(r.metrics.get(metric, np.nan)):
-                ax.axhline(r.metrics[metric], label=model_label(r.model), **model_style(r.model))
+                ax.axhline(r.metrics[metric], label=model_label(r.model), **sel.style(r.model))
         scales = sorted({r.scale for r in sr})
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(FixedLocator(scales))
@@ -376,16 +416,20 @@ def plot_metric_vs_level(store: ResultStore, protocol: str, metric: Optional[str
     if all(r.scale == NO_DEGRADATION_SCALE for r in shown):
         raise FhbenchError(f"only the hr run of {protocol} is stored; metric vs LR size needs an SR run")
     header, factor = metric_format(metric)[:2]
+    finite = {r.id: [i for i, k in enumerate(keys) if k in r.metrics and _finite(r.metrics[k])] for r in shown}
+    if not any(finite[r.id] for r in shown if r.scale != NO_DEGRADATION_SCALE):
+        raise FhbenchError(f"{metric} is nan or inf at every LR size in every SR run of {protocol} with "
+                           f"{sel.evaluator}: nothing to plot")
     fig = _figure()
     with matplotlib.rc_context(STYLE):
         ax = fig.add_subplot()
         for r in shown:
-            at = [i for i, k in enumerate(keys) if k in r.metrics and np.isfinite(r.metrics[k])]
+            at = finite[r.id]
             if not at:  # e.g. the hr run's PSNR: inf at every size
                 continue
             y = [r.metrics[keys[i]] for i in at]
             std = [r.metrics.get(at_level(f"{metric}_std", levels[i])) for i in at]
-            style = model_style(r.model)
+            style = sel.style(r.model)
             if all(s is not None for s in std):
                 ax.errorbar(at, y, yerr=std, marker="o", markersize=3, capsize=2, label=model_label(r.model),
                             **style)
@@ -403,6 +447,10 @@ def plot_metric_vs_level(store: ResultStore, protocol: str, metric: Optional[str
         ax.set_title(f"{header.replace(' (%)', '')} vs LR size: {protocol}, {sel.evaluator}")
         ax.legend(loc="best")
     return fig
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def plot_sample_grid(grid) -> Figure:

@@ -192,14 +192,17 @@ def test_metric_vs_lr_size_with_a_metric_at_some_sizes_only(tmp_path, monkeypatc
 
 
 def test_cli_plots_at_a_level(store, tmp_path):
-    for kind, extra in (("cmc", ["--level", "16x14"]), ("csd", ["--level", "14x12", "--metric", "ssim"]),
-                        ("scale", [])):
-        out = tmp_path / f"{kind}.png"
+    for kind, extra, suffix in (("cmc", ["--level", "16x14"], ".png"),
+                                ("csd", ["--level", "14x12", "--metric", "ssim"], ".pdf"), ("scale", [], ".svg")):
+        out = tmp_path / f"{kind}{suffix}"
         res = CliRunner().invoke(main, ["plot", kind, "--protocol", "toy-sizes", *extra, "--store", str(store.path),
                                         "-o", str(out)])
         assert res.exit_code == 0, res.output
-        with Image.open(out) as im:
-            assert im.size == (1050, 780)
+    with Image.open(tmp_path / "cmc.png") as im:  # one column of a two-column paper at 300 dpi
+        assert im.size == (1050, 780)
+    assert b"/MediaBox [ 0 0 252 187.2 ]" in (tmp_path / "csd.pdf").read_bytes()
+    svg = (tmp_path / "scale.svg").read_text()
+    assert 'width="252pt" height="187.2pt"' in svg and "16×14" in svg  # tick labels stay text
 
 
 # --- paired comparisons at one level ---------------------------------------------------

@@ -267,3 +267,95 @@ def test_sample_grid(tiny_lfw, tmp_path):
     skipped = render_samples("lfw-10fold", {"bicubic": "bicubic", "broken": "no_such_model"}, [0], 8, tiny_lfw,
                              cache_dir="", skip_unavailable=True)
     assert skipped.columns == ["LR (×8)", "bicubic", "HR"] and "unknown model" in skipped.skipped["broken"]
+
+
+def first_style_collision():
+    """Two names whose own (hashed) styles are equal, found by search."""
+    seen = {}
+    for i in range(1000):
+        name = f"model-{i}"
+        style = tuple(plots.model_style(name).values())
+        if style in seen:
+            return seen[style], name
+        seen[style] = name
+    raise AssertionError("no collision among 1000 names")
+
+
+def test_models_of_one_store_never_share_a_style(store):
+    a, b = first_style_collision()
+    assert plots.model_style(a) == plots.model_style(b)
+    rng = np.random.default_rng(5)
+    for name in (a, b):
+        store.save(name, "lfw-10fold", 8, "sface", lfw_metrics(0.8, 25.0), {},
+                   {**pair_arrays(rng, 1.0), **image_arrays(rng, 25)})
+    roc = lines_by_label(plots.plot_roc(store, "lfw-10fold", scale=8))
+    assert (roc[a].get_color(), roc[a].get_linestyle()) != (roc[b].get_color(), roc[b].get_linestyle())
+    # the same style in every figure, whichever runs it shows
+    csd = lines_by_label(plots.plot_csd(store, "lfw-10fold", scale=8))
+    alone = lines_by_label(plots.plot_roc(store, "lfw-10fold", scale=8, models=[b]))
+    for lines in (csd, alone):
+        assert lines[b].get_color() == roc[b].get_color() and lines[b].get_linestyle() == roc[b].get_linestyle()
+    # user models never take a baseline's slot
+    baseline = {tuple(plots.model_style(m).values()) for m in plots.FIXED_SLOTS}
+    assert all(tuple(plots.model_style(f"user-{i}").values()) not in baseline for i in range(200))
+
+
+def test_styles_are_the_same_in_every_process():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from benchmark.plots import model_style, model_styles; "
+            "print(json.dumps([model_style('alpha'), model_styles(['alpha', 'model-0', 'model-2'])]))")
+    outputs = set()
+    for seed in ("1", "2"):  # str hashing is salted per process; SHA-1 is not
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        assert done.returncode == 0, done.stderr
+        outputs.add(done.stdout)
+    (out,) = outputs
+    assert json.loads(out)[0] == plots.model_style("alpha")
+
+
+def test_sample_grid_sizes_and_formats(tmp_path):
+    from benchmark.samples import SampleGrid
+
+    rng = np.random.default_rng(0)
+    for n_models, width in ((3, plots.COLUMN_WIDTH), (4, plots.TEXT_WIDTH)):  # 5 columns fit one column, 6 not
+        columns = ["LR (×8)"] + [f"m{i}" for i in range(n_models)] + ["HR"]
+        grid = SampleGrid("lfw-10fold", 8, ["a", "b"], columns, rng.random((2, len(columns), 3, 112, 96)))
+        fig = plots.plot_sample_grid(grid)
+        for suffix in (".png", ".pdf", ".svg"):
+            path = plots.save_figure(fig, tmp_path / f"grid{suffix}")
+            assert path.stat().st_size > 1000
+        with Image.open(tmp_path / "grid.png") as im:
+            assert im.size[0] == round(width * plots.PNG_DPI)
+        assert f"/MediaBox [ 0 0 {width * 72:g} ".encode() in (tmp_path / "grid.pdf").read_bytes()
+
+
+def test_nan_metric_is_an_error_not_an_empty_figure(tmp_path, toy_protocols):
+    st = ResultStore(tmp_path / "r.sqlite")
+    for model, scale in (("alpha", 4), ("alpha", 8)):
+        st.save(model, "toy-ident", scale, "sface", {"rank1": float("nan")}, {}, {})
+    with pytest.raises(FhbenchError, match="^rank1 is nan or inf in every SR run of toy-ident with sface: "
+                                           "nothing to plot$"):
+        plots.plot_metric_vs_scale(st, "toy-ident")
+
+
+def test_cli_bad_input_is_one_line(store, tmp_path):
+    def run(*args):
+        res = CliRunner().invoke(main, [*args, "--store", str(store.path)])
+        assert res.exit_code == 2 and res.output.count("\n") == 1 and res.output.startswith("fhbench: error: ")
+        return res.output
+
+    assert re.search(r"no runs in .*r\.sqlite for protocol=celeba-knn", run("leaderboard", "--protocol", "celeba-knn"))
+    assert "no runs of protocol celeba-knn" in run("plot", "cmc", "--protocol", "celeba-knn", "-o",
+                                                   str(tmp_path / "x.pdf"))
+    assert not (tmp_path / "x.pdf").exists()
+    store.save("gamma", "lfw-10fold", 4, "sface", lfw_metrics(0.8, 25), {}, {})
+    assert "cannot compare runs of different scales: gamma at x4, beta at x8; pass --scale" in \
+        run("compare", "gamma", "beta", "--protocol", "lfw-10fold")
+    store.save("alpha", "lfw-10fold", 8, "facenet", lfw_metrics(0.8, 25), {}, {})
+    assert "evaluators facenet, sface; a figure shows one: pass --evaluator" in \
+        run("plot", "roc", "--protocol", "lfw-10fold", "--scale", "8", "-o", str(tmp_path / "y.png"))

@@ -97,7 +97,8 @@ def test_std_over_trials_and_missing_hr(store):
     assert md_row(md, "bicubic (no SR)") == ["bicubic (no SR)", "0.7000 ± 0.0300", "0.5000"]
     assert "`fhbench run --model hr --protocol toy-blufr --evaluator sface`" in md
     rows = list(csv.reader(io.StringIO(format_tables([t], "csv"))))
-    assert rows[0][5:] == ["toy_vr", "toy_vr_std", "toy_dir"] and rows[1][5:] == ["0.6", "0.02", "0.4"]
+    assert rows[0][5:] == ["toy_vr", "toy_vr_std", "toy_dir", "best"]
+    assert rows[1][5:] == ["0.6", "0.02", "0.4", "toy_vr;toy_dir"]
 
 
 def test_filters(store):

@@ -211,17 +211,33 @@ def test_latex(board):
     assert r"\textbf{90.00 $\pm$ 1.00}" in beta
     (alpha,) = [ln for ln in lines if ln.startswith("alpha")]
     assert r"\textbf{9" not in alpha and r"\textbf{8" not in alpha
+    assert r"99.00 $\pm$ 1.00 & 101.00 & 1.00 & $\infty$ &" in ref  # the hr row's PSNR of identical images
+    assert "booktabs" in lines[0]
+
+
+def test_latex_escapes_special_characters(tmp_path):
+    st = ResultStore(tmp_path / "r.sqlite")
+    st.save("net_50%&#1", "lfw-blufr", 8, "sface", {"vr": 0.5, "vr_std": 0.01, "vr_lower": 0.49}, {})
+    tex = format_tables(build_tables(st), "latex")
+    (head,) = [ln for ln in tex.splitlines() if ln.startswith("Model &")]
+    assert r"VR@0.1\% $\mu$-$\sigma$ (\%)" in head and "μ" not in head and "σ" not in head
+    (row,) = [ln for ln in tex.splitlines() if ln.startswith("net")]
+    assert row.startswith(r"net\_50\%\&\#1 & \textbf{50.00 $\pm$ 1.00} & \textbf{49.00} &")
+    assert all(ord(c) < 128 for c in tex)  # pdflatex without inputenc tricks
 
 
 def test_csv_columns(board):
     text = format_tables(build_tables(board, scale=8), "csv")
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["protocol", "scale", "evaluator", "model", "reference", "accuracy", "accuracy_std",
-                       "auc", "eer", "psnr", "psnr_std", "ssim", "ssim_std", "fr_loss", "fr_loss_std"]
+                       "auc", "eer", "psnr", "psnr_std", "ssim", "ssim_std", "fr_loss", "fr_loss_std", "best"]
     assert [r[3] for r in rows[1:]] == ["hr (no degradation)", "beta_sr", "gamma", "alpha"]
     assert [r[4] for r in rows[1:]] == ["1", "0", "0", "0"]
     assert rows[2][:6] == [PROTOCOL, "8", "sface", "beta_sr", "0", "0.9"]
     assert float(rows[1][9]) == float("inf")
+    # the best marks, by hand: beta_sr has the highest accuracy and AUC, gamma the lowest EER and
+    # highest PSNR, SSIM and FR loss tie; the hr reference is never best
+    assert [r[-1] for r in rows[1:]] == ["", "accuracy;auc;ssim;fr_loss", "eer;psnr;ssim;fr_loss", "ssim;fr_loss"]
 
 
 def _no_constants(name):
@@ -236,6 +252,10 @@ def test_json_is_standard_json(board):
     assert [r["model"] for r in data[1]["rows"]] == ["hr (no degradation)", "beta_sr", "gamma", "alpha"]
     assert data[1]["rows"][1]["metrics"]["accuracy"] == 0.9
     assert data[1]["rows"][0]["metrics"]["psnr"] == "inf"  # the hr row: identical images
+    # best values marked (the hr row's inf PSNR and 0.01 EER are not candidates)
+    assert data[1]["best"] == {"accuracy": 0.9, "auc": 0.92, "eer": 0.1, "psnr": 26.0, "ssim": 0.5, "fr_loss": 0.3}
+    assert [r["best"] for r in data[1]["rows"]] == [[], ["accuracy", "auc", "ssim", "fr_loss"],
+                                                   ["eer", "psnr", "ssim", "fr_loss"], ["ssim", "fr_loss"]]
 
 
 def test_reference_only_store_still_shows_a_table(tmp_path):
