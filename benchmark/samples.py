@@ -97,8 +97,8 @@ def render_samples(protocol: str, models: Dict[str, Union[str, ModelSpec]],
     or relative paths (default: ``N_DEFAULT_IMAGES`` evenly spread over the list). A
     protocol with fixed LR sizes needs ``level`` (its bicubic degradation to that size, as a
     run does); one with scales uses ``scale`` (default: the protocol's). With
-    ``skip_unavailable`` a model that cannot be built or fails is left out and named in
-    ``skipped``.
+    ``skip_unavailable`` a model that cannot be built or fails (with any exception: the report
+    must not die of one user model) is left out and named in ``skipped``.
     """
     spec = load_protocol(protocol)
     level = resolve_level(spec, level, scale)
@@ -127,10 +127,10 @@ def render_samples(protocol: str, models: Dict[str, Union[str, ModelSpec]],
             model_spec = ModelSpec(model_spec, clamp=clamp)
         try:
             sr = _super_resolve(model_spec, lr, hr, keys, model_scale, (weights or {}).get(label), device)
-        except FhbenchError as err:
+        except Exception as err:  # noqa: BLE001 - a user model may raise anything; the report goes on
             if not skip_unavailable:
                 raise
-            skipped[label] = str(err)
+            skipped[label] = str(err) if isinstance(err, FhbenchError) else f"{type(err).__name__}: {err}"
             continue
         if sr is not None:
             columns.append(label)

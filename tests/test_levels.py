@@ -49,6 +49,10 @@ def identity_sr(x):
     return x
 
 
+def broken_sr(x):
+    raise RuntimeError("out of memory, say")
+
+
 def cmc_of(ranks, max_rank=5):
     """CMC per repeat, counted by hand: fraction of probes with rank <= r."""
     ranks = np.asarray(ranks)
@@ -241,12 +245,13 @@ def test_compare_refuses_runs_of_different_evaluators(store):
 def test_samples_at_a_level(store, tiny_lfw, tmp_path):
     keys = ["Colin_Powell/Colin_Powell_0001.jpg", "Hugo_Chavez/Hugo_Chavez_0003.jpg"]
     models = {"bicubic": "bicubic", "up": ModelSpec("test_levels:identity_sr", upsampled_input=True, clamp=True),
-              "raw": "test_levels:identity_sr"}
+              "raw": "test_levels:identity_sr", "broken": "test_levels:broken_sr"}
     grid = render_samples("toy-sizes", models, keys, data_root=tiny_lfw, cache_dir="", skip_unavailable=True,
                           level="16x14")
     assert grid.columns == ["LR (16×14)", "bicubic", "up", "HR"] and grid.level == "16x14" and grid.scale == 0
     # fed the 16x14 LR itself, the identity returns 16x14 faces: refused, named
     assert "raw" in grid.skipped and "returned shape (2, 3, 16, 14)" in grid.skipped["raw"]
+    assert grid.skipped["broken"] == "RuntimeError: out of memory, say"  # any failure: left out, named
     # the model that wants upsampled input gets the LR bicubic-upsampled to 112x96: the bicubic baseline
     assert np.allclose(grid.images[:, 2], grid.images[:, 1], atol=1e-6)
     for i, key in enumerate(keys):
