@@ -133,6 +133,12 @@ class NearestUpsampling(SRAdapter):
         self.scale = scale
         self.output_size = output_size
 
+    def check_compatible(self, lr_hw, hr_hw, scale) -> None:
+        # Built without a scale (an lr_sizes protocol): replicate pixels up to the HR size.
+        if self.scale is None and self.output_size is None:
+            self.output_size = tuple(hr_hw)
+        super().check_compatible(lr_hw, hr_hw, scale)
+
     def super_resolve(self, lr, keys):
         # Built from --scale alone (create_model), output_size is None: replicate by scale.
         return torch.nn.functional.interpolate(

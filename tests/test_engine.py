@@ -231,3 +231,18 @@ def test_protocol_all_runs_what_the_data_allows_and_says_why_not(tiny_lfw, tmp_p
     with sqlite3.connect(tmp_path / "r.sqlite") as con:
         stored = {r[0] for r in con.execute("SELECT protocol FROM runs")}
     assert "lfw-10fold" in stored and "lfw-blufr" not in stored
+
+
+def test_nearest_without_a_scale_fills_the_hr_size(tiny_lfw, tmp_path, proto_dir):
+    add_protocol(proto_dir, "toy-sizes", task="image-quality", lr_sizes=[[14, 12], [16, 14]],
+                 metrics=["psnr@14x12"], primary_metric="psnr@14x12")
+    result = runner.run(options(tiny_lfw, tmp_path, protocol="toy-sizes", model="nearest"))
+    relpaths = sorted(str(p.relative_to(tiny_lfw / "aligned-112x96"))
+                      for p in (tiny_lfw / "aligned-112x96").rglob("*.jpg"))
+    hr = images_of(tiny_lfw, relpaths)
+    for h, w in ((14, 12), (16, 14)):
+        lr = make_degradation("bicubic", size=(h, w))(hr)
+        # pixel replication by hand: output pixel (y, x) takes LR pixel (floor(y h / 112), floor(x w / 96))
+        rows, cols = (np.arange(112) * h) // 112, (np.arange(96) * w) // 96
+        sr = lr[:, :, rows][:, :, :, cols]
+        assert result["metrics"][f"psnr@{h}x{w}"] == pytest.approx(psnr_y(sr, hr).mean(), rel=1e-9)
