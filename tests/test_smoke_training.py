@@ -102,3 +102,44 @@ def test_srresnet_smoke_trains_and_evaluates(name, train_faces, tiny_lfw, tmp_pa
     with torch.no_grad():
         sr = net.eval()(torch.from_numpy(np.asarray(lr, np.float32))).clamp(0, 1).numpy()
     assert metrics["psnr"] == pytest.approx(psnr_y(sr, hr).mean(), rel=1e-4)
+
+
+def test_csrip_smoke_trains_and_evaluates(train_faces, tiny_lfw, tmp_path):
+    """Priors, then the cascade; the weights evaluated on lfw-psnr (192x192 HR, 24x24 LR)."""
+    out = tmp_path / "runs"
+    res = cli("train", "csrip", "--config", CONFIGS / "csrip.yaml", "--data-root", train_faces, "--out", out,
+              "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    weights = out / "csrip" / "csrip-x8.pt"
+    losses = _losses(out / "csrip" / "scalars.jsonl")
+    priors = [r["ce"] for stage, r in losses if stage == "priors"]
+    cascade = [r for stage, r in losses if stage == "cascade"]
+    assert len(priors) == 5 and priors[-1] < priors[0]
+    assert len(cascade) == 6 and cascade[-1]["ssim"] < 0.9 * cascade[0]["ssim"]
+    assert cascade[-1]["loss"] == pytest.approx(cascade[-1]["ssim"] + 0.001 * cascade[-1]["identity"], rel=1e-5)
+
+    store = tmp_path / "r.sqlite"
+    res = cli("run", "--model", "csrip", "--weights", weights, "--protocol", "lfw-psnr", "--scale", 8,
+              "--data-root", tiny_lfw, "--store", store, "--cache-dir", "", "--quiet")
+    assert res.exit_code == 0, res.output
+    with sqlite3.connect(store) as con:
+        (model, scale, metrics, manifest), = con.execute("SELECT model, scale, metrics, manifest FROM runs")
+    metrics, manifest = json.loads(metrics), json.loads(manifest)
+    assert (model, scale) == ("csrip", 8)
+    assert manifest["model"]["weights_sha256"] == sha256_file(weights)
+
+    # by hand: 112x96 padded 8 px left and right to the 112x112 square, MATLAB-bicubic to 192x192,
+    # LR = MATLAB-bicubic 24x24 (8-bit), SR = the cascade's 8x output; PSNR on Y, mean over images
+    from baselines.csrip import CSRIP, CSRIPOptions
+    from benchmark.degrade import imresize
+
+    ckpt = torch.load(weights, weights_only=True)
+    net = CSRIP(CSRIPOptions(**ckpt["model_options"]), 8)
+    net.load_state_dict(ckpt["model_state"])
+    faces = read_batch(sorted((tiny_lfw / "aligned-112x96").rglob("*.jpg")))
+    hr = np.clip(imresize(np.pad(faces, ((0, 0), (0, 0), (0, 0), (8, 8))), output_size=(192, 192)), 0, 1)
+    lr = make_degradation("bicubic", scale=8)(hr)
+    assert lr.shape[-2:] == (24, 24)
+    with torch.no_grad():
+        sr = net.eval()(torch.from_numpy(np.asarray(lr, np.float32))).numpy()
+    assert metrics["psnr"] == pytest.approx(psnr_y(sr, hr).mean(), rel=1e-4)
