@@ -84,7 +84,8 @@ def test_vgg19_features_end_after_the_named_relu_and_match_torchvision(caplog):
     ref.load_state_dict(cface.vgg19_features().state_dict())  # same keys and shapes as torchvision's
     ref[:9].load_state_dict(f.features.state_dict())
     x = torch.rand(1, 3, 32, 32)
-    normalised = (x - torch.tensor(cface.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(cface.IMAGENET_STD).view(1, 3, 1, 1)
+    mean, std = torch.tensor(cface.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(cface.IMAGENET_STD).view(1, 3, 1, 1)
+    normalised = (x - mean) / std
     with torch.no_grad():
         assert torch.allclose(f(x), ref[:9].eval()(normalised), atol=1e-5)
     deep = cface._vgg19(cface.CFaceOptions(perceptual_weights="random-init"), "c.yaml")  # relu5_4, VGG54
@@ -163,7 +164,8 @@ def test_batch_hard_triplet_loss_by_hand():
     want = (0.5 + (2.5 - math.sqrt(5)) + 0 + 0.5) / 4
     assert float(cface.batch_hard_triplet_loss(emb, labels, 1.5)) == pytest.approx(want)
     # an anchor without a positive (label 2 alone) is left out; no negatives at all: 0
-    lone = cface.batch_hard_triplet_loss(torch.cat([emb, torch.tensor([[9.0, 9.0]])]), torch.tensor([0, 0, 1, 1, 2]), 1.5)
+    lone = cface.batch_hard_triplet_loss(torch.cat([emb, torch.tensor([[9.0, 9.0]])]),
+                                         torch.tensor([0, 0, 1, 1, 2]), 1.5)
     assert float(lone) == pytest.approx(want)
     assert float(cface.batch_hard_triplet_loss(emb, torch.zeros(4, dtype=torch.long), 1.0)) == 0.0
 
@@ -349,7 +351,8 @@ def test_config_files_read_and_carry_the_paper_settings():
     assert (o.blocks, o.filters, o.perceptual_layer, o.compare_k, tuple(o.hr_size)) == \
         (16, 64, "relu5_4", 3, tuple(c.data.hr_size))
     gan = c.stages[1]
-    assert gan.loss_weights["adversarial"] == 1e-3 and gan.loss_weights["perceptual"] == pytest.approx(1 / 12.75 ** 2, rel=0.03)
+    assert gan.loss_weights["adversarial"] == 1e-3
+    assert gan.loss_weights["perceptual"] == pytest.approx(1 / 12.75 ** 2, rel=0.03)  # SRGAN's 1/12.75 rescaling
     assert (gan.lr, gan.schedule.kind, gan.schedule.every, gan.steps) == (1e-4, "step", 100000, 200000)
     smoke = load_config("baselines/configs/smoke/cface.yaml", types)
     assert smoke.model_options.perceptual_weights == "random-init"

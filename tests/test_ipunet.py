@@ -180,7 +180,8 @@ def test_training_resumes_bit_identically_and_the_adapter_loads_it(tmp_path, mon
     ({"model.lr_sizes": [[7, 6], [200, 16]]}, r"model.lr_sizes\[1\]"),
     ({"model.lr_sizes": [[7, "six"]]}, r"model.lr_sizes\[0\]\[1\]"),
     ({"model.blocks": 3}, "model.blocks: unknown key"),
-    ({"stages": [{"name": "ipunet", "steps": 2, "loss_weights": {"pixel": 5.0}}]}, "no weight for the loss 'embedding'"),
+    ({"stages": [{"name": "ipunet", "steps": 2, "loss_weights": {"pixel": 5.0}}]},
+     "no weight for the loss 'embedding'"),
 ])
 def test_bad_config_is_one_clear_error_before_any_step(tmp_path, monkeypatch, change, key):
     register_tiny_identity(monkeypatch)
