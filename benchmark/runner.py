@@ -164,7 +164,9 @@ def run(opts: RunOptions) -> dict:
                  "hr_size": hr_hw, "frame": frame.name,
                  "lr_sizes": {lv.name: lv.degradation.lr_size(hr_hw) if lv.degradation else hr_hw
                               for lv in levels},
-                 "extra_files": [str(p) for p in faces.extra_files], **hr_source.alignment_report()},
+                 "extra_files": [str(p) for p in faces.extra_files],
+                 # what the selection left out and why (e.g. AR people lacking a session)
+                 "notes": list(getattr(task, "notes", [])), **hr_source.alignment_report()},
         "cache": {"hr": str(hr_cache.path), "sr": {k: str(c.path) for k, c in sr_caches.items()}},
         "timing_seconds": timer.seconds,
         "images_per_second": timer.rates(),
