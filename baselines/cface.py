@@ -328,9 +328,6 @@ def compare_faces(data, identity: nn.Module, k: int, device, batch_size: int = 6
     """The compare-face table of a ``FaceTrainingSet`` (see the module docstring), from the
     cache when this data, network, HR size and k were seen before."""
     from benchmark.cache import default_cache_dir, key_hash
-    from benchmark.data.images import read_batch
-
-    from .facedata import fit_to_hr_size
 
     key = {"version": COMPARE_CACHE_VERSION, "data": data.faces.content_hash(), "hr_size": list(data.hr_size),
            "frame": data.frame.name, "k": k, "identity": getattr(identity, "name", type(identity).__name__),
@@ -345,7 +342,7 @@ def compare_faces(data, identity: nn.Module, k: int, device, batch_size: int = 6
     chunks = []
     with torch.no_grad(), running_statistics(identity):
         for s in range(0, len(paths), batch_size):
-            hr = fit_to_hr_size(read_batch(paths[s:s + batch_size]), data.hr_size)
+            hr = read_hr_faces(paths[s:s + batch_size], data.hr_size)
             chunks.append(identity(torch.from_numpy(hr).to(device)).float().cpu().numpy())
     table = nearest_same_identity(np.concatenate(chunks), data.faces.labels, k)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -353,6 +350,15 @@ def compare_faces(data, identity: nn.Module, k: int, device, batch_size: int = 6
     np.savez(tmp, neighbours=table, key=json.dumps(key))
     os.replace(tmp, path)
     return table
+
+
+def read_hr_faces(paths, hr_size) -> np.ndarray:
+    """Aligned faces (any size each) as the training set renders them: (N, 3, H, W) in [0, 1]."""
+    from benchmark.data.images import read_batch
+
+    from .facedata import fit_to_hr_size
+
+    return np.concatenate([fit_to_hr_size(read_batch([p]), tuple(hr_size)) for p in paths])
 
 
 def draw_compare(table: np.ndarray, index, seed: int, step: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -400,17 +406,13 @@ def recognition_stage(ctx, batch):
 
 
 def cface_stage(ctx, batch):
-    from benchmark.data.images import read_batch
-
-    from .facedata import fit_to_hr_size
-
     m = ctx.model
     sr, terms = _gan_terms(ctx, batch)
     chosen, has = draw_compare(m.aux["compare"], batch.index.cpu().numpy(), ctx.seed, ctx.step)
     hrc = batch.hr.clone()  # placeholders where a face has no compare face (masked out)
     if has.any():
         paths = [ctx.faces.image_root / ctx.faces.relpaths[j] for j in chosen[has]]
-        faces = torch.from_numpy(fit_to_hr_size(read_batch(paths), tuple(batch.hr.shape[-2:])))
+        faces = torch.from_numpy(read_hr_faces(paths, batch.hr.shape[-2:]))
         hrc[torch.from_numpy(has).to(hrc.device)] = faces.to(hrc.device, hrc.dtype)
     terms["si"], terms["compare"] = cface_losses(m.recognition, sr, batch.hr, hrc,
                                                  torch.from_numpy(has).to(sr.device))
