@@ -96,3 +96,22 @@ def tiny_lfw(tmp_path) -> Path:
                 assert cv2.imwrite(str(folder / fname), _synthetic_face(rng))
     (root / "pairs.txt").write_text(_tiny_pairs_text())
     return root
+
+
+@pytest.fixture
+def proto_dir(tmp_path, monkeypatch):
+    """An empty extra protocol folder, searched before the shipped one ($FHBENCH_PROTOCOLS)."""
+    folder = tmp_path / "protocols"
+    folder.mkdir()
+    monkeypatch.setenv("FHBENCH_PROTOCOLS", str(folder))
+    return folder
+
+
+def exact_unit_rows(n, seed, dim=16):
+    """Rows v / 8 with integer v in [-3, 3] and sum(v^2) = 64: unit norm, scores k / 64, many ties."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    while len(rows) < n:
+        v = rng.integers(-3, 4, size=(4096, dim))
+        rows.extend(v[(v * v).sum(axis=1) == 64][: n - len(rows)])
+    return np.array(rows, dtype=np.float64) / 8.0

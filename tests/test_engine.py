@@ -23,14 +23,6 @@ from benchmark.metrics.image import psnr_y
 from benchmark.registry import DATASETS
 
 
-@pytest.fixture
-def proto_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "protocols"
-    folder.mkdir()
-    monkeypatch.setenv("FHBENCH_PROTOCOLS", str(folder))
-    return folder
-
-
 def add_protocol(folder, name, **spec):
     base = {"name": name, "summary": "toy", "dataset": "lfw", "degradation": "bicubic"}
     (folder / f"{name}.yaml").write_text(yaml.safe_dump({**base, **spec}))

@@ -7,6 +7,8 @@ the implementation and the oracles.
 import numpy as np
 import pytest
 
+from conftest import exact_unit_rows
+
 from benchmark.errors import MetricError
 from benchmark.metrics import identification
 from benchmark.metrics.identification import (
@@ -15,16 +17,6 @@ from benchmark.metrics.identification import (
     gallery_probe_split,
     knn_leave_one_out,
 )
-
-
-def exact_unit_rows(n, seed, dim=16):
-    """Rows v / 8 with integer v in [-3, 3] and sum(v^2) = 64: unit norm, scores k / 64, many ties."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    while len(rows) < n:
-        v = rng.integers(-3, 4, size=(4096, dim))
-        rows.extend(v[(v * v).sum(axis=1) == 64][: n - len(rows)])
-    return np.array(rows, dtype=np.float64) / 8.0
 
 
 def half_rows(n, seed, dim=6):

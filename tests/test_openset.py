@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import exact_unit_rows
+
 from benchmark.data.blufr import BlufrConfig, load_blufr_config
 from benchmark.errors import MetricError
 from benchmark.metrics import identification, openset
@@ -27,16 +29,6 @@ from benchmark.metrics.openset import (
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BLUFR_MAT = DATA / "lfw" / "blufr_lfw_config.mat"
 FARS = [0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.99, 1.0]
-
-
-def exact_unit_rows(n, seed, dim=16):
-    """Rows v / 8 with integer v in [-3, 3] and sum(v^2) = 64: unit norm, scores k / 64, many ties."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    while len(rows) < n:
-        v = rng.integers(-3, 4, size=(4096, dim))
-        rows.extend(v[(v * v).sum(axis=1) == 64][: n - len(rows)])
-    return np.array(rows, dtype=np.float64) / 8.0
 
 
 def score(a, b):

@@ -19,14 +19,6 @@ VALID = {
 }
 
 
-@pytest.fixture
-def proto_dir(tmp_path, monkeypatch):
-    d = tmp_path / "protos"
-    d.mkdir()
-    monkeypatch.setenv("FHBENCH_PROTOCOLS", str(d))
-    return d
-
-
 def write(proto_dir, data, name="my-proto"):
     path = proto_dir / f"{name}.yaml"
     path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))

@@ -98,14 +98,6 @@ def calls(monkeypatch):
     return log
 
 
-@pytest.fixture
-def proto_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "protocols"
-    folder.mkdir()
-    monkeypatch.setenv("FHBENCH_PROTOCOLS", str(folder))
-    return folder
-
-
 def smaller_copy(folder, name, option, **changes):
     """protocols/<name>.yaml with only ``options[option][key]`` changed, into ``folder``."""
     shipped = yaml.safe_load((SHIPPED / f"{name}.yaml").read_text())

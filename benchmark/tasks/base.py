@@ -80,3 +80,17 @@ class Task:
             metrics.update({at_level(k, level if name_levels else None): v for k, v in m.items()})
             arrays.update({at_level(k, level if name_levels else None): v for k, v in a.items()})
         return metrics, arrays
+
+
+class SelectionTask(Task):
+    """A task over one FaceSet given by the dataset's selection (options ``selection`` and
+    ``selection_args``)."""
+
+    OPTIONS = {"selection": "all_faces", "selection_args": {}}
+
+    def __init__(self, protocol, data_root):
+        super().__init__(protocol, data_root)
+        self._faces = selected(self, "selection")
+
+    def faces(self) -> FaceSet:
+        return self._faces

@@ -5,11 +5,11 @@ import numpy as np
 
 from ..metrics.identification import cmc_leave_one_out, knn_leave_one_out
 from ..registry import TASKS
-from .base import Task, selected
+from .base import SelectionTask
 
 
 @TASKS.register("loo-identification", summary="leave-one-out k-NN accuracy and CMC over SR faces")
-class LeaveOneOutIdentification(Task):
+class LeaveOneOutIdentification(SelectionTask):
     """Options: ``selection`` / ``selection_args`` (the dataset reader's method giving the
     FaceSet), ``ks`` (k of the k-NN accuracies), ``max_rank`` (CMC length). Every face is
     degraded and super-resolved; tie rules: ``benchmark.metrics.identification``.
@@ -17,14 +17,7 @@ class LeaveOneOutIdentification(Task):
     Metrics: ``knn<k>`` per k, ``rank1``, ``rank5``, ``rank10`` (CMC). Arrays: ``cmc``,
     ``probe_rank`` (rank of each probe's first correct match, for paired comparisons)."""
 
-    OPTIONS = {"selection": "all_faces", "selection_args": {}, "ks": [1, 5, 10], "max_rank": 100}
-
-    def __init__(self, protocol, data_root):
-        super().__init__(protocol, data_root)
-        self._faces = selected(self, "selection")
-
-    def faces(self):
-        return self._faces
+    OPTIONS = {**SelectionTask.OPTIONS, "ks": [1, 5, 10], "max_rank": 100}
 
     def score_level(self, hr_emb, emb):
         labels = self._faces.labels
