@@ -46,6 +46,7 @@ from torch import nn
 
 from benchmark.degrade import imresize, to_uint8_levels, upsample_bicubic
 from benchmark.errors import AdapterError
+from benchmark.frames import fit_to_hr_size, padded_size
 from benchmark.registry import MODELS
 
 from .training import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
@@ -193,4 +194,28 @@ class IPUNetAdapter(CheckpointAdapter):
         hr = self.training_data.get("hr_size")
         if not hr:
             raise AdapterError(f"{self.weights_file} does not record the HR size IPU-Net was trained at")
-        self.output_size = self.input_size = tuple(hr)
+        self.trained_size = tuple(hr)
+        self.hr_size = None  # the protocol's, set by check_compatible
+
+    def check_compatible(self, lr_hw, hr_hw, scale) -> None:
+        # Any HR size of the SphereFace-based frames works: the upsampled LR is rendered into the
+        # frame the U-Net was trained on and the output back into the protocol's (frame_in/out).
+        super().check_compatible(lr_hw, hr_hw, scale)
+        self.hr_size = tuple(hr_hw)
+
+    def frame_in(self, x: np.ndarray) -> np.ndarray:
+        """Protocol frame -> training frame: the pad-then-resize rule of benchmark.frames."""
+        return fit_to_hr_size(x, self.trained_size)
+
+    def frame_out(self, y: np.ndarray) -> np.ndarray:
+        """Training frame -> protocol frame: resize to the padded protocol size, then crop the pad."""
+        top, bottom, left, right = padded_size(self.hr_size, self.trained_size)
+        h, w = self.hr_size
+        padded = imresize(y, output_size=(h + top + bottom, w + left + right))
+        return np.clip(padded[..., top:top + h, left:left + w], 0.0, 1.0)
+
+    def super_resolve(self, lr, keys):
+        if self.hr_size is None or self.hr_size == self.trained_size:
+            return super().super_resolve(lr, keys)
+        x = torch.from_numpy(self.frame_in(lr.numpy()))
+        return torch.from_numpy(self.frame_out(super().super_resolve(x, keys).numpy()))

@@ -11,7 +11,7 @@ from torch import nn
 from baselines import ipunet
 from baselines.training import read_checkpoint, train
 from benchmark.adapters import create_model
-from benchmark.degrade import make_degradation, upsample_bicubic
+from benchmark.degrade import imresize, make_degradation, upsample_bicubic
 from benchmark.errors import AdapterError, ConfigError
 
 from _baseline_stand_ins import register_tiny_identity, synthetic_faces
@@ -166,12 +166,24 @@ def test_training_resumes_bit_identically_and_the_adapter_loads_it(tmp_path, mon
 
     model = create_model("ipunet", scale=8, weights=str(straight.weights))
     assert model.wants_upsampled_input and model.scale is None
-    assert model.output_size == (128, 128) and model.input_size == (128, 128)
+    assert model.trained_size == (128, 128)
     model.check_compatible((16, 16), (128, 128), 8)
-    with pytest.raises(AdapterError, match="outputs 128x128 but the protocol's HR size is 112x96"):
-        model.check_compatible((14, 12), (112, 96), 8)
     out = model.super_resolve(torch.rand(2, 3, 128, 128), ["a", "b"])
     assert out.shape == (2, 3, 128, 128) and float(out.min()) >= 0 and float(out.max()) <= 1
+    # a 112x96 protocol: rendered into the 128x128 training frame (8 px of black each side, then
+    # MATLAB bicubic to 128x128) and back (bicubic to 112x112, the padding cropped)
+    model.check_compatible((14, 12), (112, 96), 8)
+    x = torch.rand(2, 3, 112, 96)
+    out = model.super_resolve(x, ["a", "b"])
+    ckpt = read_checkpoint(straight.weights, "ipunet")
+    net = ipunet.build(ipunet.IPUNetOptions(**ckpt["model_options"]), 1)
+    net.load_state_dict(ckpt["model_state"])
+    framed = imresize(np.pad(x.numpy(), ((0, 0), (0, 0), (0, 0), (8, 8))), output_size=(128, 128))
+    with torch.no_grad():
+        y = net.eval()(torch.from_numpy(np.clip(framed, 0, 1))).clamp(0, 1).numpy()
+    expected = np.clip(imresize(y, output_size=(112, 112))[..., 8:104], 0, 1)
+    assert out.shape == (2, 3, 112, 96)
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("change, key", [
