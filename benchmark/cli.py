@@ -90,15 +90,17 @@ def _print_result(result, store):
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex", "json", "html"]), default="md",
               show_default=True)
 @click.option("--write", "write_dir", default=None, metavar="DIR",
-              help="write <protocol>.md and <protocol>.csv into DIR (e.g. results/) instead of printing")
+              help="write <protocol>.md, <protocol>.csv and the runs' manifests into DIR (e.g. results/) "
+                   "instead of printing")
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
 def leaderboard(protocol, scale, evaluator, fmt, write_dir, store):
     """Ranked tables of the stored runs, one per protocol, scale and evaluator."""
     from .leaderboard import build_tables, format_tables, write_results
 
-    tables = build_tables(_open_store(store), protocol, scale, evaluator)
+    results = _open_store(store)
+    tables = build_tables(results, protocol, scale, evaluator)
     if write_dir:
-        for path in write_results(tables, write_dir):
+        for path in write_results(tables, write_dir, results):
             click.echo(f"wrote {path}")
     else:
         click.echo(format_tables(tables, fmt), nl=False)

@@ -293,24 +293,41 @@ _FORMATTERS = {"md": _md, "latex": _latex, "csv": _csv, "html": _html}
 FORMATS = tuple(_FORMATTERS) + ("json",)
 
 
-def write_results(tables: List[Table], out_dir) -> List[Path]:
+def write_results(tables: List[Table], out_dir, store: Optional[ResultStore] = None) -> List[Path]:
     """Write ``<protocol>.md`` (every table of the protocol) and ``<protocol>.csv`` (one
     header, one row per table row; scale and evaluator columns tell the tables apart) into
-    ``out_dir``; return the paths written."""
+    ``out_dir``; with ``store``, also each shown run's manifest and metrics as
+    ``manifests/<protocol>/<model>_<level>_<evaluator>.json``. Each file is written whole
+    (temporary file, then rename). Return the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for proto in sorted({t.protocol for t in tables}):
         mine = [t for t in tables if t.protocol == proto]
         spec = load_protocol(proto)
-        md = out / f"{proto}.md"
-        md.write_text(f"# {proto}\n\n{spec.summary}\n\n" + "\n".join(_md(t) for t in mine))
+        md = _write_atomic(out / f"{proto}.md", f"# {proto}\n\n{spec.summary}\n\n" + "\n".join(_md(t) for t in mine))
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(_csv_header(mine[0]))
         for t in mine:
             w.writerows(_csv_rows(t))
-        path_csv = out / f"{proto}.csv"
-        path_csv.write_text(buf.getvalue())
-        written += [md, path_csv]
+        written += [md, _write_atomic(out / f"{proto}.csv", buf.getvalue())]
+    if store is not None:
+        for t in tables:
+            for r in store.runs(protocol=t.protocol, evaluator=t.evaluator):
+                if r.scale in (t.scale, NO_DEGRADATION_SCALE):
+                    level = "hr" if r.scale == NO_DEGRADATION_SCALE else scale_label(r.scale).replace(" ", "-")
+                    path = out / "manifests" / r.protocol / f"{r.model}_{level}_{r.evaluator}.json"
+                    body = {"model": r.model, "protocol": r.protocol, "scale": r.scale, "evaluator": r.evaluator,
+                            "created": r.created, "metrics": r.metrics, "manifest": r.manifest}
+                    if path not in written:
+                        written.append(_write_atomic(path, json.dumps(body, indent=1, default=str) + "\n"))
     return written
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path

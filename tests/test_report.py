@@ -3,6 +3,7 @@ references, --write) and the self-contained HTML report, rendered in headless Ch
 import base64
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -115,7 +116,16 @@ def test_write_results(store, tmp_path):
     res = CliRunner().invoke(main, ["leaderboard", "--write", str(tmp_path / "results"), "--store", str(store.path)])
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in (tmp_path / "results").iterdir())
-    assert names == ["lfw-10fold.csv", "lfw-10fold.md", "toy-blufr.csv", "toy-blufr.md"]
+    assert names == ["lfw-10fold.csv", "lfw-10fold.md", "manifests", "toy-blufr.csv", "toy-blufr.md"]
+    # each shown run's manifest, the hr run once although it heads both lfw-10fold tables
+    manifests = sorted(str(p.relative_to(tmp_path / "results" / "manifests"))
+                       for p in (tmp_path / "results" / "manifests").rglob("*.json"))
+    assert manifests == ["lfw-10fold/bicubic_x8_sface.json", "lfw-10fold/hr_hr_sface.json",
+                         "lfw-10fold/other_x8_sface.json", "lfw-10fold/srnet_x4_sface.json",
+                         "lfw-10fold/srnet_x8_sface.json", "toy-blufr/bicubic_x8_sface.json",
+                         "toy-blufr/srnet_x8_sface.json"]
+    other = json.loads((tmp_path / "results" / "manifests" / "lfw-10fold" / "other_x8_sface.json").read_text())
+    assert other["metrics"]["accuracy"] == 0.80 and other["manifest"]["note"] == "<b>escaped</b>"
     md = (tmp_path / "results" / "lfw-10fold.md").read_text()
     assert md.startswith("# lfw-10fold\n") and "### lfw-10fold, x4, evaluator sface" in md
     assert "### lfw-10fold, x8, evaluator sface" in md
