@@ -159,7 +159,7 @@ def run(opts: RunOptions) -> dict:
         "degradation": levels[0].degradation.spec() if len(levels) == 1 and levels[0].degradation else None,
         "model": {**model.describe(), "spec": opts.model, "clamp": opts.clamp},
         "evaluator": evaluator.describe(),
-        "data": {"root": str(Path(opts.data_root).resolve()), "image_root": str(faces.image_root),
+        "data": {"root": str(Path(opts.data_root).resolve()), "image_root": str(Path(faces.image_root).resolve()),
                  "n_images": len(faces), "n_degraded": int(len(degraded)), "sha256": data_hash,
                  "hr_size": hr_hw, "frame": frame.name,
                  "lr_sizes": {lv.name: lv.degradation.lr_size(hr_hw) if lv.degradation else hr_hw
