@@ -356,7 +356,7 @@ def read_hr_faces(paths, hr_size) -> np.ndarray:
     """Aligned faces (any size each) as the training set renders them: (N, 3, H, W) in [0, 1]."""
     from benchmark.data.images import read_batch
 
-    from .facedata import fit_to_hr_size
+    from benchmark.frames import fit_to_hr_size
 
     return np.concatenate([fit_to_hr_size(read_batch([p]), tuple(hr_size)) for p in paths])
 

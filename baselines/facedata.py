@@ -7,7 +7,7 @@ template frame (SphereFace 112x96 unless the config says otherwise), at any reso
   data_root/<image>                             a flat folder: NO identity labels.
 
 HR size rule: ``benchmark.frames`` (pad to the HR aspect ratio, then resize; the same rule
-the protocols' ``hr_size`` uses), re-exported here as ``fit_to_hr_size`` and ``hr_frame``.
+the protocols' ``hr_size`` uses).
 
 Each item is (lr, hr, label): the HR face, flipped left-right when the sampler says so,
 and LR = degradation(HR). Batches and flips (``StageBatches``) are a pure function of
@@ -25,8 +25,8 @@ from benchmark.data.faceset import FaceSet
 from benchmark.data.identity_folder import IMAGE_SUFFIXES, IdentityFolder
 from benchmark.data.images import read_batch
 from benchmark.errors import DataError
-from benchmark.frames import fit_to_hr_size, hr_frame, padded_size  # noqa: F401 (re-exported)
-from benchmark.templates import SPHEREFACE_112x96, TEMPLATES, FaceTemplate
+from benchmark.frames import fit_to_hr_size, hr_frame
+from benchmark.templates import SPHEREFACE_112x96, TEMPLATES
 
 NO_LABEL = -1  # the label of every face in a set without identity labels
 

@@ -115,3 +115,33 @@ def exact_unit_rows(n, seed, dim=16):
         v = rng.integers(-3, 4, size=(4096, dim))
         rows.extend(v[(v * v).sum(axis=1) == 64][: n - len(rows)])
     return np.array(rows, dtype=np.float64) / 8.0
+
+
+def pairs_txt_images(root: Path):
+    """Every image an LFW root's pairs.txt names, in first-appearance order (parsed here, not
+    by the reader): the order of the runner's face set."""
+    seen = []
+    for line in (root / "pairs.txt").read_text().splitlines()[1:]:
+        f = line.split("\t")
+        refs = [(f[0], f[1]), (f[0], f[2])] if len(f) == 3 else [(f[0], f[1]), (f[2], f[3])]
+        for name, num in refs:
+            p = root / "aligned-112x96" / name / f"{name}_{int(num):04d}.jpg"
+            if p not in seen:
+                seen.append(p)
+    return seen
+
+
+# Real LFW people for training smoke tests: none is in tiny_lfw.
+TRAIN_PEOPLE = ["Tony_Blair", "Vladimir_Putin", "Serena_Williams", "John_Ashcroft"]
+
+
+@pytest.fixture
+def train_faces(lfw_shared, tmp_path):
+    """<identity>/<image> training faces: images 1 and 2 of each of TRAIN_PEOPLE (real LFW)."""
+    root = tmp_path / "train"
+    for name in TRAIN_PEOPLE:
+        (root / name).mkdir(parents=True)
+        for k in (1, 2):
+            shutil.copyfile(lfw_shared / "aligned-112x96" / name / f"{name}_{k:04d}.jpg",
+                            root / name / f"{name}_{k:04d}.jpg")
+    return root

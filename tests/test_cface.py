@@ -13,13 +13,14 @@ from torch import nn
 
 from baselines import cface
 from baselines.config import load_config
-from baselines.facedata import FaceTrainingSet, fit_to_hr_size, open_training_faces
+from baselines.facedata import FaceTrainingSet, open_training_faces
 from baselines.identity import load_identity_network
 from baselines.training import TRAINABLE, Batch, StageContext, read_checkpoint, train
 from benchmark.adapters import create_model
 from benchmark.data.images import read_batch
 from benchmark.degrade import make_degradation
 from benchmark.errors import AdapterError, ConfigError, DataError
+from benchmark.frames import fit_to_hr_size
 
 from _baseline_stand_ins import (TINY_IDENTITY, TinyIdentityNet, register_tiny_identity,
                                  register_tiny_perceptual, synthetic_faces)

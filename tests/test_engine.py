@@ -21,6 +21,7 @@ from benchmark.evaluators.sface import SFace
 from benchmark.metrics.identification import gallery_probe_split
 from benchmark.metrics.image import psnr_y
 from benchmark.registry import DATASETS
+from conftest import pairs_txt_images
 
 
 def add_protocol(folder, name, **spec):
@@ -55,8 +56,7 @@ def test_lr_sizes_run_every_size_in_one_run(tiny_lfw, tmp_path, proto_dir):
     result = runner.run(options(tiny_lfw, tmp_path, protocol="toy-sizes"))
     assert result["scale"] == 0  # stored at LR_SIZES_SCALE
     m = result["metrics"]
-    faces = [r for r in dict.fromkeys(_pair_relpaths(tiny_lfw))]
-    hr = images_of(tiny_lfw, faces)
+    hr = read_batch(pairs_txt_images(tiny_lfw))
     for size in ((14, 12), (28, 24)):
         sr = np.clip(upsample_bicubic(make_degradation("bicubic", size=size)(hr), (112, 96)), 0, 1)
         assert m[f"psnr@{size[0]}x{size[1]}"] == pytest.approx(psnr_y(sr, hr).mean(), rel=1e-9)
@@ -71,15 +71,6 @@ def test_lr_sizes_run_every_size_in_one_run(tiny_lfw, tmp_path, proto_dir):
     hr_run = runner.run(options(tiny_lfw, tmp_path, protocol="toy-sizes", model="hr"))
     assert hr_run["scale"] == 1 and hr_run["metrics"]["psnr@14x12"] == np.inf
     assert hr_run["metrics"]["accuracy@14x12"] == hr_run["metrics"]["accuracy@28x24"]
-
-
-def _pair_relpaths(root):
-    out = []
-    for line in (root / "pairs.txt").read_text().splitlines()[1:]:
-        f = line.split("\t")
-        refs = [(f[0], f[1]), (f[0], f[2])] if len(f) == 3 else [(f[0], f[1]), (f[2], f[3])]
-        out += [f"{n}/{n}_{int(k):04d}.jpg" for n, k in refs]
-    return out
 
 
 def test_a_model_of_fixed_scale_is_refused_before_any_work(tiny_lfw, tmp_path, proto_dir, monkeypatch):

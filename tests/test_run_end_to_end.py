@@ -14,6 +14,7 @@ from benchmark.data.images import read_batch
 from benchmark.degrade import make_degradation, upsample_bicubic
 from benchmark.evaluators import create_evaluator
 from benchmark.metrics.image import psnr_y
+from conftest import pairs_txt_images
 
 N_PEOPLE, PER_PERSON = 8, 3
 
@@ -80,12 +81,12 @@ def test_hr_and_bicubic_runs_store_rows_and_rank(mini_lfw_jpg_names, tmp_path):
     assert set(rows) == {"hr", "bicubic"}
     assert rows["hr"][2] == 1 and rows["bicubic"][2] == 8
     hr_m, bic_m = json.loads(rows["hr"][4]), json.loads(rows["bicubic"][4])
-    assert hr_m["psnr"] == float("inf") and hr_m["psnr_n_inf"] == len(set(_all_images(root)))
+    assert hr_m["psnr"] == float("inf") and hr_m["psnr_n_inf"] == len(set(pairs_txt_images(root)))
     assert hr_m["ssim"] == 1.0 and hr_m["fr_loss"] == pytest.approx(0.0, abs=1e-6)
     assert np.isfinite(bic_m["psnr"]) and bic_m["ssim"] < 1
 
     # Independent of the runner: degrade, upsample, and score the same images by hand.
-    paths = _all_images(root)
+    paths = pairs_txt_images(root)
     hr = read_batch(paths)
     lr = make_degradation("bicubic", scale=8)(hr)
     sr = np.clip(upsample_bicubic(lr, (112, 96)), 0, 1)
@@ -106,19 +107,6 @@ def test_hr_and_bicubic_runs_store_rows_and_rank(mini_lfw_jpg_names, tmp_path):
     assert "hr (no degradation)" in board.output and "| bicubic (no SR) |" in board.output
     latex = cli("leaderboard", "--store", store, "--format", "latex")
     assert r"\begin{tabular}" in latex.output
-
-
-def _all_images(root):
-    """Images pairs.txt names, in first-appearance order (parsed here, not by the reader)."""
-    seen = []
-    for line in (root / "pairs.txt").read_text().splitlines()[1:]:
-        f = line.split("\t")
-        refs = [(f[0], f[1]), (f[0], f[2])] if len(f) == 3 else [(f[0], f[1]), (f[2], f[3])]
-        for name, num in refs:
-            p = root / "aligned-112x96" / name / f"{name}_{int(num):04d}.jpg"
-            if p not in seen:
-                seen.append(p)
-    return seen
 
 
 @pytest.fixture
@@ -209,7 +197,7 @@ def test_interrupted_run_writes_nothing_and_resumes_from_cache(mini_lfw_jpg_name
     assert _rows(store) == []
     calls["n"] = -100  # never interrupt again; count the embeddings the resumed run needs
     runner.run(opts)
-    n_chunks = -(-len(_all_images(mini_lfw_jpg_names)) // 10)
+    n_chunks = -(-len(pairs_txt_images(mini_lfw_jpg_names)) // 10)
     # chunk 0 is fully cached: only the HR and SR embeddings of the other chunks remain
     assert calls["n"] + 100 == 2 * (n_chunks - 1)
     assert len(_rows(store)) == 1

@@ -9,7 +9,6 @@ rendered at 128x128, its training size), and the stored PSNR is checked against 
 weights applied by hand to the same degraded faces.
 """
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -25,42 +24,18 @@ from benchmark.data.images import read_batch
 from benchmark.degrade import make_degradation, upsample_bicubic
 from benchmark.frames import fit_to_hr_size
 from benchmark.metrics.image import psnr_y
+from conftest import pairs_txt_images
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "baselines" / "configs" / "smoke"
-TRAIN_PEOPLE = ["Tony_Blair", "Vladimir_Putin", "Serena_Williams", "John_Ashcroft"]  # not in tiny_lfw
 
 
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.fixture
-def train_faces(lfw_shared, tmp_path):
-    root = tmp_path / "train"
-    for name in TRAIN_PEOPLE:
-        (root / name).mkdir(parents=True)
-        for k in (1, 2):
-            shutil.copyfile(lfw_shared / "aligned-112x96" / name / f"{name}_{k:04d}.jpg",
-                            root / name / f"{name}_{k:04d}.jpg")
-    return root
-
-
 def _log(path: Path):
     return [json.loads(line) for line in path.read_text().splitlines() if "loss" in json.loads(line)]
-
-
-def _pairs_images(root: Path):
-    """Every image pairs.txt names, in first-appearance order (parsed here, not by the reader)."""
-    seen = []
-    for line in (root / "pairs.txt").read_text().splitlines()[1:]:
-        f = line.split("\t")
-        refs = [(f[0], f[1]), (f[0], f[2])] if len(f) == 3 else [(f[0], f[1]), (f[2], f[3])]
-        for name, num in refs:
-            p = root / "aligned-112x96" / name / f"{name}_{int(num):04d}.jpg"
-            if p not in seen:
-                seen.append(p)
-    return seen
 
 
 def _stored(store: Path):
@@ -100,7 +75,7 @@ def test_ipunet_smoke_trains_and_evaluates_at_128(train_faces, tiny_lfw, tmp_pat
     assert manifest["model"]["wants_upsampled_input"] and manifest["data"]["hr_size"] == [128, 128]
 
     # by hand: render, degrade, upsample, the trained U-Net in eval mode, clamp, PSNR per image
-    hr = fit_to_hr_size(read_batch(_pairs_images(tiny_lfw)), (128, 128))
+    hr = fit_to_hr_size(read_batch(pairs_txt_images(tiny_lfw)), (128, 128))
     x = upsample_bicubic(make_degradation("bicubic", scale=8)(hr), (128, 128))
     ckpt = read_checkpoint(weights, "ipunet")
     net = ipunet.build(ipunet.IPUNetOptions(**ckpt["model_options"]), 1)
@@ -140,7 +115,7 @@ def test_cface_smoke_trains_all_four_stages_and_evaluates(train_faces, tiny_lfw,
     assert (model, scale) == ("cface", 4) and np.isfinite(metrics["accuracy"])
     assert manifest["model"]["trained"]["identity_network"]["name"] == "sface"
 
-    hr = read_batch(_pairs_images(tiny_lfw))
+    hr = read_batch(pairs_txt_images(tiny_lfw))
     lr = make_degradation("bicubic", scale=4)(hr)
     ckpt = read_checkpoint(weights, "cface")
     gen = cface.build(cface.CFaceOptions(**ckpt["model_options"]), 4).generator

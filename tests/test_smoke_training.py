@@ -7,7 +7,6 @@ the logged loss must fall. The weights it writes are then evaluated end to end w
 and the stored PSNR is checked against the same weights applied by hand.
 """
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -21,43 +20,19 @@ from benchmark.data.images import read_batch
 from benchmark.degrade import make_degradation
 from benchmark.evaluators.base import sha256_file
 from benchmark.metrics.image import psnr_y
+from conftest import pairs_txt_images
 
 CONFIGS = Path(__file__).resolve().parents[1] / "baselines" / "configs" / "smoke"
-TRAIN_PEOPLE = ["Tony_Blair", "Vladimir_Putin", "Serena_Williams", "John_Ashcroft"]  # not in tiny_lfw
 
 
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.fixture
-def train_faces(lfw_shared, tmp_path):
-    root = tmp_path / "train"
-    for name in TRAIN_PEOPLE:
-        (root / name).mkdir(parents=True)
-        for k in (1, 2):
-            shutil.copyfile(lfw_shared / "aligned-112x96" / name / f"{name}_{k:04d}.jpg",
-                            root / name / f"{name}_{k:04d}.jpg")
-    return root
-
-
 def _losses(log: Path):
     """(stage, record) of each logged step, in order."""
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     return [(r["stage"], r) for r in rows if "loss" in r]
-
-
-def _tiny_lfw_images(root: Path):
-    """Every image of the miniature LFW root that pairs.txt names (parsed here, not by the reader)."""
-    seen = []
-    for line in (root / "pairs.txt").read_text().splitlines()[1:]:
-        f = line.split("\t")
-        refs = [(f[0], f[1]), (f[0], f[2])] if len(f) == 3 else [(f[0], f[1]), (f[2], f[3])]
-        for name, num in refs:
-            p = root / "aligned-112x96" / name / f"{name}_{int(num):04d}.jpg"
-            if p not in seen:
-                seen.append(p)
-    return seen
 
 
 @pytest.mark.parametrize("name", ["srresnet", "srresnet-fr"])
@@ -97,7 +72,7 @@ def test_srresnet_smoke_trains_and_evaluates(name, train_faces, tiny_lfw, tmp_pa
     ckpt = torch.load(weights, weights_only=True)
     net = SRResNet(4, **ckpt["model_options"])
     net.load_state_dict(ckpt["model_state"])
-    hr = read_batch(_tiny_lfw_images(tiny_lfw))
+    hr = read_batch(pairs_txt_images(tiny_lfw))
     lr = make_degradation("bicubic", scale=4)(hr)
     with torch.no_grad():
         sr = net.eval()(torch.from_numpy(np.asarray(lr, np.float32))).clamp(0, 1).numpy()

@@ -30,6 +30,7 @@ from ..errors import DataError
 from ..registry import DATASETS
 from .faceset import FaceSet
 from .gallery_probe import GalleryProbe
+from .images import read_image_bytes
 from .survey import Inventory
 
 RAW_HEIGHT, RAW_WIDTH = 576, 768
@@ -54,12 +55,7 @@ def read_ar_raw(path) -> np.ndarray:
     """(576, 768, 3) uint8 RGB from an AR ``.raw`` file (no header: 768 x 576 RGB triplets,
     top row first), or DataError naming the file."""
     path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"image {path} does not exist") from None
-    except OSError as err:
-        raise DataError(f"image {path} cannot be read: {err.strerror or err}") from None
+    data = read_image_bytes(path)
     if data.size != RAW_BYTES:
         raise DataError(f"image {path} has {data.size:,} bytes; an AR .raw image has {RAW_BYTES:,} "
                         f"({RAW_WIDTH} x {RAW_HEIGHT} RGB)")

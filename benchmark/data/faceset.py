@@ -9,8 +9,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..errors import DataError
 from ..templates import FaceTemplate
+from .images import read_image_bytes
 
 
 @dataclass
@@ -48,13 +48,7 @@ class FaceSet:
         landmarks = getattr(self, "landmarks", None)
         keys = []
         for i, rel in enumerate(self.relpaths):
-            path = self.image_root / rel
-            try:
-                h = hashlib.sha256(path.read_bytes())
-            except FileNotFoundError:
-                raise DataError(f"image {path} does not exist") from None
-            except OSError as err:
-                raise DataError(f"image {path} cannot be read: {err.strerror or err}") from None
+            h = hashlib.sha256(read_image_bytes(self.image_root / rel))
             if landmarks is not None:
                 h.update(np.asarray(landmarks[i], dtype=np.float64).tobytes())
             keys.append(h.hexdigest())

@@ -16,18 +16,23 @@ import numpy as np
 from ..errors import DataError
 
 
+def read_image_bytes(path) -> np.ndarray:
+    """The file's bytes as a uint8 array, or DataError naming the file."""
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"image {path} does not exist") from None
+    except OSError as err:
+        raise DataError(f"image {path} cannot be read: {err.strerror or err}") from None
+
+
 def read_rgb_uint8(path) -> np.ndarray:
     """(H, W, 3) uint8 RGB, or DataError naming the file."""
     path = Path(path)
     if path.suffix.lower() == ".raw":  # headerless pixels, as the AR face database ships them
         from .ar import read_ar_raw
         return read_ar_raw(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"image {path} does not exist") from None
-    except OSError as err:
-        raise DataError(f"image {path} cannot be read: {err.strerror or err}") from None
+    data = read_image_bytes(path)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise DataError(f"image {path} is corrupt or not an image")

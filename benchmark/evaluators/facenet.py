@@ -8,7 +8,6 @@ fixed_image_standardization), RGB.
 """
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import EvaluatorUnavailable
 from ..registry import EVALUATORS
