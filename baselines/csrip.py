@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import AdapterError, ConfigError, DataError
+from benchmark.errors import AdapterError, ConfigError, DataError, IncompatibleModelError
 from benchmark.registry import MODELS
 
 from .ssim_loss import high_pass, ssim_loss
@@ -236,4 +236,14 @@ class CSRIPAdapter(CheckpointAdapter):
             raise AdapterError(f"{self.weights_file} does not record the HR size csrip was trained at")
         self.output_size = (int(hr[0]), int(hr[1]))
         self.input_size = (self.output_size[0] // self.scale, self.output_size[1] // self.scale)
+
+    def check_compatible(self, lr_hw, hr_hw, scale) -> None:
+        try:
+            super().check_compatible(lr_hw, hr_hw, scale)
+        except IncompatibleModelError as err:
+            h, w = self.output_size
+            raise IncompatibleModelError(
+                f"{err} (csrip turns {self.input_size[0]}x{self.input_size[1]} LR faces into {h}x{w}: run it on "
+                f"lfw-psnr, or on a protocol with hr_size: [{h}, {w}] at x{self.scale}, e.g. a copy of lfw-blufr "
+                "in a folder named by $FHBENCH_PROTOCOLS)") from None
 

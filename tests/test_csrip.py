@@ -222,7 +222,9 @@ def test_trained_weights_carry_the_priors_and_the_adapter_declares_its_sizes(tmp
     assert (adapter.input_size, adapter.output_size, adapter.scale) == ((9, 9), (72, 72), 8)
     sr = adapter.super_resolve(torch.rand(2, 3, 9, 9), ["a", "b"])
     assert sr.shape == (2, 3, 72, 72)
-    with pytest.raises(AdapterError, match="outputs 72x72 but the protocol's HR size is 112x96"):
+    with pytest.raises(AdapterError, match=r"outputs 72x72 but the protocol's HR size is 112x96 \(csrip turns "
+                                           r"9x9 LR faces into 72x72: run it on lfw-psnr, or on a protocol with "
+                                           r"hr_size: \[72, 72\] at x8"):
         adapter.check_compatible((14, 12), (112, 96), 8)
     # resuming on faces of another number of identities is refused
     more = _faces(tmp_path / "more", people=4)
