@@ -34,8 +34,10 @@ def main():
 
 
 @main.command()
-@click.option("--model", required=True, help="registered name, pkg.module:build, *.pt (TorchScript), *.onnx, or a folder of SR images")
-@click.option("--protocol", required=True, help="protocol name (see `fhbench protocols`), or 'all': every protocol whose data is present")
+@click.option("--model", required=True,
+              help="registered name, pkg.module:build, *.pt (TorchScript), *.onnx, or a folder of SR images")
+@click.option("--protocol", required=True,
+              help="protocol name (see `fhbench protocols`), or 'all': every protocol whose data is present")
 @click.option("--scale", type=int, default=None, help="degradation scale (default: the protocol's)")
 @click.option("--evaluator", default="sface", show_default=True, help="face-recognition model for the task metrics")
 @click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")

@@ -5,9 +5,9 @@ and its levels, and the metrics the leaderboard shows. Levels are either ``scale
 per scale, ``--scale``) or ``lr_sizes`` (every size in one run, stored at scale 0,
 ``LR_SIZES_SCALE``; its metrics are named ``<metric>@<h>x<w>``). ``hr_size`` renders the
 dataset's aligned frame at another size (pad to its aspect, then resize: ``benchmark/frames``);
-``image_metrics: false`` drops PSNR, SSIM and FR loss where no true HR exists (natural LR). Extra protocol folders can be
-added with ``FHBENCH_PROTOCOLS=dir1:dir2``. Unknown keys and wrong types are errors that
-name the file and the key.
+``image_metrics: false`` drops PSNR, SSIM and FR loss where no true HR exists (natural LR).
+Extra protocol folders can be added with ``FHBENCH_PROTOCOLS=dir1:dir2``. Unknown keys and
+wrong types are errors that name the file and the key.
 """
 from __future__ import annotations
 

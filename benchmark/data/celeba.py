@@ -47,7 +47,7 @@ import numpy as np
 from ..errors import DataError
 from ..registry import DATASETS
 from .faceset import FaceSet
-from .lfw import Pairs
+from .lfw import Pairs, pair_list_lines
 from .seeded import SeededDraw
 from .survey import Inventory
 
@@ -344,18 +344,8 @@ def _parse_celeba_pairs(path: Path) -> List[tuple]:
     """Rows (lineno, fold, (file_a, id_a), (file_b, id_b), is_same) of a ``write_pairs_file`` list."""
     if not path.is_file():
         raise DataError(f"CelebA pair list {path} is missing; write it with benchmark.data.celeba.write_pairs_file")
-    lines = path.read_text(errors="replace").splitlines()
-    head = lines[0].split() if lines else []
-    if len(head) != 2 or not all(h.isdecimal() for h in head):
-        raise DataError(f"{path}:1: header must be '<folds> <pairs per fold>', got {lines[0] if lines else ''!r}")
-    n_folds, per = int(head[0]), int(head[1])
-    body = [(i + 2, ln.split()) for i, ln in enumerate(lines[1:]) if ln.strip()]
-    if len(body) != 2 * n_folds * per:
-        raise DataError(f"{path}:1: header promises {n_folds} folds x {2 * per} pairs = "
-                        f"{2 * n_folds * per} lines, found {len(body)}")
     rows = []
-    for k, (lineno, f) in enumerate(body):
-        same = (k % (2 * per)) < per
+    for lineno, f, same, fold in pair_list_lines(path):
         shape = ("id", "file", "file") if same else ("id", "file", "id", "file")
         ok = len(f) == len(shape) and all(
             x.isdecimal() if kind == "id" else bool(_NAME.match(x)) for x, kind in zip(f, shape))
@@ -364,5 +354,5 @@ def _parse_celeba_pairs(path: Path) -> List[tuple]:
             raise DataError(f"{path}:{lineno}: expected {kind} line, got {' '.join(f)!r}")
         a = (f[1], int(f[0]))
         b = (f[2], int(f[0])) if same else (f[3], int(f[2]))
-        rows.append((lineno, k // (2 * per), a, b, same))
+        rows.append((lineno, fold, a, b, same))
     return rows

@@ -194,7 +194,7 @@ class LFW:
         rows = _parse_pairs(path)
         index, relpaths, names = {}, [], []
         left, right = [], []
-        for lineno, a, b, same in rows:
+        for lineno, a, b, _, _ in rows:
             for rel, side in ((a, left), (b, right)):
                 if rel not in index:
                     if not (self.image_root / rel).is_file():
@@ -208,10 +208,8 @@ class LFW:
         faces = FaceSet("lfw", self.image_root, relpaths,
                         np.array([ident_index[n] for n in names], dtype=np.int64),
                         identities, self.aligned_frame, extra_files=[path])
-        n_folds, per_fold = _header(path)
-        fold = np.repeat(np.arange(n_folds), 2 * per_fold)
-        return Pairs(faces, np.array(left), np.array(right),
-                     np.array([r[3] for r in rows], dtype=bool), fold, path)
+        return Pairs(faces, np.array(left), np.array(right), np.array([r[3] for r in rows], dtype=bool),
+                     np.array([r[4] for r in rows], dtype=np.int64), path)
 
 
 def _parse_people(path: Path) -> List[tuple]:
@@ -233,17 +231,10 @@ def _parse_people(path: Path) -> List[tuple]:
     return rows
 
 
-def _header(path: Path):
-    first = path.read_text(errors="replace").splitlines()[0].split()
-    return int(first[0]), int(first[1])
-
-
-def _parse_pairs(path: Path) -> List[tuple]:
-    """Rows (lineno, relpath_a, relpath_b, is_same) of an LFW pairs file.
-
-    Format: a header "<folds> <n>", then per fold n matched lines "Name i j" followed by
-    n mismatched lines "Name1 i Name2 j" (tabs or spaces).
-    """
+def pair_list_lines(path: Path) -> List[tuple]:
+    """(lineno, fields, is_genuine, fold) per pair line of a list in LFW's pairs.txt layout (LFW's own
+    lists and fhbench's CelebA list): a header "<folds> <n>", then per fold n genuine lines
+    followed by n impostor lines; blank lines ignored. Header and line count are checked."""
     lines = path.read_text(errors="replace").splitlines()
     if not lines:
         raise DataError(f"{path}: empty pairs file")
@@ -255,14 +246,19 @@ def _parse_pairs(path: Path) -> List[tuple]:
     if len(body) != 2 * n_folds * per_fold:
         raise DataError(f"{path}:1: header promises {n_folds} folds x {2 * per_fold} pairs = "
                         f"{2 * n_folds * per_fold} lines, found {len(body)}")
+    return [(lineno, f, (k % (2 * per_fold)) < per_fold, k // (2 * per_fold)) for k, (lineno, f) in enumerate(body)]
+
+
+def _parse_pairs(path: Path) -> List[tuple]:
+    """Rows (lineno, relpath_a, relpath_b, is_same, fold) of an LFW pairs file: matched lines
+    "Name i j", mismatched lines "Name1 i Name2 j" (tabs or spaces)."""
     rows = []
-    for k, (lineno, f) in enumerate(body):
-        expect_same = (k % (2 * per_fold)) < per_fold
+    for lineno, f, expect_same, fold in pair_list_lines(path):
         try:
             if len(f) == 3 and expect_same:
-                rows.append((lineno, image_relpath(f[0], int(f[1])), image_relpath(f[0], int(f[2])), True))
+                rows.append((lineno, image_relpath(f[0], int(f[1])), image_relpath(f[0], int(f[2])), True, fold))
             elif len(f) == 4 and not expect_same:
-                rows.append((lineno, image_relpath(f[0], int(f[1])), image_relpath(f[2], int(f[3])), False))
+                rows.append((lineno, image_relpath(f[0], int(f[1])), image_relpath(f[2], int(f[3])), False, fold))
             else:
                 kind = "matched 'Name i j'" if expect_same else "mismatched 'Name1 i Name2 j'"
                 raise DataError(f"{path}:{lineno}: expected a {kind} pair, got {' '.join(f)!r}")
