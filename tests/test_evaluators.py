@@ -75,7 +75,7 @@ def test_facenet_without_weights_says_where_to_put_them(monkeypatch, tmp_path, n
 
     monkeypatch.setattr(facenet, "_try_download", lambda url, path: None)  # offline
     why = EVALUATORS.entry(name).why_unavailable()
-    assert file in why and str(tmp_path / "checkpoints") in why and "--weights" in why
+    assert file in why and str(tmp_path / "checkpoints") in why and "--evaluator-weights PATH" in why
     with pytest.raises(EvaluatorUnavailable, match=file):
         create_evaluator(name)
 

