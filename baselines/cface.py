@@ -1,6 +1,7 @@
-"""C-Face (Chen et al., "C-Face: Using Compare Face on Face Hallucination for Low-Resolution
-Face Recognition", JAIR 2022): an SRGAN (Ledig et al., CVPR 2017) trained with the C-Face
-identity loss, after fine-tuning its face-recognition network on hallucinated faces.
+"""C-Face (Han, Wang, Shen & Zhao, "C-Face: Using Compare Face on Face Hallucination for
+Low-Resolution Face Recognition", JAIR 75:1715-1737, 2022): an SRGAN (Ledig et al., CVPR 2017)
+trained with the C-Face identity loss, after fine-tuning its face-recognition network on
+hallucinated faces.
 
 Networks
   generator      SRGAN's: SRResNet with 16 residual blocks (``baselines.srresnet.SRResNet``);
@@ -463,7 +464,7 @@ def prepare(model: CFaceModel, identity, data, config, device):
         model.aux["compare"] = table
 
 
-PAPER = ("C-Face (Chen et al., JAIR 2022): no parameter count, FLOPs or speed in the sources at hand; "
+PAPER = ("C-Face (Han et al., JAIR 2022): no parameter count, FLOPs or speed in the sources at hand; "
          "SRGAN (Ledig et al. 2017): generator 1.5M parameters (16 blocks, 4x; EDSR paper, Table 1)")
 
 register_trainable(TrainableModel("cface", "cface", CFaceOptions, build, STAGES, PAPER, prepare=prepare))

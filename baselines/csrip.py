@@ -1,5 +1,5 @@
-"""C-SRIP (Grm, Dobrisek, Scheirer & Struc, "Face Hallucination Using Cascaded Super-Resolution
-and Identity Priors", IEEE TIP 2020): a cascade of three 2x SR modules, 24x24 -> 192x192,
+"""C-SRIP (Grm, Scheirer & Struc, "Face Hallucination Using Cascaded Super-Resolution and
+Identity Priors", IEEE TIP 29:2150-2165, 2020): a cascade of three 2x SR modules, 24x24 -> 192x192,
 trained with multi-scale SSIM and the cross-entropy of identity priors.
 
 Cascade (``Cascade``), as the design card (../shared/DESIGN.md) states it:

@@ -68,6 +68,12 @@ class IPUNetOptions:
     quantize_lr: bool = True         # 8-bit LR, as the protocols degrade
 
 
+def _keras_batchnorm(channels: int) -> nn.BatchNorm2d:
+    # The authors' Keras BatchNormalization defaults: running statistics move by 1% per batch
+    # (Keras momentum 0.99 = PyTorch momentum 0.01) and epsilon is 1e-3.
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+
+
 class IPUNet(nn.Module):
     def __init__(self, filters: int = 64, leaky_slope: float = 0.3, dropout: float = 0.5):
         super().__init__()
@@ -76,7 +82,7 @@ class IPUNet(nn.Module):
         for i, k in enumerate(DOWN_WIDTHS):
             layers = [nn.Conv2d(c_in, k * filters, 4, stride=2, padding=1, bias=False)]
             if i > 0:
-                layers.append(nn.BatchNorm2d(k * filters))
+                layers.append(_keras_batchnorm(k * filters))
             layers.append(nn.LeakyReLU(leaky_slope))
             self.down.append(nn.Sequential(*layers))
             c_in = k * filters
@@ -84,7 +90,7 @@ class IPUNet(nn.Module):
         self.up = nn.ModuleList()
         for i, (k, skip) in enumerate(zip(UP_WIDTHS, skips)):
             layers = [nn.ConvTranspose2d(c_in, k * filters, 4, stride=2, padding=1, bias=False),
-                      nn.BatchNorm2d(k * filters)]
+                      _keras_batchnorm(k * filters)]
             if i < DROPOUT_BLOCKS:
                 layers.append(nn.Dropout(dropout))
             layers.append(nn.ReLU())

@@ -211,3 +211,16 @@ def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
     torch.save(other, path)
     with pytest.raises(AdapterError, match="holds a srresnet x4 model .* not the ipunet model"):
         create_model("ipunet", scale=8, weights=str(path))
+
+
+def test_batchnorm_follows_the_authors_keras_defaults():
+    """Keras BatchNormalization(momentum=0.99, epsilon=1e-3) is PyTorch's momentum 0.01, eps 1e-3:
+    a running mean that moves 1% towards each batch mean."""
+    norms = [m for m in ipunet.IPUNet(filters=4).modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 6 + 6  # down blocks 2..7, up blocks 1..6
+    bn = norms[0]
+    bn.train()
+    x = torch.randn(8, bn.num_features, 4, 4) + 3.0
+    bn(x)
+    assert torch.allclose(bn.running_mean, 0.01 * x.mean(dim=(0, 2, 3)), atol=1e-6)
+    assert all(m.eps == 1e-3 for m in norms)
