@@ -370,12 +370,8 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
             mine = sorted((r for r in sr if r.model == name), key=lambda r: r.scale)
             x = [r.scale for r in mine]
             y = [r.metrics[metric] for r in mine]
-            style = sel.style(name)
-            if with_std:
-                err = [r.metrics.get(f"{metric}_std", 0.0) for r in mine]
-                ax.errorbar(x, y, yerr=err, marker="o", markersize=3, capsize=2, label=model_label(name), **style)
-            else:
-                ax.plot(x, y, marker="o", markersize=3, label=model_label(name), **style)
+            err = [r.metrics.get(f"{metric}_std", 0.0) for r in mine] if with_std else None
+            _metric_line(ax, x, y, err, name, sel.style(name))
         for r in sel.runs:
             if r.scale == NO_DEGRADATION_SCALE and np.isfinite(r.metrics.get(metric, np.nan)):
                 ax.axhline(r.metrics[metric], label=model_label(r.model), **sel.style(r.model))
@@ -385,13 +381,26 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticklabels([f"×{s}" for s in scales])
         ax.set_xlabel("Scale")
-        ax.set_ylabel(header)
-        if factor == 100:
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-            ax.set_ylabel(header.replace(" (%)", ""))
-        ax.set_title(f"{header.replace(' (%)', '')} vs scale: {protocol}, {sel.evaluator}")
-        ax.legend(loc="best")
+        _metric_axes(ax, header, factor, f"vs scale: {protocol}, {sel.evaluator}")
     return fig
+
+
+def _metric_line(ax, x, y, err, model: str, style: dict) -> None:
+    """One model's metric against scale or LR size; error bars when ``err`` is given."""
+    if err is not None:
+        ax.errorbar(x, y, yerr=err, marker="o", markersize=3, capsize=2, label=model_label(model), **style)
+    else:
+        ax.plot(x, y, marker="o", markersize=3, label=model_label(model), **style)
+
+
+def _metric_axes(ax, header: str, factor: float, what: str) -> None:
+    """Y label (percentages as %), title '<metric> <what>' and legend of a metric-vs-x figure."""
+    ax.set_ylabel(header)
+    if factor == 100:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_ylabel(header.replace(" (%)", ""))
+    ax.set_title(f"{header.replace(' (%)', '')} {what}")
+    ax.legend(loc="best")
 
 
 def plot_metric_vs_level(store: ResultStore, protocol: str, metric: Optional[str] = None, evaluator=None,
@@ -429,23 +438,13 @@ def plot_metric_vs_level(store: ResultStore, protocol: str, metric: Optional[str
                 continue
             y = [r.metrics[keys[i]] for i in at]
             std = [r.metrics.get(at_level(f"{metric}_std", levels[i])) for i in at]
-            style = sel.style(r.model)
-            if all(s is not None for s in std):
-                ax.errorbar(at, y, yerr=std, marker="o", markersize=3, capsize=2, label=model_label(r.model),
-                            **style)
-            else:
-                ax.plot(at, y, marker="o", markersize=3, label=model_label(r.model), **style)
+            _metric_line(ax, at, y, std if all(v is not None for v in std) else None, r.model, sel.style(r.model))
         ax.xaxis.set_major_locator(FixedLocator(range(len(levels))))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticklabels([lv.replace("x", "×") for lv in levels])
         ax.set_xlim(-0.3, len(levels) - 0.7)
         ax.set_xlabel("LR size (h × w)")
-        ax.set_ylabel(header)
-        if factor == 100:
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-            ax.set_ylabel(header.replace(" (%)", ""))
-        ax.set_title(f"{header.replace(' (%)', '')} vs LR size: {protocol}, {sel.evaluator}")
-        ax.legend(loc="best")
+        _metric_axes(ax, header, factor, f"vs LR size: {protocol}, {sel.evaluator}")
     return fig
 
 

@@ -145,3 +145,11 @@ def train_faces(lfw_shared, tmp_path):
             shutil.copyfile(lfw_shared / "aligned-112x96" / name / f"{name}_{k:04d}.jpg",
                             root / name / f"{name}_{k:04d}.jpg")
     return root
+
+
+def lines_by_label(fig):
+    """{legend label: Line2D}; an error-bar plot's line is its container's first."""
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    lines.update({c.get_label(): c.lines[0] for c in ax.containers})
+    return lines

@@ -23,7 +23,7 @@ from benchmark.leaderboard import build_tables, format_tables
 from benchmark.report import build_report
 from benchmark.samples import ModelSpec, render_samples
 from benchmark.store import ResultStore
-from conftest import LFW_ALIGNED
+from conftest import LFW_ALIGNED, lines_by_label
 
 LEVELS = ["16x14", "7x6", "14x12"]
 TOY = {"name": "toy-sizes", "summary": "synthetic fixed-LR-size identification", "dataset": "lfw",
@@ -95,13 +95,6 @@ def store(tmp_path, toy_protocol):
     save_run(st, "bicubic", 0)
     save_run(st, "alpha", 0)
     return st
-
-
-def lines_by_label(fig):
-    (ax,) = fig.axes
-    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
-    lines.update({c.get_label(): c.lines[0] for c in ax.containers})
-    return lines
 
 
 # --- the level: required, checked, refused where it makes no sense ----------------------

@@ -17,6 +17,7 @@ from benchmark.cli import main
 from benchmark.errors import FhbenchError
 from benchmark.samples import render_samples
 from benchmark.store import ResultStore
+from conftest import lines_by_label
 
 N_PAIRS_PER_FOLD, N_IMAGES, N_RANKS, N_TRIALS = 6, 30, 12, 10
 BLUFR_FARS = np.array([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
@@ -77,14 +78,6 @@ def store(tmp_path, toy_protocols):
         st.save(model, "toy-blufr", scale, "sface", {"vr": 0.5, "dir": 0.4}, {},
                 {"vr_curve_far": BLUFR_FARS, "vr_curve": vr, "dir_curve_far": BLUFR_FARS, "dir_curve": dr})
     return st
-
-
-def lines_by_label(fig):
-    """{legend label: Line2D}; an error-bar plot's line is its container's first."""
-    (ax,) = fig.axes
-    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
-    lines.update({c.get_label(): c.lines[0] for c in ax.containers})
-    return lines
 
 
 KINDS = [("roc", "lfw-10fold", {"scale": 8, "log_far": True}), ("csd", "lfw-10fold", {"scale": 8, "metric": "ssim"}),
