@@ -106,7 +106,7 @@ def run(opts: RunOptions) -> dict:
     data_hash = faces.content_hash(keys)
     timer.add("hash", t0, len(faces))
     hr_source = HRSource(faces, protocol.hr_size, opts, timer)
-    hr_hw, frame = hr_source.hr_hw, hr_source.frame
+    hr_hw, frame = hr_source.hr_size, hr_source.frame  # every path renders faces at hr_size
     for level in levels:
         lr_hw = level.degradation.lr_size(hr_hw) if level.degradation else hr_hw
         model.check_compatible(lr_hw, hr_hw, None if scale == LR_SIZES_SCALE else scale)
@@ -166,7 +166,7 @@ def run(opts: RunOptions) -> dict:
                               for lv in levels},
                  "extra_files": [str(p) for p in faces.extra_files],
                  # what the selection left out and why (e.g. AR people lacking a session)
-                 "notes": list(getattr(task, "notes", [])), **hr_source.alignment_report()},
+                 "notes": list(task.notes), **hr_source.alignment_report()},
         "cache": {"hr": str(hr_cache.path), "sr": {k: str(c.path) for k, c in sr_caches.items()}},
         "timing_seconds": timer.seconds,
         "images_per_second": timer.rates(),
@@ -281,12 +281,11 @@ class HRSource:
         self.frame = hr_frame(base, self.hr_size)
         self.aligner = None
         self.fallbacks = []
-        if faces.aligned_frame is None and getattr(faces, "landmarks", None) is None:
+        if faces.aligned_frame is None and faces.landmarks is None:
             from .data.alignment import MtcnnAligner
 
             cache = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir()) / "alignment"
             self.aligner = MtcnnAligner(template=self.frame, cache_dir=cache, device=opts.device)
-        self.hr_hw = tuple(self.load(np.arange(1)).shape[-2:])
 
     def load(self, idx) -> np.ndarray:
         t0 = time.perf_counter()
@@ -295,7 +294,7 @@ class HRSource:
             hr = read_batch(paths, expect_hw=self.faces.aligned_frame.size)
             if hr.shape[-2:] != self.hr_size:
                 hr = fit_to_hr_size(hr, self.hr_size)
-        elif getattr(self.faces, "landmarks", None) is not None:
+        elif self.faces.landmarks is not None:
             from .data.landmark_alignment import align_faces
 
             hr = align_faces(self.faces, self.frame, idx)

@@ -37,7 +37,7 @@ class FaceSet:
         idx = np.asarray(indices, dtype=np.int64)
         changes = {"relpaths": [self.relpaths[i] for i in idx],
                    "labels": None if self.labels is None else np.asarray(self.labels)[idx]}
-        if getattr(self, "landmarks", None) is not None:
+        if self.landmarks is not None:
             changes["landmarks"] = np.asarray(self.landmarks)[idx]
         return dataclasses.replace(self, **changes)
 
@@ -45,7 +45,7 @@ class FaceSet:
         """Per image, the hex SHA256 of its file bytes, followed (when the set gives landmarks)
         by the landmarks' float64 bytes: what an image's aligned face depends on, so the key of
         the per-image result cache (``benchmark/cache.py``). Identical files share a key."""
-        landmarks = getattr(self, "landmarks", None)
+        landmarks = self.landmarks
         keys = []
         for i, rel in enumerate(self.relpaths):
             h = hashlib.sha256(read_image_bytes(self.image_root / rel))

@@ -49,6 +49,7 @@ class Task:
     ``score_level``; the protocol's ``options`` may only name keys of ``OPTIONS``."""
 
     OPTIONS: Dict[str, object] = {}
+    notes: Tuple[str, ...] = ()  # what the selection left out and why, one line each (manifest)
 
     def __init__(self, protocol, data_root):
         self.protocol = protocol
