@@ -42,16 +42,24 @@ they are EXCLUDED from the compare term (they still count in si and the rest); a
 set where no identity has two images is an error before the first step. HRc is read from
 disk unflipped (the batch's HR may be flipped; identity embeddings hardly care).
 
-Stages (the C-Face paper trains in four; what each does where the design notes are silent
-is our choice, stated here):
-  mse           the generator on pixel MSE (SRGAN initialises from SRResNet);
-  gan           generator on perceptual + adversarial, discriminator on d_real + d_fake (SRGAN);
-  recognition   fine-tune the recognition copy on mixed HR and SR faces (the generator frozen,
-                in eval mode) with the triplet loss: the recognition network learns that a
-                hallucinated face and its HR original are the same person. Needs labels;
-  cface         generator on perceptual + adversarial + g1 si + g2 compare, with phi = the
-                fine-tuned copy (its weights frozen, BatchNorm statistics updating); the
-                discriminator keeps training.
+Stage kinds (each config stage names one). The C-Face paper's Algorithm 1 "Training Procedure
+of C-Face Network" (read as quoted in a public reproducibility summary; the paper's text was
+not at hand) maps onto them as ``baselines/configs/cface.yaml`` runs them:
+  mse           the generator on pixel MSE: SRGAN's SRResNet initialisation (before Algorithm 1);
+  gan           generator on perceptual + adversarial, discriminator on d_real + d_fake: plain
+                SRGAN (not used by Algorithm 1; kept for SRGAN baselines and ablations);
+  cface         generator on perceptual + adversarial + g1 si + g2 compare (our reading of the
+                paper's loss (7)), discriminator on d_real + d_fake; phi = the recognition copy
+                with its weights frozen (BatchNorm statistics updating). Algorithm 1 step 1
+                when the copy is still the pretrained identity network;
+  recognition   Algorithm 1 steps 2-3: fine-tune the recognition copy on mixed HR and SR faces
+                (the generator frozen, in eval mode, super-resolving each batch on the fly,
+                which equals super-resolving the training set once because it is frozen) with
+                the batch-hard triplet loss (ours: the paper's L_FR, its eq. 3, was not at
+                hand): a hallucinated face and its HR original are the same person. Needs labels;
+  cface_joint   Algorithm 1 step 4: the cface stage with phi = the fine-tuned copy, and in each
+                step the copy also descends the triplet loss on the batch's HR and (detached)
+                SR faces; the generator's gradient comes from its own terms only.
 
 Perceptual network (``perceptual_network``; tests and users may add to PERCEPTUAL_NETWORKS):
 ``vgg19`` loads torchvision's ImageNet VGG19 from ``perceptual_weights`` or, when that is
@@ -406,7 +414,7 @@ def recognition_stage(ctx, batch):
     return {"triplet": batch_hard_triplet_loss(emb, labels, m.options.triplet_margin)}
 
 
-def cface_stage(ctx, batch):
+def _cface_terms(ctx, batch):
     m = ctx.model
     sr, terms = _gan_terms(ctx, batch)
     chosen, has = draw_compare(m.aux["compare"], batch.index.cpu().numpy(), ctx.seed, ctx.step)
@@ -417,6 +425,21 @@ def cface_stage(ctx, batch):
         hrc[torch.from_numpy(has).to(hrc.device)] = faces.to(hrc.device, hrc.dtype)
     terms["si"], terms["compare"] = cface_losses(m.recognition, sr, batch.hr, hrc,
                                                  torch.from_numpy(has).to(sr.device))
+    return sr, terms
+
+
+def cface_stage(ctx, batch):
+    return _cface_terms(ctx, batch)[1]
+
+
+def cface_joint_stage(ctx, batch):
+    """Algorithm 1 step 4: the cface stage, and the recognition copy descends its own loss on
+    this batch's HR faces and (detached) SR faces at the same time."""
+    m = ctx.model
+    sr, terms = _cface_terms(ctx, batch)
+    emb = m.recognition(torch.cat([batch.hr, sr.detach().clamp(0, 1).to(batch.hr.dtype)]))
+    terms["triplet"] = batch_hard_triplet_loss(emb, torch.cat([batch.labels, batch.labels]),
+                                               m.options.triplet_margin)
     return terms
 
 
@@ -432,6 +455,11 @@ STAGES = {
                        optimise={GENERATOR: ("perceptual", "adversarial", "si", "compare"),
                                  DISCRIMINATOR: ("d_real", "d_fake")},
                        needs_identity_network=True, needs_identity_labels=True),
+    "cface_joint": StageSpec(cface_joint_stage, ("perceptual", "adversarial", "si", "compare", "d_real", "d_fake",
+                                                 "triplet"),
+                             optimise={GENERATOR: ("perceptual", "adversarial", "si", "compare"),
+                                       DISCRIMINATOR: ("d_real", "d_fake"), "recognition": ("triplet",)},
+                             needs_identity_network=True, needs_identity_labels=True),
 }
 
 
@@ -448,12 +476,12 @@ def prepare(model: CFaceModel, identity, data, config, device):
     kinds = {s.name for s in config.stages}
     if identity is not None:
         model.attach_recognition(identity)
-    if kinds & {"gan", "cface"}:
+    if kinds & {"gan", "cface", "cface_joint"}:
         if o.perceptual_network not in PERCEPTUAL_NETWORKS:
             raise config.error("model.perceptual_network", f"unknown network {o.perceptual_network!r} "
                                f"(known: {', '.join(PERCEPTUAL_NETWORKS)})")
         model.aux["perceptual"] = PERCEPTUAL_NETWORKS[o.perceptual_network](o, where).to(device)
-    if "cface" in kinds:
+    if kinds & {"cface", "cface_joint"}:
         table = compare_faces(data, identity, o.compare_k, device)
         n_with = int((table[:, 0] >= 0).sum())
         if n_with == 0:

@@ -269,12 +269,16 @@ def test_the_cface_stage_compares_with_the_drawn_same_identity_faces(tmp_path, m
 
 # --- training ------------------------------------------------------------------------
 
-def _config(tmp_path, stages=("mse", "gan", "recognition", "cface"), **changes):
+ALGORITHM_1 = ("mse", "cface", "recognition", "cface_joint")
+
+
+def _config(tmp_path, stages=ALGORITHM_1, **changes):
+    cface_weights = {"perceptual": 0.006, "adversarial": 1.0e-3, "si": 0.01, "compare": 0.01,
+                     "d_real": 1.0, "d_fake": 1.0}
     weights = {"mse": {"mse": 1.0},
                "gan": {"perceptual": 0.006, "adversarial": 1.0e-3, "d_real": 1.0, "d_fake": 1.0},
                "recognition": {"triplet": 1.0},
-               "cface": {"perceptual": 0.006, "adversarial": 1.0e-3, "si": 0.01, "compare": 0.01,
-                         "d_real": 1.0, "d_fake": 1.0}}
+               "cface": cface_weights, "cface_joint": {**cface_weights, "triplet": 1.0}}
     raw = {"model": {"name": "cface", "blocks": 1, "filters": 8, "d_filters": 4, "d_dense": 8,
                      "hr_size": [56, 48], "perceptual_network": "tiny-test-features"},
            "data": {"hr_size": [56, 48], "scale": 4, "workers": 0, "flip": False},
@@ -302,42 +306,51 @@ def _changed(a, b, prefix):
     return any(not torch.equal(a[k], b[k]) for k in keys)
 
 
+def _weights_only(state, prefix):
+    return [k for k in state if k.startswith(prefix) and not k.split(".")[-1].startswith(("running", "num_"))]
+
+
 def test_each_stage_trains_its_own_parts(tmp_path, monkeypatch):
     register_tiny_identity(monkeypatch)
     register_tiny_perceptual(monkeypatch)
     monkeypatch.setenv("FHBENCH_CACHE", str(tmp_path / "cache"))
     data = synthetic_faces(tmp_path / "faces", 3, 3)
-    config = _config(tmp_path)
+    kinds = ("mse", "gan", "cface", "recognition", "cface_joint")  # every stage kind, one step each
+    config = _config(tmp_path, stages=kinds)
     out = tmp_path / "out"
     states = []
-    for k in range(1, 5):  # one step per stage; stop after each
+    for k in range(1, len(kinds) + 1):  # stop after each stage
         result = train("cface", config, data, out, device="cpu", max_steps=k)
         states.append(_state(result.checkpoint))
-    mse, gan, rec, cf = states
+    mse, gan, cf, rec, joint = states
     options = load_config(config, {n: m.options for n, m in TRAINABLE.items()}).model_options
     torch.manual_seed(0)  # the run builds the model right after seeding with the config's seed
     init = cface.build(options, 4).state_dict()
     assert _changed(init, mse, "generator.") and not _changed(init, mse, "discriminator.")
     assert _changed(mse, gan, "generator.") and _changed(mse, gan, "discriminator.")
     assert not _changed(mse, gan, "recognition.")
+    # cface (Algorithm 1 step 1): generator and discriminator move; the copy's weights do not
+    # (its BN statistics may)
+    assert _changed(gan, cf, "generator.") and _changed(gan, cf, "discriminator.")
+    weights = _weights_only(cf, "recognition.")
+    assert weights and all(torch.equal(gan[k], cf[k]) for k in weights)
     # recognition stage: only the copy moves; the generator's BN statistics stay (eval mode)
-    assert _changed(gan, rec, "recognition.backend.") and not _changed(gan, rec, "generator.")
-    assert not _changed(gan, rec, "discriminator.")
-    # cface stage: generator and discriminator move; the copy's weights do not (its BN statistics may)
-    assert _changed(rec, cf, "generator.") and _changed(rec, cf, "discriminator.")
-    weights = [k for k in cf if k.startswith("recognition.") and not k.split(".")[-1].startswith(("running", "num_"))]
-    assert weights and all(torch.equal(rec[k], cf[k]) for k in weights)
+    assert _changed(cf, rec, "recognition.backend.") and not _changed(cf, rec, "generator.")
+    assert not _changed(cf, rec, "discriminator.")
+    # cface_joint (step 4): all three move, the copy's weights included
+    assert _changed(rec, joint, "generator.") and _changed(rec, joint, "discriminator.")
+    assert any(not torch.equal(rec[k], joint[k]) for k in _weights_only(joint, "recognition.backend."))
     log_lines = [json.loads(ln) for ln in result.log.read_text().splitlines()]
-    assert [ln["stage"] for ln in log_lines] == ["mse", "gan", "recognition", "cface"]
-    assert set(log_lines[3]) >= {"perceptual", "adversarial", "si", "compare", "d_real", "d_fake"}
-
+    assert [ln["stage"] for ln in log_lines] == list(kinds)
+    assert set(log_lines[2]) >= {"perceptual", "adversarial", "si", "compare", "d_real", "d_fake"}
+    assert set(log_lines[4]) >= {"perceptual", "adversarial", "si", "compare", "d_real", "d_fake", "triplet"}
     # the adapter runs the generator of the final weights, without the recognition copy
     model = create_model("cface", scale=4, weights=str(result.weights))
     assert model.scale == 4 and model.module.recognition is None
     lr = torch.rand(2, 3, 14, 12)
     out_sr = model.super_resolve(lr, ["a", "b"])
     gen = cface.build(model.module.options, 4)
-    gen.load_state_dict({k: v for k, v in cf.items() if not k.startswith("recognition.")})
+    gen.load_state_dict({k: v for k, v in joint.items() if not k.startswith("recognition.")})
     with torch.no_grad():
         assert torch.allclose(out_sr, gen.eval()(lr).clamp(0, 1))
     with pytest.raises(AdapterError, match="holds a cface x4 model .* not the cface x8 model"):
@@ -347,16 +360,19 @@ def test_each_stage_trains_its_own_parts(tmp_path, monkeypatch):
 def test_config_files_read_and_carry_the_paper_settings():
     types = {n: m.options for n, m in TRAINABLE.items()}
     c = load_config("baselines/configs/cface.yaml", types)
-    assert [s.name for s in c.stages] == ["mse", "gan", "recognition", "cface"]
+    assert [s.name for s in c.stages] == list(ALGORITHM_1)
     o = c.model_options
     assert (o.blocks, o.filters, o.perceptual_layer, o.compare_k, tuple(o.hr_size)) == \
         (16, 64, "relu5_4", 3, tuple(c.data.hr_size))
-    gan = c.stages[1]
-    assert gan.loss_weights["adversarial"] == 1e-3
-    assert gan.loss_weights["perceptual"] == pytest.approx(1 / 12.75 ** 2, rel=0.03)  # SRGAN's 1/12.75 rescaling
-    assert (gan.lr, gan.schedule.kind, gan.schedule.every, gan.steps) == (1e-4, "step", 100000, 200000)
+    step1 = c.stages[1]  # Algorithm 1 step 1 runs SRGAN's GAN phase with loss (7)
+    assert step1.loss_weights["adversarial"] == 1e-3
+    assert step1.loss_weights["perceptual"] == pytest.approx(1 / 12.75 ** 2, rel=0.03)  # SRGAN's 1/12.75
+    assert (step1.lr, step1.schedule.kind, step1.schedule.every, step1.steps) == (1e-4, "step", 100000, 200000)
+    assert step1.loss_weights["si"] > 0 and step1.loss_weights["compare"] > 0
+    assert c.stages[3].loss_weights["triplet"] > 0  # step 4 also updates CNN_R
     smoke = load_config("baselines/configs/smoke/cface.yaml", types)
     assert smoke.model_options.perceptual_weights == "random-init"
+    assert [s.name for s in smoke.stages] == list(ALGORITHM_1)
 
 
 def test_no_identity_labels_is_an_error_before_any_step(tmp_path, monkeypatch):
@@ -366,7 +382,7 @@ def test_no_identity_labels_is_an_error_before_any_step(tmp_path, monkeypatch):
     flat.mkdir()
     for p in synthetic_faces(tmp_path / "faces", 2, 3).rglob("*.png"):
         p.rename(flat / p.name)
-    with pytest.raises(DataError, match=r"stage 2 \(recognition\) of cface needs identity labels"):
+    with pytest.raises(DataError, match=r"stage 1 \(cface\) of cface needs identity labels"):
         train("cface", _config(tmp_path), flat, tmp_path / "out", device="cpu")
     assert not (tmp_path / "out" / "cface" / "scalars.jsonl").exists()
 

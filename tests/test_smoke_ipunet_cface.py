@@ -92,11 +92,12 @@ def test_cface_smoke_trains_all_four_stages_and_evaluates(train_faces, tiny_lfw,
               "--device", "cpu")
     assert res.exit_code == 0, res.output
     log = _log(out / "cface" / "scalars.jsonl")
-    assert [r["stage"] for r in log] == ["mse"] * 20 + ["gan"] * 2 + ["recognition"] * 2 + ["cface"] * 3
+    assert [r["stage"] for r in log] == ["mse"] * 20 + ["cface"] * 2 + ["recognition"] * 2 + ["cface_joint"] * 3
     mse = [r["loss"] for r in log if r["stage"] == "mse"]
     assert np.mean(mse[-2:]) < 0.5 * np.mean(mse[:2]), mse          # steps 1-2 and 19-20: all 8 faces
     last = log[-1]
-    assert all(np.isfinite(last[k]) for k in ("perceptual", "adversarial", "si", "compare", "d_real", "d_fake"))
+    assert all(np.isfinite(last[k])
+               for k in ("perceptual", "adversarial", "si", "compare", "d_real", "d_fake", "triplet"))
     assert 0 < last["si"] <= 2 and last["compare"] >= 0                 # distances of unit vectors
     # every face has exactly one other image of its person: its compare face
     tables = list((tmp_path / "cache" / "compare-faces").glob("*.npz"))
