@@ -7,7 +7,7 @@ how long each stage runs, with which optimiser and with which loss weights. Ever
 else lives here, once:
 
 - device: CUDA when available, else CPU; mixed precision (autocast fp16 + GradScaler)
-  on CUDA only;
+  on CUDA only (``AMP_DEVICE_TYPES``; the tests run the same path on the CPU);
 - ``out_dir/<model>/checkpoint-<step>.pt`` every ``checkpoint_every`` steps and
   ``last.pt``, both written atomically (tmp file + os.replace): model, optimiser and
   scaler state, stage index and step, resolved loss weights, RNG state, the config, the
@@ -51,6 +51,9 @@ from .config import AUTO, StageConfig, TrainConfig, load_config, make_data_degra
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "fhbench-baseline/1"
+# Devices on which ``mixed_precision: true`` autocasts to float16 with a GradScaler. Tests add
+# "cpu" (torch autocasts fp16 and scales gradients there too) to run that path without a GPU.
+AMP_DEVICE_TYPES = ("cuda",)
 
 
 # --- what a baseline module registers ------------------------------------------------
@@ -230,7 +233,7 @@ class _Run:
         self.scale = config.data.scale
         self._check_stages()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.amp = config.mixed_precision and self.device.type == "cuda"
+        self.amp = config.mixed_precision and self.device.type in AMP_DEVICE_TYPES
         self.dir = Path(out_dir) / spec.name
         self.last = self.dir / "last.pt"
         self.resume = read_checkpoint(self.last, spec.architecture, self.scale, ConfigError) \

@@ -349,6 +349,73 @@ def test_resume_after_interruption_ends_bit_identical(tmp_path, faces, toy_ident
     assert names == ["checkpoint-4.pt", "checkpoint-6.pt", "checkpoint-7.pt"]
 
 
+# --- mixed precision: the CUDA path (autocast fp16 + GradScaler), run on the CPU -------------
+
+@pytest.fixture
+def amp_on_cpu(monkeypatch):
+    """torch autocasts fp16 and scales gradients on the CPU too: the same code path as CUDA."""
+    monkeypatch.setattr(training, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
+
+
+def _scaler(path):
+    return torch.load(path, weights_only=True)["scaler"]
+
+
+def test_mixed_precision_trains_in_float16_and_checkpoints_the_scaler(tmp_path, faces, toy_identity, amp_on_cpu,
+                                                                      monkeypatch):
+    spec = TRAINABLE["srresnet-fr"]
+    original = spec.stages["fr-finetune"]
+    seen = []
+
+    def recording(ctx, batch):
+        sr = ctx.model(batch.lr)
+        seen.append(sr.dtype)
+        return original.step(ctx, batch)
+
+    monkeypatch.setitem(spec.stages, "fr-finetune", dataclasses.replace(original, step=recording))
+    result = train("srresnet-fr", _config(tmp_path, TINY_FR), faces, tmp_path / "out")
+    assert result.complete and seen == [torch.float16] * 4      # the model ran under fp16 autocast
+    assert all(math.isfinite(r["loss"]) for r in _log(result) if "loss" in r)
+    scaler = _scaler(result.checkpoint)
+    # 7 finite steps: the initial scale 2^16 kept (it grows only after 2000), 7 steps counted
+    assert (scaler["scale"], scaler["_growth_tracker"]) == (65536.0, 7)
+    assert _scaler(result.checkpoint.with_name("checkpoint-4.pt"))["_growth_tracker"] == 4
+
+
+def test_mixed_precision_skips_an_overflowing_step_and_halves_the_scale(tmp_path, faces, amp_on_cpu, monkeypatch):
+    spec = TRAINABLE["srresnet"]
+    original = spec.stages["mse"]
+
+    def overflows_at_step_1(ctx, batch):
+        terms = original.step(ctx, batch)
+        return {"mse": terms["mse"] * 1e38} if ctx.step == 1 else terms  # x 2^16 overflows fp32 too
+
+    monkeypatch.setitem(spec.stages, "mse", dataclasses.replace(original, step=overflows_at_step_1))
+    config = _config(tmp_path, TINY_SRRESNET.replace("checkpoint_every: 2", "checkpoint_every: 1"))
+    out = tmp_path / "out"
+    train("srresnet", config, faces, out, max_steps=1)
+    before = read_checkpoint(out / "srresnet" / "last.pt", "srresnet")["model_state"]
+    result = train("srresnet", config, faces, out)  # resumes and runs step 2, which overflows
+    after = torch.load(result.weights, weights_only=True)["model_state"]
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    # the optimiser step was skipped: only BatchNorm's running statistics moved (the forward ran)
+    assert changed and all(k.split(".")[-1] in ("running_mean", "running_var", "num_batches_tracked")
+                           for k in changed), changed
+    scaler = _scaler(result.checkpoint)
+    assert (scaler["scale"], scaler["_growth_tracker"]) == (32768.0, 0)
+
+
+def test_mixed_precision_resume_restores_the_scaler(tmp_path, faces, toy_identity, amp_on_cpu):
+    config = _config(tmp_path, TINY_FR)
+    straight = train("srresnet-fr", config, faces, tmp_path / "straight")
+    train("srresnet-fr", config, faces, tmp_path / "resumed", max_steps=4)
+    resumed = train("srresnet-fr", config, faces, tmp_path / "resumed")
+    assert _scaler(resumed.checkpoint) == _scaler(straight.checkpoint)  # not a fresh scaler's count of 3
+    a = torch.load(straight.weights, weights_only=True)["model_state"]
+    b = torch.load(resumed.weights, weights_only=True)["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_finished_run_is_not_trained_again(tmp_path, faces):
     config = _config(tmp_path, TINY_SRRESNET)
     first = train("srresnet", config, faces, tmp_path / "out")
