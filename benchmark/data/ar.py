@@ -31,6 +31,7 @@ from ..registry import DATASETS
 from .faceset import FaceSet
 from .gallery_probe import GalleryProbe
 from .images import read_image_bytes
+from .roots import find_dataset_folder, open_dataset_folder
 from .survey import Inventory
 
 RAW_HEIGHT, RAW_WIDTH = 576, 768
@@ -85,8 +86,8 @@ def parse_name(name: str):
     return m["sex"].lower(), person, session
 
 
-def _find_folder(root: Path) -> Path:
-    return root / "ar" if (root / "ar").is_dir() else root
+def _holds_ar(root: Path) -> bool:
+    return False  # AR files may sit in any subfolder: an ar/ folder, when there is one, is the dataset
 
 
 def _scan(folder: Path) -> Tuple[List[ArImage], List[str]]:
@@ -110,10 +111,7 @@ def _scan(folder: Path) -> Tuple[List[ArImage], List[str]]:
 @DATASETS.register("ar", summary="AR face database (126 people, 26 images each over two days; licensed)")
 class AR:
     def __init__(self, data_root):
-        root = Path(data_root).expanduser()
-        if not root.is_dir():
-            raise DataError(f"AR data root {root} does not exist; {DOWNLOAD_HINT}")
-        self.root = self.image_root = _find_folder(root)
+        self.root = self.image_root = open_dataset_folder(data_root, "ar", _holds_ar, "AR", DOWNLOAD_HINT)
         self.aligned_frame = None
         images, unexpected = _scan(self.root)
         if not images:  # first: a data root holding other datasets is not a bad AR folder
@@ -133,7 +131,7 @@ class AR:
 
     @staticmethod
     def inventory(data_root) -> Inventory:
-        folder = _find_folder(Path(data_root).expanduser())
+        folder = find_dataset_folder(data_root, "ar", _holds_ar)
         images, _ = _scan(folder) if folder.is_dir() else ([], [])
         if not images:
             return Inventory([], [f"AR images (m-001-01.raw / .bmp) in {folder}"], DOWNLOAD_HINT)

@@ -49,6 +49,7 @@ from ..registry import DATASETS
 from .faceset import FaceSet
 from .lfw import Pairs, pair_list_lines
 from .seeded import SeededDraw
+from .roots import find_dataset_folder, open_dataset_folder
 from .survey import Inventory
 
 IMAGE_FOLDER = "img_align_celeba"
@@ -185,10 +186,8 @@ def _impostor(rows: np.ndarray, identity: np.ndarray, n: int, draw: SeededDraw, 
     return [(a, b, False) for a, b in sorted(picked)]
 
 
-def _find_folder(data_root: Path) -> Path:
-    if not (data_root / IDENTITY_FILE).exists() and (data_root / "celeba").is_dir():
-        return data_root / "celeba"  # a root that holds several datasets
-    return data_root
+def _holds_celeba(root: Path) -> bool:
+    return (root / IDENTITY_FILE).exists()
 
 
 def _image_dir(folder: Path) -> Path:
@@ -202,10 +201,7 @@ def _image_dir(folder: Path) -> Path:
 @DATASETS.register("celeba", summary="CelebA (202,599 images, 10,177 identities; non-commercial licence)")
 class CelebA:
     def __init__(self, data_root):
-        root = Path(data_root).expanduser()
-        if not root.is_dir():
-            raise DataError(f"CelebA data root {root} does not exist; {DOWNLOAD_HINT}")
-        self.root = _find_folder(root)
+        self.root = open_dataset_folder(data_root, "celeba", _holds_celeba, "CelebA", DOWNLOAD_HINT)
         self.lists = CelebaLists.load(self.root)
         self.image_root = _image_dir(self.root)
         self.aligned_frame = None  # CelebA's own crop, not the fhbench frame: align with MTCNN
@@ -216,7 +212,7 @@ class CelebA:
     @staticmethod
     def inventory(data_root) -> Inventory:
         """What ``fhbench datasets`` reports as found and missing."""
-        root = _find_folder(Path(data_root).expanduser())
+        root = find_dataset_folder(data_root, "celeba", _holds_celeba)
         found, missing = [], []
         for item in (IDENTITY_FILE, PARTITION_FILE):
             (found if (root / item).is_file() else missing).append(str(root / item))

@@ -27,6 +27,7 @@ from ..registry import DATASETS
 from ..templates import SPHEREFACE_112x96
 from .blufr import BLUFR_URL, BlufrConfig, load_blufr_config
 from .faceset import FaceSet
+from .roots import find_dataset_folder, open_dataset_folder
 from .survey import Inventory
 
 # Searched in this order; the first present wins (pre-aligned beats raw: no detector noise).
@@ -60,20 +61,14 @@ def image_relpath(name: str, number: int) -> str:
     return f"{name}/{name}_{number:04d}.jpg"
 
 
-def _lfw_root(root: Path) -> Path:
-    if not (root / "pairs.txt").exists() and (root / "lfw").is_dir() and \
-            not any((root / f).is_dir() for f, _ in IMAGE_FOLDERS[:3]):
-        return root / "lfw"  # a root that holds several datasets
-    return root
+def _holds_lfw(root: Path) -> bool:
+    return (root / "pairs.txt").exists() or any((root / f).is_dir() for f, _ in IMAGE_FOLDERS[:3])
 
 
 @DATASETS.register("lfw", summary="Labeled Faces in the Wild (13,233 images, 5,749 people)")
 class LFW:
     def __init__(self, data_root):
-        root = Path(data_root).expanduser()
-        if not root.is_dir():
-            raise DataError(f"LFW data root {root} does not exist; {DOWNLOAD_HINT}")
-        self.root = root = _lfw_root(root)
+        self.root = root = open_dataset_folder(data_root, "lfw", _holds_lfw, "LFW", DOWNLOAD_HINT)
         for folder, frame in IMAGE_FOLDERS:
             if (root / folder).is_dir():
                 self.image_root, self.aligned_frame = root / folder, frame
@@ -85,7 +80,7 @@ class LFW:
     @staticmethod
     def inventory(data_root) -> Inventory:
         """What ``fhbench datasets`` reports as found and missing."""
-        root = _lfw_root(Path(data_root).expanduser())
+        root = find_dataset_folder(data_root, "lfw", _holds_lfw)
         found, missing = [], []
         folder = next((root / f for f, _ in IMAGE_FOLDERS if (root / f).is_dir()), None)
         if folder is None:

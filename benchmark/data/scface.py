@@ -41,6 +41,7 @@ from ..errors import DataError
 from ..registry import DATASETS
 from .faceset import FaceSet
 from .gallery_probe import GalleryProbe
+from .roots import find_dataset_folder, open_dataset_folder
 from .survey import Inventory
 
 SURVEILLANCE = "surveillance_cameras_all"
@@ -110,10 +111,8 @@ def read_annotations(path) -> Dict[str, np.ndarray]:
     return out
 
 
-def _find_folder(root: Path) -> Path:
-    if not (root / SURVEILLANCE).is_dir() and (root / "scface").is_dir():
-        return root / "scface"  # a root that holds several datasets
-    return root
+def _holds_scface(root: Path) -> bool:
+    return (root / SURVEILLANCE).is_dir()
 
 
 def _scan(folder: Path, sub: str, kinds: str) -> Tuple[List[ScImage], List[str]]:
@@ -143,10 +142,8 @@ class ScfaceSplit(GalleryProbe):
 @DATASETS.register("scface", summary="SCface (130 people, 5 visible + 2 IR surveillance cameras at 3 distances; licensed)")
 class SCface:
     def __init__(self, data_root):
-        root = Path(data_root).expanduser()
-        if not root.is_dir():
-            raise DataError(f"SCface data root {root} does not exist; {DOWNLOAD_HINT}")
-        self.root = self.image_root = _find_folder(root)
+        self.root = self.image_root = open_dataset_folder(data_root, "scface", _holds_scface, "SCface",
+                                                          DOWNLOAD_HINT)
         self.aligned_frame = None
         for sub in (SURVEILLANCE, MUGSHOTS):
             if not (self.root / sub).is_dir():
@@ -181,7 +178,7 @@ class SCface:
 
     @staticmethod
     def inventory(data_root) -> Inventory:
-        folder = _find_folder(Path(data_root).expanduser())
+        folder = find_dataset_folder(data_root, "scface", _holds_scface)
         found, missing = [], []
         for sub in (SURVEILLANCE, MUGSHOTS):
             d = folder / sub
