@@ -1,0 +1,56 @@
+"""The trained CPU demos shipped in results/ (README, Results): each config reads, its weights
+are what the config trains (architecture, scale, options, every step done), the log reaches
+the last step, and the adapter of the config's model runs the weights. The FR-loss demo and
+its control start from the same weights and differ only in the loss."""
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from baselines.config import load_config
+from baselines.training import TRAINABLE, read_checkpoint, trainable
+from benchmark.adapters import create_model
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+DEMOS = ["srresnet-cpu-demo", "srresnet-mse-cpu-demo-ft", "srresnet-fr-cpu-demo"]
+
+
+def _load(name):
+    trainable("srresnet")  # imports every baseline, filling TRAINABLE
+    config = load_config(RESULTS / name / "config.yaml", {n: m.options for n, m in TRAINABLE.items()})
+    return config, RESULTS / name / f"{name}-x{config.data.scale}.pt"
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_demo_weights_are_what_its_config_trains(name, monkeypatch):
+    monkeypatch.chdir(RESULTS.parent)  # init_weights paths are relative to the project root
+    config, weights = _load(name)
+    spec = TRAINABLE[config.model]
+    ckpt = read_checkpoint(weights, spec.architecture, config.data.scale)
+    assert ckpt["model"] == config.model and ckpt["complete"] is True
+    assert ckpt["model_options"] == dataclasses.asdict(config.model_options)
+    assert ckpt["step"] == sum(s.steps for s in config.stages)
+    assert [s["name"] for s in ckpt["config"]["stages"]] == [s.name for s in config.stages]
+    log = [json.loads(line) for line in (RESULTS / name / "scalars.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in log) == ckpt["step"]
+    model = create_model(config.model, scale=config.data.scale, weights=str(weights))
+    lr = torch.rand(2, 3, 14, 12)
+    assert model.super_resolve(lr, ["a", "b"]).shape == (2, 3, 112, 96)
+
+
+def test_fr_demo_and_its_control_differ_only_in_the_loss():
+    raw = {n: yaml.safe_load((RESULTS / n / "config.yaml").read_text()) for n in DEMOS[1:]}
+    control, fr = raw["srresnet-mse-cpu-demo-ft"], raw["srresnet-fr-cpu-demo"]
+    assert control["init_weights"] == fr["init_weights"] == "results/srresnet-cpu-demo/srresnet-cpu-demo-x8.pt"
+    assert (control["model"]["name"], fr["model"]["name"]) == ("srresnet", "srresnet-fr")
+    for key in ("data", "batch_size", "seed"):
+        assert control[key] == fr[key], key
+    (c,), (f,) = control["stages"], fr["stages"]
+    assert {k: v for k, v in c.items() if k not in ("name", "loss_weights")} == \
+        {k: v for k, v in f.items() if k not in ("name", "loss_weights")}
+    assert (c["loss_weights"], f["loss_weights"]) == ({"mse": 1.0}, {"mse": 1.0, "fr": "auto"})
+    ckpt = torch.load(RESULTS / "srresnet-fr-cpu-demo" / "srresnet-fr-cpu-demo-x8.pt", weights_only=True)
+    assert ckpt["identity_network"]["name"] == "sface"
