@@ -49,6 +49,7 @@ class ModelSpec:
     spec: str
     upsampled_input: bool = False
     clamp: bool = False
+    weights_sha256: Optional[str] = None  # a stored run's: the grid must show the model that was scored
 
 
 def stored_models(store: ResultStore, protocol: str, scale: Optional[int] = None,
@@ -70,7 +71,7 @@ def stored_models(store: ResultStore, protocol: str, scale: Optional[int] = None
             continue
         m = r.manifest.get("model", {})
         out[r.model] = ModelSpec(m.get("spec", r.model), bool(m.get("wants_upsampled_input", False)),
-                                 bool(m.get("clamp", False)))
+                                 bool(m.get("clamp", False)), m.get("weights_sha256"))
     return out
 
 
@@ -126,7 +127,7 @@ def render_samples(protocol: str, models: Dict[str, Union[str, ModelSpec]],
         if not isinstance(model_spec, ModelSpec):
             model_spec = ModelSpec(model_spec, clamp=clamp)
         try:
-            sr = _super_resolve(model_spec, lr, hr, keys, model_scale, (weights or {}).get(label), device)
+            sr = _super_resolve(label, model_spec, lr, hr, keys, model_scale, (weights or {}).get(label), device)
         except Exception as err:  # noqa: BLE001 - a user model may raise anything; the report goes on
             if not skip_unavailable:
                 raise
@@ -159,11 +160,16 @@ def pick_images(relpaths: Sequence[str], images) -> List[int]:
     return out
 
 
-def _super_resolve(model_spec: ModelSpec, lr, hr, keys, scale, weights, device) -> Optional[np.ndarray]:
+def _super_resolve(label, model_spec: ModelSpec, lr, hr, keys, scale, weights, device) -> Optional[np.ndarray]:
     """The model's SR of ``lr``, or None for the hr reference (the HR column shows it).
     ``scale`` is None for a fixed LR size (the runner builds those models without one)."""
     model = create_model(model_spec.spec, scale=scale, weights=weights, clamp=model_spec.clamp, device=device,
                          upsampled_input=model_spec.upsampled_input)
+    want = model_spec.weights_sha256
+    if want and model.weights_sha256() != want:
+        raise ConfigError(f"{label}: the weights loaded ({weights or 'the default location'}) are not those its "
+                          f"stored run was scored with (SHA256 {str(model.weights_sha256())[:12]}..., the run's "
+                          f"{want[:12]}...); pass --weights {label}=FILE with that run's file")
     if model.is_reference_hr:
         return None
     model.check_compatible(lr.shape[-2:], hr.shape[-2:], scale)

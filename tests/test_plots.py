@@ -1,12 +1,14 @@
 """Figures from a store filled with synthetic runs: every kind in PDF, PNG and SVG at the
 two-column-paper size; the plotted data equals the stored arrays (ROC against sklearn,
 CSD against a brute-force count); stable colours; the bad-input messages; sample grids."""
+import hashlib
 import re
 import xml.etree.ElementTree as ET
 
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from PIL import Image
@@ -15,7 +17,7 @@ from sklearn.metrics import roc_curve
 from benchmark import plots
 from benchmark.cli import main
 from benchmark.errors import FhbenchError
-from benchmark.samples import render_samples
+from benchmark.samples import ModelSpec, render_samples, stored_models
 from benchmark.store import ResultStore
 from conftest import lines_by_label
 
@@ -260,6 +262,32 @@ def test_sample_grid(tiny_lfw, tmp_path):
     skipped = render_samples("lfw-10fold", {"bicubic": "bicubic", "broken": "no_such_model"}, [0], 8, tiny_lfw,
                              cache_dir="", skip_unavailable=True)
     assert skipped.columns == ["LR (×8)", "bicubic", "HR"] and "unknown model" in skipped.skipped["broken"]
+
+
+class _Upsample8x(torch.nn.Module):
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x, scale_factor=8.0, mode="nearest")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # TorchScript is deprecated, still supported
+def test_sample_grid_refuses_weights_other_than_the_stored_runs(tiny_lfw, tmp_path):
+    path = tmp_path / "up8.pt"
+    torch.jit.save(torch.jit.script(_Upsample8x()), str(path))
+    scored = hashlib.sha256(path.read_bytes()).hexdigest()
+    same = render_samples("lfw-10fold", {"up8": ModelSpec(str(path), weights_sha256=scored)}, [0], 8, tiny_lfw,
+                          cache_dir="")
+    assert same.columns == ["LR (×8)", "up8", "HR"]
+    other = ModelSpec(str(path), weights_sha256="0" * 64)  # the file changed since its run was stored
+    with pytest.raises(FhbenchError, match=r"up8: the weights loaded .* are not those its stored run was scored "
+                                           r"with \(SHA256 " + scored[:12] + r"\.\.\., the run's 000000000000"):
+        render_samples("lfw-10fold", {"up8": other}, [0], 8, tiny_lfw, cache_dir="")
+    skipped = render_samples("lfw-10fold", {"up8": other}, [0], 8, tiny_lfw, cache_dir="", skip_unavailable=True)
+    assert skipped.columns == ["LR (×8)", "HR"] and "--weights up8=FILE" in skipped.skipped["up8"]
+    # stored runs carry their weights' hash into the grid
+    st = ResultStore(tmp_path / "r.sqlite")
+    st.save("up8-run", "lfw-10fold", 8, "sface", {"accuracy": 0.5},
+            {"model": {"spec": str(path), "weights_sha256": scored}}, {})
+    assert stored_models(st, "lfw-10fold", 8) == {"up8-run": ModelSpec(str(path), weights_sha256=scored)}
 
 
 def first_style_collision():
