@@ -357,6 +357,28 @@ def test_each_stage_trains_its_own_parts(tmp_path, monkeypatch):
         create_model("cface", scale=8, weights=str(result.weights))
 
 
+def test_resume_inside_the_joint_stage_ends_bit_identical(tmp_path, monkeypatch):
+    """Three optimisers (generator, discriminator, recognition copy) and the compare draws
+    come back from the checkpoint: stopped after step 5 of 6, resumed, the same weights."""
+    register_tiny_identity(monkeypatch)
+    register_tiny_perceptual(monkeypatch)
+    monkeypatch.setenv("FHBENCH_CACHE", str(tmp_path / "cache"))
+    data = synthetic_faces(tmp_path / "faces", 3, 3)
+    config = _config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["stages"][3]["steps"] = 3  # mse, cface, recognition 1 step each, then cface_joint 3
+    raw["checkpoint_every"] = 1
+    config.write_text(yaml.safe_dump(raw))
+    straight = train("cface", config, data, tmp_path / "straight", device="cpu")
+    train("cface", config, data, tmp_path / "resumed", device="cpu", max_steps=5)
+    resumed = train("cface", config, data, tmp_path / "resumed", device="cpu")
+    assert straight.complete and resumed.complete and resumed.step == straight.step == 6
+    a, b = _state(straight.weights), _state(resumed.weights)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ckpt = torch.load(resumed.checkpoint.with_name("checkpoint-5.pt"), weights_only=True)
+    assert set(ckpt["optimizers"]) == {"generator", "discriminator", "recognition"}
+
+
 def test_config_files_read_and_carry_the_paper_settings():
     types = {n: m.options for n, m in TRAINABLE.items()}
     c = load_config("baselines/configs/cface.yaml", types)
