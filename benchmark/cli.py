@@ -251,12 +251,16 @@ def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed
 @click.option("--data-root", default=None, help="dataset folder: adds sample grids (LR | models | HR)")
 @click.option("--images", default=None, help="sample images: comma-separated indices or relative paths")
 @click.option("--title", default="fhbench report", show_default=True)
+@click.option("--weights", multiple=True, metavar="ROW=FILE",
+              help="weights of a trained model's leaderboard row, for its sample grids")
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
-def report(output, data_root, images, title, store):
+def report(output, data_root, images, title, weights, store):
     """One self-contained HTML file: leaderboards, figures, samples, manifests."""
     from .report import build_report
+    from .samples import parse_weights
 
-    click.echo(f"wrote {build_report(_open_store(store), output, data_root, _names(images), title)}")
+    path = build_report(_open_store(store), output, data_root, _names(images), title, parse_weights(weights))
+    click.echo(f"wrote {path}")
 
 
 @main.command()

@@ -17,7 +17,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import matplotlib
 
@@ -56,19 +56,20 @@ pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .8em; }
 
 
 def build_report(store: ResultStore, output, data_root=None, images: Optional[Sequence] = None,
-                 title: str = "fhbench report") -> Path:
-    """Write the report to ``output`` (.html); return its path."""
+                 title: str = "fhbench report", weights: Optional[Dict[str, str]] = None) -> Path:
+    """Write the report to ``output`` (.html); return its path. ``weights``: {leaderboard row:
+    weights file} for the sample grids of trained models."""
     output = Path(output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise FhbenchError(f"report output {output} must end in .html")
-    page = render_report(store, data_root, images, title)
+    page = render_report(store, data_root, images, title, weights)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page, encoding="utf-8")
     return output
 
 
 def render_report(store: ResultStore, data_root=None, images: Optional[Sequence] = None,
-                  title: str = "fhbench report") -> str:
+                  title: str = "fhbench report", weights: Optional[Dict[str, str]] = None) -> str:
     runs = store.runs()
     if not runs:
         raise FhbenchError(f"no runs in {store.path}; run `fhbench run --model M --protocol P` first")
@@ -77,7 +78,7 @@ def render_report(store: ResultStore, data_root=None, images: Optional[Sequence]
     toc = "".join(f'<li><a href="#{_anchor(p)}">{esc(p)}</a></li>' for p in protocols)
     head = (f"<h1>{esc(title)}</h1><p class=\"meta\">{len(runs)} runs from {esc(str(store.path))}; "
             f"fhbench {esc(__version__)}; generated {esc(time.strftime('%Y-%m-%d %H:%M'))}</p><ul>{toc}</ul>")
-    body = [head] + [_protocol_section(store, p, data_root, images) for p in protocols]
+    body = [head] + [_protocol_section(store, p, data_root, images, weights) for p in protocols]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
@@ -87,7 +88,7 @@ def _anchor(protocol: str) -> str:
     return "p-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in protocol)
 
 
-def _protocol_section(store: ResultStore, protocol: str, data_root, images) -> str:
+def _protocol_section(store: ResultStore, protocol: str, data_root, images, weights=None) -> str:
     esc = html.escape
     try:
         spec = load_protocol(protocol)
@@ -104,7 +105,7 @@ def _protocol_section(store: ResultStore, protocol: str, data_root, images) -> s
         items = "".join(f"<li>{esc(m)}</li>" for m in missing)
         out.append(f"<details><summary>Figures not drawn ({len(missing)})</summary><ul>{items}</ul></details>")
     if data_root is not None:
-        out.append(_samples(store, protocol, spec, data_root, images, runs))
+        out.append(_samples(store, protocol, spec, data_root, images, runs, weights))
     out.append("<h3>Runs</h3>")
     for r in runs:
         summary = f"{r.model} · {scale_label(r.scale)} · {r.evaluator} · {r.created}"
@@ -153,7 +154,7 @@ def _figure_html(fig, caption: str) -> str:
     return f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>'
 
 
-def _samples(store: ResultStore, protocol: str, spec, data_root, images, runs) -> str:
+def _samples(store: ResultStore, protocol: str, spec, data_root, images, runs, weights=None) -> str:
     esc = html.escape
     scales = sorted({r.scale for r in runs} - {NO_DEGRADATION_SCALE})
     if not scales:
@@ -167,7 +168,7 @@ def _samples(store: ResultStore, protocol: str, spec, data_root, images, runs) -
     models = stored_models(store, protocol, scale)
     out = [f"<h3>Samples ({esc(where)})</h3>"]
     try:
-        grid = render_samples(protocol, models, images, None if level else scale, data_root,
+        grid = render_samples(protocol, models, images, None if level else scale, data_root, weights,
                               skip_unavailable=True, level=level)
     except FhbenchError as err:
         return out[0] + f'<p class="note">No sample grid: {esc(str(err))}</p>'

@@ -2,6 +2,7 @@
 references, --write) and the self-contained HTML report, rendered in headless Chromium."""
 import base64
 import csv
+import hashlib
 import io
 import json
 import os
@@ -11,12 +12,15 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from PIL import Image
 
+from baselines.training import train
 from benchmark.cli import main
 from benchmark.errors import FhbenchError
 from benchmark.leaderboard import build_tables, format_tables, write_results
@@ -208,6 +212,44 @@ def test_report_is_self_contained(report):
     assert dom.tags["details"] == N_DETAILS
     assert "<b>escaped</b>" not in text and "&lt;b&gt;escaped&lt;/b&gt;" in text
     assert "CMC, x8, sface: protocol lfw-10fold stores no CMC" in "".join(dom.text)
+
+
+def test_report_sample_grids_take_trained_weights_by_row(store, tiny_lfw, tmp_path):
+    """A trained baseline's row is shown once --weights names its file, and refused (named,
+    not shown) when the file is not the one its run was scored with."""
+    faces = tmp_path / "faces" / "P0"
+    faces.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        img = cv2.resize(rng.random((14, 12, 3)), (96, 112), interpolation=cv2.INTER_CUBIC) * 255
+        cv2.imwrite(str(faces / f"{k}.png"), np.clip(img, 0, 255).astype(np.uint8))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": "srresnet", "blocks": 1, "filters": 4}, "data": {"hr_size": [16, 16], "scale": 8},
+        "batch_size": 2, "stages": [{"name": "mse", "steps": 1, "lr": 1.0e-3, "loss_weights": {"mse": 1.0}}]}))
+    weights = train("srresnet", config, faces.parent, tmp_path / "runs", device="cpu").weights
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    store.save("tiny-srresnet", PROTOCOL, 8, "sface", lfw_metrics(0.9, 25.0),
+               {"model": {"spec": "srresnet", "weights_sha256": sha}}, run_arrays(rng, 1.0))
+
+    def captions(*extra):
+        out = tmp_path / f"r{len(extra)}.html"
+        res = CliRunner().invoke(main, ["report", "-o", str(out), "--store", str(store.path), "--data-root",
+                                        str(tiny_lfw), "--images", "0", *extra])
+        assert res.exit_code == 0, res.output
+        text = out.read_text()
+        return re.findall(r"<figcaption>(LR \|.*?)</figcaption>", text), "".join(parse(text).text)
+
+    shown, notes = captions()
+    assert "tiny-srresnet" not in shown[0] and "tiny-srresnet not shown" in notes
+    shown, notes = captions("--weights", f"tiny-srresnet={weights}")
+    assert shown[0].startswith("LR | bicubic | tiny-srresnet | HR") and "tiny-srresnet not shown" not in notes
+    other = tmp_path / "other.pt"  # same architecture, other weights
+    ckpt = torch.load(weights, weights_only=True)
+    ckpt["model_state"] = {k: v + 1 if v.is_floating_point() else v for k, v in ckpt["model_state"].items()}
+    torch.save(ckpt, other)
+    shown, notes = captions("--weights", f"tiny-srresnet={other}")
+    assert "tiny-srresnet" not in shown[0] and "are not those its stored run was scored with" in notes
 
 
 def find_in_screenshot(shot: np.ndarray, image: np.ndarray):
