@@ -548,15 +548,19 @@ def celeba(tmp_path_factory):
                            knn_ids=knn_ids)
 
 
+def celeba_faces_x8(celeba, files, oracle):
+    """The oracle's (HR faces aligned by MTCNN, their cache keys, bicubic x8 SR) of CelebA files."""
+    paths = [celeba.root / "img_align_celeba" / f for f in files]
+    hr = oracle.mtcnn_aligned(paths, SPHEREFACE_112x96)
+    return hr, [sha(p) for p in paths], bicubic_sr(hr, scale=8)
+
+
 def test_celeba_knn(shared_data, celeba, tmp_path, proto_dir, calls, oracle):
     smaller_copy(proto_dir, "celeba-knn", "selection_args", images_per_identity=4)
     files = sorted(f for f, i in celeba.identity.items() if i in celeba.knn_ids)  # 5 x 4, test partition
     bic, hr_run = exercise(celeba.root, tmp_path, "celeba-knn", calls, scale=8, n_images=len(files),
                            n_embedded=2 * len(files), n_detected=len(files))
-    paths = [celeba.root / "img_align_celeba" / f for f in files]
-    hr = oracle.mtcnn_aligned(paths, SPHEREFACE_112x96)
-    keys = [sha(p) for p in paths]
-    sr = bicubic_sr(hr, scale=8)
+    hr, keys, sr = celeba_faces_x8(celeba, files, oracle)
     labels = np.array([celeba.identity[f] for f in files])
     hr_emb = oracle.embed([(k, "hr") for k in keys], hr, SPHEREFACE_112x96)
     sr_emb = oracle.embed([(k, "x8") for k in keys], sr, SPHEREFACE_112x96)
@@ -592,10 +596,7 @@ def test_celeba_10fold(shared_data, celeba, tmp_path, proto_dir, calls, oracle):
             assert fold_of.setdefault(celeba.identity[x], f) == f
     bic, hr_run = exercise(celeba.root, tmp_path, "celeba-10fold", calls, scale=8, n_images=len(names),
                            n_embedded=2 * len(names), n_detected=len(names))
-    paths = [celeba.root / "img_align_celeba" / f for f in names]
-    hr = oracle.mtcnn_aligned(paths, SPHEREFACE_112x96)
-    keys = [sha(p) for p in paths]
-    sr = bicubic_sr(hr, scale=8)
+    hr, keys, sr = celeba_faces_x8(celeba, names, oracle)
     same = pairs.is_same
     for result, emb in ((bic, oracle.embed([(k, "x8") for k in keys], sr, SPHEREFACE_112x96)),
                         (hr_run, oracle.embed([(k, "hr") for k in keys], hr, SPHEREFACE_112x96))):
