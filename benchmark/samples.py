@@ -166,9 +166,10 @@ def _super_resolve(label, model_spec: ModelSpec, lr, hr, keys, scale, weights, d
     model = create_model(model_spec.spec, scale=scale, weights=weights, clamp=model_spec.clamp, device=device,
                          upsampled_input=model_spec.upsampled_input)
     want = model_spec.weights_sha256
-    if want and model.weights_sha256() != want:
+    got = model.weights_sha256() if want else None  # hashes the file: once
+    if want and got != want:
         raise ConfigError(f"{label}: the weights loaded ({weights or 'the default location'}) are not those its "
-                          f"stored run was scored with (SHA256 {str(model.weights_sha256())[:12]}..., the run's "
+                          f"stored run was scored with (SHA256 {str(got)[:12]}..., the run's "
                           f"{want[:12]}...); pass --weights {label}=FILE with that run's file")
     if model.is_reference_hr:
         return None
