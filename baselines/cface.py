@@ -473,15 +473,15 @@ def prepare(model: CFaceModel, identity, data, config, device):
         raise config.error("batch_size", "C-Face needs batch_size >= 2 (BatchNorm, triplets)")
     if o.compare_k < 1:
         raise config.error("model.compare_k", "must be >= 1")
-    kinds = {s.name for s in config.stages}
+    losses = {term for s in config.stages for term in STAGES[s.name].losses}  # what the configured stages need
     if identity is not None:
         model.attach_recognition(identity)
-    if kinds & {"gan", "cface", "cface_joint"}:
+    if "perceptual" in losses:
         if o.perceptual_network not in PERCEPTUAL_NETWORKS:
             raise config.error("model.perceptual_network", f"unknown network {o.perceptual_network!r} "
                                f"(known: {', '.join(PERCEPTUAL_NETWORKS)})")
         model.aux["perceptual"] = PERCEPTUAL_NETWORKS[o.perceptual_network](o, where).to(device)
-    if kinds & {"cface", "cface_joint"}:
+    if "compare" in losses:
         table = compare_faces(data, identity, o.compare_k, device)
         n_with = int((table[:, 0] >= 0).sum())
         if n_with == 0:
