@@ -21,13 +21,13 @@ covers every size) is compared at one ``level``: its arrays ``probe_rank@16x14``
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
 from scipy.stats import binom
 
+from . import strict_json
 from .errors import FhbenchError
 from .leaderboard import NO_DEGRADATION_SCALE, scale_label
 from .levels import arrays_at_level, level_label, resolve_level
@@ -255,7 +255,7 @@ _DISPLAY = {"accuracy": (100, 2, "%"), "rank1": (100, 2, "%"), "psnr": (1, 2, " 
 def format_comparison(c: Comparison, fmt: str = "text") -> str:
     """``text`` or ``md`` (a table) or ``json``."""
     if fmt == "json":
-        return json.dumps(asdict(c), indent=1, allow_nan=False)
+        return strict_json.dumps(asdict(c), indent=1)  # an inf PSNR (hr) must not break the JSON
     where = level_label(c.level) if c.level else scale_label(c.scale)
     head = (f"{c.protocol}, {where}, evaluator {c.evaluator}: "
             f"A = {c.model_a}, B = {c.model_b}; differences are B - A")

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from . import strict_json
 from .errors import FhbenchError
+from .names import slug
 from .protocols import LR_SIZES_SCALE, load_protocol
 from .store import ResultStore
 
@@ -297,37 +299,66 @@ def write_results(tables: List[Table], out_dir, store: Optional[ResultStore] = N
     """Write ``<protocol>.md`` (every table of the protocol) and ``<protocol>.csv`` (one
     header, one row per table row; scale and evaluator columns tell the tables apart) into
     ``out_dir``; with ``store``, also each shown run's manifest and metrics as
-    ``manifests/<protocol>/<model>_<level>_<evaluator>.json``. Each file is written whole
+    ``manifests/<protocol>/<model>_<level>_<evaluator>.json`` (strict JSON: inf and nan as
+    null plus a ``non_finite`` map, ``benchmark.strict_json``). Every name in a file name
+    goes through ``names.slug`` and every path is checked to stay inside ``out_dir``, so a
+    stored run named ``../../x`` cannot write elsewhere. Each file is written whole
     (temporary file, then rename). Return the paths written."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    jobs = []  # (path, text): every path is checked before the first file is written
     for proto in sorted({t.protocol for t in tables}):
         mine = [t for t in tables if t.protocol == proto]
         spec = load_protocol(proto)
-        md = _write_atomic(out / f"{proto}.md", f"# {proto}\n\n{spec.summary}\n\n" + "\n".join(_md(t) for t in mine))
+        jobs.append((out / f"{slug(proto)}.md", f"# {proto}\n\n{spec.summary}\n\n" + "\n".join(_md(t) for t in mine)))
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(_csv_header(mine[0]))
         for t in mine:
             w.writerows(_csv_rows(t))
-        written += [md, _write_atomic(out / f"{proto}.csv", buf.getvalue())]
+        jobs.append((out / f"{slug(proto)}.csv", buf.getvalue()))
     if store is not None:
+        taken, done = {}, set()  # file name (case-folded: macOS, Windows) -> its run; run ids
         for t in tables:
             for r in store.runs(protocol=t.protocol, evaluator=t.evaluator):
-                if r.scale in (t.scale, NO_DEGRADATION_SCALE):
-                    level = "hr" if r.scale == NO_DEGRADATION_SCALE else scale_label(r.scale).replace(" ", "-")
-                    path = out / "manifests" / r.protocol / f"{r.model}_{level}_{r.evaluator}.json"
-                    body = {"model": r.model, "protocol": r.protocol, "scale": r.scale, "evaluator": r.evaluator,
-                            "created": r.created, "metrics": r.metrics, "manifest": r.manifest}
-                    if path not in written:
-                        written.append(_write_atomic(path, json.dumps(body, indent=1, default=str) + "\n"))
-    return written
+                if r.scale not in (t.scale, NO_DEGRADATION_SCALE) or r.id in done:
+                    continue  # the hr run heads every table of its protocol: written once
+                level = "hr" if r.scale == NO_DEGRADATION_SCALE else scale_label(r.scale).replace(" ", "-")
+                path = out / "manifests" / slug(r.protocol) / f"{slug(r.model)}_{level}_{slug(r.evaluator)}.json"
+                key = str(path).casefold()
+                if key in taken:  # e.g. runs "a_x8" and "a" at x8 with evaluators "e" and "x8_e"
+                    raise FhbenchError(f"leaderboard --write: the runs {taken[key]} and {r.model!r} "
+                                       f"({r.evaluator}, {scale_label(r.scale)}) of {r.protocol} would both be "
+                                       f"written to {path}; rename one")
+                taken[key] = f"{r.model!r} ({r.evaluator}, {scale_label(r.scale)})"
+                done.add(r.id)
+                body = {"model": r.model, "protocol": r.protocol, "scale": r.scale, "evaluator": r.evaluator,
+                        "created": r.created, "metrics": r.metrics, "manifest": r.manifest}
+                jobs.append((path, strict_json.dumps(body, indent=1, default=str) + "\n"))
+    out.mkdir(parents=True, exist_ok=True)
+    for path, _ in jobs:
+        _check_inside(path, out)
+    return [_write_atomic(path, text, out) for path, text in jobs]
 
 
-def _write_atomic(path: Path, text: str) -> Path:
+def _check_inside(path: Path, root: Path) -> None:
+    """``path`` and its temporary file must resolve inside ``root`` (symlinks followed), else
+    a FhbenchError naming it."""
+    base = root.resolve()
+    for p in (path, _tmp_path(path)):
+        if not p.resolve().is_relative_to(base):
+            raise FhbenchError(f"leaderboard --write: {p} would be written outside {root}; refused")
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _write_atomic(path: Path, text: str, root: Path) -> Path:
+    """Write ``text`` to ``path`` whole (temporary file, then rename), after checking again
+    that it stays inside ``root``."""
+    _check_inside(path, root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp_path(path)
     tmp.write_text(text)
     tmp.replace(path)
     return path

@@ -205,10 +205,31 @@ def _title(sel: Selection, what: str) -> str:
     return f"{what}: {sel.protocol}, {where}, {sel.evaluator}"
 
 
+def _literal(*texts) -> None:
+    """Show text from user data (run, protocol, evaluator, metric names) as typed: a '$' in a
+    run name must not start a mathtext formula (which fails to parse, or hides characters)."""
+    for text in texts:
+        text.set_parse_math(False)
+        text.set_usetex(False)
+
+
+def _shown(artist):
+    """Mark a line (or ``ax.plot``'s list, or an error-bar container) for the legend: handles
+    are passed explicitly, so a run named ``_x`` is not dropped as matplotlib drops labels
+    starting with '_' when it collects them itself."""
+    (artist[0] if isinstance(artist, list) else artist)._fhbench_legend = True
+    return artist
+
+
+def _legend(ax, loc: str) -> None:
+    handles = [a for a in [*ax.get_children(), *ax.containers] if getattr(a, "_fhbench_legend", False)]
+    _literal(*ax.legend(handles, [h.get_label() for h in handles], loc=loc).get_texts())
+
+
 def _finish(fig: Figure, ax, sel: Selection, what: str, legend_loc: str = "best") -> Figure:
     with matplotlib.rc_context(STYLE):
-        ax.set_title(_title(sel, what))
-        ax.legend(loc=legend_loc)
+        _literal(ax.set_title(_title(sel, what)))
+        _legend(ax, legend_loc)
     return fig
 
 
@@ -225,7 +246,7 @@ def plot_cmc(store: ResultStore, protocol: str, scale=None, evaluator=None, mode
             cmc = np.asarray(arrays[r.id][array], dtype=np.float64)
             cmc = cmc.mean(axis=0) if cmc.ndim == 2 else cmc
             cmc = cmc[:max_rank] if max_rank else cmc
-            ax.plot(np.arange(1, len(cmc) + 1), cmc, label=model_label(r.model), **sel.style(r.model))
+            _shown(ax.plot(np.arange(1, len(cmc) + 1), cmc, label=model_label(r.model), **sel.style(r.model)))
         ax.set_xlabel("Rank")
         ax.set_ylabel("Identification rate")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -248,7 +269,7 @@ def plot_roc(store: ResultStore, protocol: str, scale=None, evaluator=None, mode
             if log_far:
                 far, tar = far[far > 0], tar[far > 0]
                 smallest = min(smallest, far[0])
-            ax.plot(far, tar, label=model_label(r.model), **sel.style(r.model))
+            _shown(ax.plot(far, tar, label=model_label(r.model), **sel.style(r.model)))
         if log_far:
             ax.set_xscale("log")
             ax.set_xlim(smallest, 1.0)
@@ -279,7 +300,7 @@ def plot_blufr(store: ResultStore, protocol: str, kind: str = "vr", scale=None, 
                                    f"{len(fars)} FARs")
             mean = per_trial.mean(axis=0)
             style = sel.style(r.model)
-            ax.plot(fars, mean, label=model_label(r.model), **style)
+            _shown(ax.plot(fars, mean, label=model_label(r.model), **style))
             if len(per_trial) > 1:
                 std = per_trial.std(axis=0, ddof=1)
                 ax.fill_between(fars, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0)
@@ -334,8 +355,8 @@ def plot_csd(store: ResultStore, protocol: str, metric: str = "psnr", scale=None
             if not len(x):
                 raise FhbenchError(f"run of {r.model} on {protocol}: no finite {metric} (identical to HR?); "
                                    "leave it out with --models")
-            ax.plot(x, y, drawstyle="steps-pre", label=model_label(r.model), **sel.style(r.model))
-        ax.set_xlabel(metric_format(metric)[0])
+            _shown(ax.plot(x, y, drawstyle="steps-pre", label=model_label(r.model), **sel.style(r.model)))
+        _literal(ax.set_xlabel(metric_format(metric)[0]))
         ax.set_ylabel(f"Images with {metric.upper()} ≥ x")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     return _finish(fig, ax, sel, f"CSD of {metric.upper()}", "lower left")
@@ -374,7 +395,7 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
             _metric_line(ax, x, y, err, name, sel.style(name))
         for r in sel.runs:
             if r.scale == NO_DEGRADATION_SCALE and np.isfinite(r.metrics.get(metric, np.nan)):
-                ax.axhline(r.metrics[metric], label=model_label(r.model), **sel.style(r.model))
+                _shown(ax.axhline(r.metrics[metric], label=model_label(r.model), **sel.style(r.model)))
         scales = sorted({r.scale for r in sr})
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(FixedLocator(scales))
@@ -388,19 +409,19 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
 def _metric_line(ax, x, y, err, model: str, style: dict) -> None:
     """One model's metric against scale or LR size; error bars when ``err`` is given."""
     if err is not None:
-        ax.errorbar(x, y, yerr=err, marker="o", markersize=3, capsize=2, label=model_label(model), **style)
+        _shown(ax.errorbar(x, y, yerr=err, marker="o", markersize=3, capsize=2, label=model_label(model), **style))
     else:
-        ax.plot(x, y, marker="o", markersize=3, label=model_label(model), **style)
+        _shown(ax.plot(x, y, marker="o", markersize=3, label=model_label(model), **style))
 
 
 def _metric_axes(ax, header: str, factor: float, what: str) -> None:
     """Y label (percentages as %), title '<metric> <what>' and legend of a metric-vs-x figure."""
-    ax.set_ylabel(header)
+    _literal(ax.set_ylabel(header))
     if factor == 100:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_ylabel(header.replace(" (%)", ""))
-    ax.set_title(f"{header.replace(' (%)', '')} {what}")
-    ax.legend(loc="best")
+    _literal(ax.set_title(f"{header.replace(' (%)', '')} {what}"))
+    _legend(ax, "best")
 
 
 def plot_metric_vs_level(store: ResultStore, protocol: str, metric: Optional[str] = None, evaluator=None,
@@ -471,7 +492,7 @@ def plot_sample_grid(grid) -> Figure:
                 ax.imshow(np.clip(grid.images[i, j].transpose(1, 2, 0), 0, 1), interpolation="nearest")
                 ax.set_axis_off()
                 if i == 0:
-                    ax.set_title(grid.columns[j], fontsize=7, pad=2)
+                    _literal(ax.set_title(grid.columns[j], fontsize=7, pad=2))
     return fig
 
 

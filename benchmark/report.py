@@ -14,14 +14,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import matplotlib
 
-from . import __version__
+from . import __version__, strict_json
 from .errors import FhbenchError
 from .leaderboard import NO_DEGRADATION_SCALE, build_tables, format_tables, scale_label
 from .levels import level_label, split_level
@@ -179,4 +178,5 @@ def _samples(store: ResultStore, protocol: str, spec, data_root, images, runs, w
 
 
 def _json(value) -> str:
-    return json.dumps(value, indent=1, default=str, sort_keys=True)
+    # strict JSON (inf/nan as null plus a non_finite map), like the files leaderboard --write writes
+    return strict_json.dumps(value, indent=1, default=str, sort_keys=True)
