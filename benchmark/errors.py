@@ -21,6 +21,11 @@ class DataError(FhbenchError):
     """Missing, corrupt or malformed input data (images, pair lists, configs)."""
 
 
+class DataMissing(DataError):
+    """A dataset's file or folder is absent: ``--protocol all`` skips the protocol (corrupt or
+    malformed data, a plain DataError, fails the command instead)."""
+
+
 class AdapterError(FhbenchError):
     """An SR adapter was misconfigured or returned a bad batch (shape, NaN, range)."""
 

@@ -219,7 +219,7 @@ def test_fixture_pairs_and_written_list(celeba_root, tmp_path):
     for a, b, same in zip(pairs.left, pairs.right, pairs.is_same):
         assert partition[rel[a]] == partition[rel[b]] == 2
         assert (identity[rel[a]] == identity[rel[b]]) == same
-    out = write_pairs_file(pairs, tmp_path / "out" / "celeba_pairs.txt")
+    out = write_pairs_file(pairs, root / "out" / "celeba_pairs.txt")  # pair lists live inside the CelebA folder
     lines = out.read_text().splitlines()
     assert lines[0] == "2\t3" and len(lines) == 13
     first = lines[1].split("\t")  # "<identity> <file> <file>"
@@ -236,7 +236,7 @@ def test_fixture_pairs_and_written_list(celeba_root, tmp_path):
 def test_pair_list_naming_a_wrong_identity(celeba_root, tmp_path):
     root, *_ = celeba_root
     celeba = CelebA(root)
-    out = write_pairs_file(celeba.verification_pairs(0, 6, 6, 2), tmp_path / "p.txt")
+    out = write_pairs_file(celeba.verification_pairs(0, 6, 6, 2), root / "p.txt")
     lines = out.read_text().splitlines()
     f = lines[2].split("\t")
     lines[2] = "\t".join(["1", f[1], f[2]])
@@ -369,7 +369,7 @@ def test_grayscale_and_cmyk_images_read_as_rgb(celeba_root):
 def test_malformed_pair_list_names_the_line(celeba_root, tmp_path, lineno, text):
     root, *_ = celeba_root
     celeba = CelebA(root)
-    out = write_pairs_file(celeba.verification_pairs(0, 6, 6, 2), tmp_path / "p.txt")
+    out = write_pairs_file(celeba.verification_pairs(0, 6, 6, 2), root / "p.txt")
     lines = out.read_text().splitlines()
     lines[lineno - 1] = text
     out.write_text("\n".join(lines) + "\n")

@@ -113,16 +113,22 @@ def test_hr_size_pads_to_the_aspect_then_resizes(tiny_lfw, tmp_path, proto_dir):
 def gallery_probe_dataset():
     """A dataset 'toy-gp' over an LFW root: image 1 of each person is the gallery, images 2
     and 3 the probes; each probe's image number is its group."""
+    from dataclasses import dataclass
+
     from benchmark.data.lfw import LFW
+    from benchmark.data.selections import selection
+
+    @dataclass
+    class ToySplit(GalleryProbe):
+        image_number: list = None  # probe_groups may name declared per-probe fields only
 
     class ToyGalleryProbe(LFW):
+        @selection  # protocols may name marked selections only
         def split(self):
             faces = self.all_faces()
             number = np.array([int(r[-8:-4]) for r in faces.relpaths])
             gallery, probe = faces.subset(np.flatnonzero(number == 1)), faces.subset(np.flatnonzero(number > 1))
-            split = GalleryProbe(gallery, probe, ["toy"])
-            split.image_number = [int(r[-5]) for r in probe.relpaths]
-            return split
+            return ToySplit(gallery, probe, ["toy"], [int(r[-5]) for r in probe.relpaths])
 
     DATASETS.add("toy-gp", ToyGalleryProbe)
     yield "toy-gp"

@@ -26,12 +26,13 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataMissing
 from ..registry import DATASETS
 from .faceset import FaceSet
 from .gallery_probe import GalleryProbe
 from .images import read_image_bytes
 from .roots import find_dataset_folder, open_dataset_folder
+from .selections import selection
 from .survey import Inventory
 
 RAW_HEIGHT, RAW_WIDTH = 576, 768
@@ -115,7 +116,7 @@ class AR:
         self.aligned_frame = None
         images, unexpected = _scan(self.root)
         if not images:  # first: a data root holding other datasets is not a bad AR folder
-            raise DataError(f"no AR images (m-001-01.raw, w-001-14.bmp, ...) in {self.root}; {DOWNLOAD_HINT}")
+            raise DataMissing(f"no AR images (m-001-01.raw, w-001-14.bmp, ...) in {self.root}; {DOWNLOAD_HINT}")
         if unexpected:
             raise DataError(f"{self.root} holds {len(unexpected):,} images not named like m-001-01.raw "
                             f"(sex m/w, person 001.., session 01..26): {_some(unexpected)}; rename or remove them")
@@ -145,10 +146,12 @@ class AR:
         return FaceSet("ar", self.image_root, [i.relpath for i in images],
                        np.array([index[i.identity] for i in images], dtype=np.int64), identities, None)
 
+    @selection
     def all_faces(self) -> FaceSet:
         """Every AR image, by sex, person and session; labels index the sorted identities."""
         return self._faces(self.images, sorted({i.identity for i in self.images}))
 
+    @selection
     def cmc_split(self, n_men: int = 50, n_women: int = 50, gallery_session: int = 14,
                   probe_session: int = 1) -> GalleryProbe:
         """ar-cmc: one gallery image (``gallery_session``) and one probe image

@@ -17,7 +17,8 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
-from ..errors import DataError
+from ..errors import DataError, DataMissing
+from .roots import path_component
 
 BLUFR_URL = "http://www.cbsr.ia.ac.cn/users/scliao/projects/blufr/"
 N_TRIALS = 10
@@ -63,7 +64,8 @@ def _image_list(value: np.ndarray, path: Path) -> List[str]:
         text = cell.reshape(-1) if isinstance(cell, np.ndarray) else np.array([cell])
         if text.size != 1 or not isinstance(text[0], str) or not text[0]:
             raise DataError(f"{path}: imageList{{{i + 1}}} is not a non-empty file name")
-        names.append(str(text[0]))
+        # a bare file name: its folder is derived from it, so '/' or '..' could lead anywhere
+        names.append(path_component(str(text[0]), f"{path}: imageList{{{i + 1}}}"))
     return names
 
 
@@ -94,8 +96,8 @@ def load_blufr_config(path) -> BlufrConfig:
     variable and the (1-based) trial."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DataError(f"BLUFR config {path} is missing: put blufr_lfw_config.mat there (it is in "
-                        f"the BLUFR toolkit, config/lfw/, from {BLUFR_URL})")
+        raise DataMissing(f"BLUFR config {path} is missing: put blufr_lfw_config.mat there (it is in "
+                          f"the BLUFR toolkit, config/lfw/, from {BLUFR_URL})")
     try:
         contents = scipy.io.loadmat(str(path))
     except NotImplementedError:

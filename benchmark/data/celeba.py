@@ -44,12 +44,13 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataMissing
 from ..registry import DATASETS
 from .faceset import FaceSet
 from .lfw import Pairs, pair_list_lines
 from .seeded import SeededDraw
-from .roots import find_dataset_folder, open_dataset_folder
+from .roots import find_dataset_folder, inside_root, open_dataset_folder
+from .selections import selection
 from .survey import Inventory
 
 IMAGE_FOLDER = "img_align_celeba"
@@ -72,7 +73,7 @@ def _some(names: List[str]) -> str:
 def _read_list(path: Path, what: str, valid) -> Tuple[List[str], np.ndarray]:
     """(file names, int values) of a CelebA list file "<NNNNNN.jpg> <int>" per line."""
     if not path.is_file():
-        raise DataError(f"{path} is missing; {DOWNLOAD_HINT}")
+        raise DataMissing(f"{path} is missing; {DOWNLOAD_HINT}")
     names, values, seen = [], [], {}
     with open(path, "r", encoding="ascii", errors="replace", newline=None) as f:  # CRLF -> \n
         for lineno, line in enumerate(f, 1):
@@ -206,7 +207,7 @@ class CelebA:
         self.image_root = _image_dir(self.root)
         self.aligned_frame = None  # CelebA's own crop, not the fhbench frame: align with MTCNN
         if not self.image_root.is_dir():
-            raise DataError(f"{self.image_root} is missing; {DOWNLOAD_HINT}")
+            raise DataMissing(f"{self.image_root} is missing; {DOWNLOAD_HINT}")
         self._check_images()
 
     @staticmethod
@@ -246,29 +247,34 @@ class CelebA:
                        np.array([index[int(i)] for i in ident], dtype=np.int64),
                        [str(n) for n in numbers], None, extra_files=list(extra or self.lists.files))
 
+    @selection
     def all_faces(self) -> FaceSet:
         return self._faces(np.arange(len(self.lists.names)))
 
+    @selection
     def knn_faces(self, partition: int = TEST, images_per_identity: int = 30) -> FaceSet:
         """celeba-knn: the identities with exactly ``images_per_identity`` images in ``partition``."""
         rows = self.lists.knn_selection(partition, images_per_identity)
         if rows.size == 0:
-            raise DataError(f"no CelebA identity has exactly {images_per_identity} images in partition "
-                            f"{partition} ({PARTITIONS.get(partition, '?')})")
+            raise DataMissing(f"no CelebA identity has exactly {images_per_identity} images in partition "
+                              f"{partition} ({PARTITIONS.get(partition, '?')})")
         return self._faces(rows)
 
+    @selection
     def verification_pairs(self, seed: int = 0, n_genuine: int = 3000, n_impostor: int = 3000,
                            n_folds: int = 10, partition: int = TEST) -> Pairs:
         """celeba-10fold: the seeded pair draw of the module notes as a ``Pairs``."""
         d = self.lists.draw_pairs(seed, n_genuine, n_impostor, n_folds, partition)
         return self._pairs(d.left, d.right, d.is_same, d.fold, self.lists.files[0], list(self.lists.files))
 
+    @selection
     def pairs(self, filename=None) -> Pairs:
-        """A pair list written by ``write_pairs_file`` (a path, or a name inside the CelebA
-        folder); None draws the default list (seed 0, 3,000 + 3,000 pairs, 10 folds)."""
+        """A pair list written by ``write_pairs_file`` (a name inside the CelebA folder, or
+        an absolute path inside it; anything outside is refused); None draws the default
+        list (seed 0, 3,000 + 3,000 pairs, 10 folds)."""
         if filename is None:
             return self.verification_pairs()
-        path = Path(filename) if Path(filename).is_absolute() else self.root / filename
+        path = inside_root(self.root, filename, "CelebA pair list (option filename)", allow_absolute=True)
         row_of = {n: i for i, n in enumerate(self.lists.names)}
         left, right, same, fold = [], [], [], []
         for lineno, f, a, b, s in _parse_celeba_pairs(path):
@@ -339,7 +345,7 @@ def _write_pair_lines(path: Path, rows, is_same: np.ndarray, fold: np.ndarray) -
 def _parse_celeba_pairs(path: Path) -> List[tuple]:
     """Rows (lineno, fold, (file_a, id_a), (file_b, id_b), is_same) of a ``write_pairs_file`` list."""
     if not path.is_file():
-        raise DataError(f"CelebA pair list {path} is missing; write it with benchmark.data.celeba.write_pairs_file")
+        raise DataMissing(f"CelebA pair list {path} is missing; write it with benchmark.data.celeba.write_pairs_file")
     rows = []
     for lineno, f, same, fold in pair_list_lines(path):
         shape = ("id", "file", "file") if same else ("id", "file", "id", "file")

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
+from ..errors import DataError
 from ..templates import FaceTemplate
 from .images import read_image_bytes
 
@@ -25,6 +27,13 @@ class FaceSet:
     # (N, 4 or 5, 2) float (x, y) in source-image pixels, in template order (eyes, nose,
     # mouth centre or corners), when the dataset ships them; None: detect with MTCNN
     landmarks: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        # Everyone joins image_root / relpath (runner, caches, SR folders): the last guard
+        # against a list entry that leads out of the dataset (readers check first, by name).
+        for rel in self.relpaths:
+            if not _stays_inside(rel):
+                raise DataError(f"{self.dataset} face set: image {rel!r} is not a path inside {self.image_root}")
 
     def __len__(self):
         return len(self.relpaths)
@@ -64,3 +73,10 @@ class FaceSet:
             h.update(extra.name.encode() + b"\0" + hashlib.sha256(extra.read_bytes()).digest())
         return h.hexdigest()
 
+
+def _stays_inside(rel) -> bool:
+    """A relative path, without NUL, that does not climb out of its folder (lexically)."""
+    if not isinstance(rel, str) or not rel or "\0" in rel or os.path.isabs(rel):
+        return False
+    norm = os.path.normpath(rel)
+    return norm != ".." and not norm.startswith("../") and norm != "."

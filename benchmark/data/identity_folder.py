@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataMissing
 from ..registry import DATASETS
 from ..templates import TEMPLATES
 from .faceset import FaceSet
+from .selections import selection
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 
@@ -23,11 +24,12 @@ class IdentityFolder:
     def __init__(self, data_root, aligned: str = None):
         self.root = Path(data_root).expanduser()
         if not self.root.is_dir():
-            raise DataError(f"identity folder {self.root} does not exist")
+            raise DataMissing(f"identity folder {self.root} does not exist")
         if aligned is not None and aligned not in TEMPLATES:
             raise DataError(f"unknown alignment template {aligned!r}; known: {', '.join(TEMPLATES)}")
         self.aligned_frame = TEMPLATES[aligned] if aligned else None
 
+    @selection
     def faces(self) -> FaceSet:
         relpaths, names = [], []
         for ident in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -36,7 +38,7 @@ class IdentityFolder:
                     relpaths.append(f"{ident.name}/{img.name}")
                     names.append(ident.name)
         if not relpaths:
-            raise DataError(f"{self.root} holds no <identity>/<image> files")
+            raise DataMissing(f"{self.root} holds no <identity>/<image> files")
         identities = sorted(set(names))
         index = {n: i for i, n in enumerate(identities)}
         return FaceSet("folder", self.root, relpaths, np.array([index[n] for n in names], np.int64),

@@ -22,12 +22,13 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataMissing
 from ..registry import DATASETS
 from ..templates import SPHEREFACE_112x96
 from .blufr import BLUFR_URL, BlufrConfig, load_blufr_config
 from .faceset import FaceSet
-from .roots import find_dataset_folder, open_dataset_folder
+from .roots import find_dataset_folder, inside_root, open_dataset_folder, path_component
+from .selections import selection
 from .survey import Inventory
 
 # Searched in this order; the first present wins (pre-aligned beats raw: no detector noise).
@@ -75,7 +76,7 @@ class LFW:
                 break
         else:
             names = ", ".join(f for f, _ in IMAGE_FOLDERS)
-            raise DataError(f"no LFW image folder ({names}) in {root}; {DOWNLOAD_HINT}")
+            raise DataMissing(f"no LFW image folder ({names}) in {root}; {DOWNLOAD_HINT}")
 
     @staticmethod
     def inventory(data_root) -> Inventory:
@@ -93,6 +94,7 @@ class LFW:
         return Inventory(found, missing, DOWNLOAD_HINT + f"; BLUFR: {BLUFR_FILE} from {BLUFR_URL}",
                          fetchable=True)
 
+    @selection
     def all_faces(self) -> FaceSet:
         """Every image of the folder, by name then number; labels index the sorted names.
 
@@ -120,7 +122,7 @@ class LFW:
             raise DataError(f"{self.image_root} holds {len(unexpected):,} files not named "
                             f"<Name>/<Name>_<NNNN>.jpg ({_some(sorted(unexpected))}); remove them")
         if not relpaths:
-            raise DataError(f"{self.image_root} holds no LFW images; {DOWNLOAD_HINT}")
+            raise DataMissing(f"{self.image_root} holds no LFW images; {DOWNLOAD_HINT}")
         extra = []
         people = self.root / PEOPLE_FILE
         if people.is_file():
@@ -143,6 +145,7 @@ class LFW:
             raise DataError(f"{self.image_root} holds {len(stray):,} images {people} does not list "
                             f"({_some(stray)}): the people list disagrees with the files")
 
+    @selection
     def people(self, min_images: int = 4) -> FaceSet:
         """lfw-ident: every image of the people with at least ``min_images`` images (in
         ``all_faces`` order); labels index the kept people, sorted by name."""
@@ -150,20 +153,23 @@ class LFW:
         counts = np.bincount(faces.labels, minlength=len(faces.identities))
         rows = np.flatnonzero(counts[faces.labels] >= min_images)
         if rows.size == 0:
-            raise DataError(f"no person in {self.image_root} has {min_images} or more images")
+            raise DataMissing(f"no person in {self.image_root} has {min_images} or more images")
         kept = np.flatnonzero(counts >= min_images)
         relabel = np.full(len(faces.identities), -1, np.int64)
         relabel[kept] = np.arange(len(kept))
         return FaceSet("lfw", self.image_root, [faces.relpaths[r] for r in rows], relabel[faces.labels[rows]],
                        [faces.identities[k] for k in kept], self.aligned_frame, extra_files=faces.extra_files)
 
+    @selection
     def blufr(self, filename: str = BLUFR_FILE) -> Tuple[FaceSet, BlufrConfig]:
         """lfw-blufr: the faces in the config's imageList order (so its 0-based index vectors
         are rows of the FaceSet) and the config. Labels index the sorted person names; an
         imageList image absent from the folder, or a BLUFR label that disagrees with the
         names, is an error."""
-        config = load_blufr_config(self.root / filename)
+        config = load_blufr_config(inside_root(self.root, filename, "LFW BLUFR config (option filename)"))
         relpaths = config.relative_paths()
+        for i, r in enumerate(relpaths):  # load_blufr_config refused separators; this is the join's own guard
+            inside_root(self.image_root, r, f"{config.source}: imageList{{{i + 1}}}")
         missing = [(i, r) for i, r in enumerate(relpaths) if not (self.image_root / r).is_file()]
         if missing:
             i, r = missing[0]
@@ -182,16 +188,18 @@ class LFW:
                         identities, self.aligned_frame, extra_files=[config.source])
         return faces, config
 
+    @selection
     def pairs(self, filename: str = "pairs.txt") -> Pairs:
-        path = self.root / filename
+        path = inside_root(self.root, filename, "LFW pairs file (option filename)")
         if not path.is_file():
-            raise DataError(f"{path} is missing; {DOWNLOAD_HINT}")
+            raise DataMissing(f"{path} is missing; {DOWNLOAD_HINT}")
         rows = _parse_pairs(path)
         index, relpaths, names = {}, [], []
         left, right = [], []
         for lineno, a, b, _, _ in rows:
             for rel, side in ((a, left), (b, right)):
                 if rel not in index:
+                    inside_root(self.image_root, rel, f"{path}:{lineno}: image")
                     if not (self.image_root / rel).is_file():
                         raise DataError(f"{path}:{lineno}: image {self.image_root / rel} does not exist")
                     index[rel] = len(relpaths)
@@ -217,6 +225,7 @@ def _parse_people(path: Path) -> List[tuple]:
             continue  # blank, or a fold / people count
         if len(f) != 2 or not f[1].isdecimal() or int(f[1]) < 1:
             raise DataError(f"{path}:{lineno}: expected 'Name<TAB>number of images', got {line.strip()!r}")
+        path_component(f[0], f"{path}:{lineno}: name")
         if f[0] in seen:
             raise DataError(f"{path}:{lineno}: {f[0]} is listed twice (also line {seen[f[0]]})")
         seen[f[0]] = lineno
@@ -249,6 +258,8 @@ def _parse_pairs(path: Path) -> List[tuple]:
     "Name i j", mismatched lines "Name1 i Name2 j" (tabs or spaces)."""
     rows = []
     for lineno, f, expect_same, fold in pair_list_lines(path):
+        for name in (f[0], f[2]) if len(f) == 4 else f[:1]:
+            path_component(name, f"{path}:{lineno}: name")
         try:
             if len(f) == 3 and expect_same:
                 rows.append((lineno, image_relpath(f[0], int(f[1])), image_relpath(f[0], int(f[2])), True, fold))

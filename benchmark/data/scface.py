@@ -37,11 +37,12 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataMissing
 from ..registry import DATASETS
 from .faceset import FaceSet
 from .gallery_probe import GalleryProbe
 from .roots import find_dataset_folder, open_dataset_folder
+from .selections import selection
 from .survey import Inventory
 
 SURVEILLANCE = "surveillance_cameras_all"
@@ -147,7 +148,7 @@ class SCface:
         self.aligned_frame = None
         for sub in (SURVEILLANCE, MUGSHOTS):
             if not (self.root / sub).is_dir():
-                raise DataError(f"{self.root / sub} is missing; {DOWNLOAD_HINT}")
+                raise DataMissing(f"{self.root / sub} is missing; {DOWNLOAD_HINT}")
         cams, odd_cams = _scan(self.root, SURVEILLANCE, "camera")
         mugs, odd_mugs = _scan(self.root, MUGSHOTS, "mugshot")
         unexpected = odd_cams + odd_mugs
@@ -157,7 +158,7 @@ class SCface:
                             f"{_some(unexpected)}")
         self.images = sorted(mugs + cams, key=lambda i: (i.subject, i.camera, i.distance))
         if not self.images:
-            raise DataError(f"no SCface images in {self.root}; {DOWNLOAD_HINT}")
+            raise DataMissing(f"no SCface images in {self.root}; {DOWNLOAD_HINT}")
         self._by_stem = {i.stem: i for i in self.images}
         self.subjects = sorted({i.subject for i in self.images})
         self.annotation_file = self.root / ANNOTATIONS
@@ -201,6 +202,7 @@ class SCface:
                        np.array([index[i.subject] for i in images], dtype=np.int64), self.subjects,
                        None, extra_files=extra, landmarks=landmarks)
 
+    @selection
     def all_faces(self) -> FaceSet:
         """Every image, by subject, then mugshot, camera 1..7 x distance 1..3, camera 8."""
         return self._faces(self.images)
@@ -220,6 +222,7 @@ class SCface:
                            np.array([i.camera for i in probe], np.int64),
                            np.array([i.distance for i in probe], np.int64))
 
+    @selection
     def mugshot_protocol(self, cameras: Iterable[int] = VISIBLE_CAMERAS,
                          distances: Iterable[int] = (1, 2, 3)) -> ScfaceSplit:
         """scface-mugshot: mugshot gallery; probes by distance, camera, subject."""
@@ -229,6 +232,7 @@ class SCface:
             [f"{s}_cam{c}_{d}" for d in distances for c in cameras for s in self.subjects])
         return self._split(gallery, probe)
 
+    @selection
     def gallery_probe_by_distance(self, gallery_distance: int = 3, probe_distance: int = 2,
                                   cameras: Iterable[int] = VISIBLE_CAMERAS) -> ScfaceSplit:
         """scface-1m-2.6m: the cameras' ``gallery_distance`` images against their
@@ -245,6 +249,13 @@ class SCface:
 
 
 def _checked(values, what: str, allowed) -> List[int]:
+    given = values
+    try:
+        values = list(values)
+    except TypeError:
+        values = None
+    if values is None or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        raise DataError(f"SCface {what} must be a list of integers from {sorted(allowed)}, got {given!r}")
     values = [int(v) for v in values]
     bad = [v for v in values if v not in allowed]
     if bad or not values or len(set(values)) != len(values):

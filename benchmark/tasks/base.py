@@ -13,6 +13,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..data.faceset import FaceSet
+from ..data.selections import call_selection
 from ..errors import ConfigError
 from ..registry import DATASETS
 
@@ -22,16 +23,11 @@ Scores = Tuple[Dict[str, float], Dict[str, np.ndarray]]
 def selected(task: "Task", option: str):
     """Call the dataset reader's selection method named by the task option ``option`` with the
     keyword arguments in ``<option>_args`` (e.g. ``selection: people``, ``selection_args:
-    {min_images: 4}`` -> ``LFW.people(min_images=4)``)."""
-    name = task.options[option]
-    method = getattr(task.dataset, name, None) if not str(name).startswith("_") else None
-    if not callable(method):
-        raise ConfigError(f"protocol {task.protocol.name}: dataset {task.protocol.dataset} has no selection "
-                          f"{name!r} (option {option})")
-    args = task.options.get(f"{option}_args", {})
-    if not isinstance(args, dict):
-        raise ConfigError(f"protocol {task.protocol.name}: option {option}_args must be a mapping")
-    return method(**args)
+    {min_images: 4}`` -> ``LFW.people(min_images=4)``). Only methods the reader marks
+    ``@selection`` can be named; arguments are checked against the method's signature
+    (``benchmark.data.selections``)."""
+    return call_selection(task.dataset, task.options[option], task.options.get(f"{option}_args", {}),
+                          f"protocol {task.protocol.name}", option)
 
 
 def at_level(name: str, level: Optional[str]) -> str:

@@ -1,6 +1,8 @@
 """Closed-set identification of SR probes against an HR gallery (lfw-ident, ar-cmc, SCface)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..data.faceset import FaceSet
@@ -20,8 +22,8 @@ class GalleryProbeIdentification(Task):
     either a ``GalleryProbe`` (a fixed split, e.g. AR's day-14 gallery and day-1 probes), or a
     ``FaceSet`` that is split ``repeats`` times by ``gallery_probe_split`` (``n_gallery``
     images per identity to the gallery, drawn with ``seed``; the rest are probes). A fixed
-    split whose ``probe_groups`` names a group per probe (SCface: the distance) is scored per
-    group too (``rank1@<group>``). ``max_rank`` is the CMC length.
+    split whose ``probe_groups`` names a declared field of it with one value per probe (SCface:
+    ``probe_distance``) is scored per group too (``rank1@<group>``). ``max_rank`` is the CMC length.
 
     Metrics: ``rank1``, ``rank5``, ``rank10``, with ``_std`` over repeats (ddof=0, like the
     10-fold accuracy) when split repeatedly. Arrays: ``cmc`` (repeats x ranks when repeated)
@@ -44,6 +46,9 @@ class GalleryProbeIdentification(Task):
             if self.options["repeats"] < 1:
                 raise ConfigError(f"protocol {protocol.name}: selection {self.options['selection']} gives one "
                                   "face set; set 'repeats' (how many random gallery/probe splits)")
+            if self.options["probe_groups"] is not None:  # else silently one group
+                raise ConfigError(f"protocol {protocol.name}: option probe_groups needs a fixed gallery/probe "
+                                  f"split; selection {self.options['selection']} gives one face set")
             self._faces, self.gallery, self.probes, self.groups, self.notes = chosen, None, None, None, []
         else:
             raise ConfigError(f"protocol {protocol.name}: selection {self.options['selection']} returned "
@@ -53,10 +58,16 @@ class GalleryProbeIdentification(Task):
         attribute = self.options["probe_groups"]
         if attribute is None:
             return None
-        values = getattr(split, attribute, None)
-        if values is None or len(values) != len(self.probes):
-            raise ConfigError(f"protocol {self.protocol.name}: the split has no per-probe {attribute!r} "
-                              f"(option probe_groups)")
+        # Only a declared field of the split holding one value per probe may be named: never
+        # an arbitrary attribute (a method, __class__), nor a gallery_* field of the same length.
+        per_probe = [f.name for f in dataclasses.fields(split)
+                     if f.name not in ("gallery", "probe", "notes") and not f.name.startswith("gallery_")
+                     and _per_probe(getattr(split, f.name), len(self.probes))]
+        if attribute not in per_probe:
+            raise ConfigError(f"protocol {self.protocol.name}: option probe_groups {attribute!r} is not a per-probe "
+                              f"field of selection {self.options['selection']} (fields: "
+                              f"{', '.join(per_probe) or 'none'})")
+        values = getattr(split, attribute)
         names = self.options["group_names"]
         return np.array([str(names.get(v, v)) for v in np.asarray(values).tolist()])
 
@@ -96,3 +107,8 @@ class GalleryProbeIdentification(Task):
             values = np.array([m[key] for m in per_repeat])
             metrics[key], metrics[f"{key}_std"] = float(values.mean()), float(values.std())
         return metrics, {"cmc": curves, "probe_rank": np.array(ranks)}
+
+
+def _per_probe(values, n_probes: int) -> bool:
+    """A list or 1-D array of one value per probe."""
+    return isinstance(values, (list, tuple, np.ndarray)) and np.ndim(values) == 1 and len(values) == n_probes

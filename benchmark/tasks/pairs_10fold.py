@@ -3,12 +3,40 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..metrics.verification import eer, roc_auc, ten_fold_accuracy
+from ..errors import ConfigError, DataError
+from ..metrics.verification import N_FOLDS, eer, roc_auc, ten_fold_accuracy
 from ..registry import TASKS
 from .base import Task, selected
 
 PAIR_MODES = ("sr-sr", "sr-hr")
+
+
+def check_folds(pairs, where: str) -> None:
+    """What ``ten_fold_accuracy`` needs of the list, checked when the task is built, before any
+    image is read: fold numbers exactly 0..9, each fold with genuine and impostor pairs, and
+    pair indices that are faces of the set. A DataError naming the list otherwise."""
+    source = getattr(pairs, "source", None) or "the pair list"
+    fold = np.asarray(pairs.fold)
+    same = np.asarray(pairs.is_same)
+    left, right = np.asarray(pairs.left), np.asarray(pairs.right)
+    n = len(fold)
+    if n == 0:
+        raise DataError(f"{where}: {source} holds no pairs")
+    if not (same.shape == left.shape == right.shape == (n,)) or not np.issubdtype(fold.dtype, np.integer):
+        raise DataError(f"{where}: {source}: pairs, labels and folds disagree in length or type")
+    n_faces = len(pairs.faces)
+    for side in (left, right):
+        if side.size and (side.min() < 0 or side.max() >= n_faces):
+            raise DataError(f"{where}: {source}: a pair names a face outside the {n_faces} of its set")
+    found = sorted(set(fold.tolist()))
+    if found != list(range(N_FOLDS)):
+        raise DataError(f"{where}: {source} has {len(found)} folds ({', '.join(str(f + 1) for f in found)}); "
+                        f"10-fold verification needs folds 1..{N_FOLDS}, each with pairs")
+    for f in range(N_FOLDS):
+        here = same[fold == f]
+        if here.all() or not here.any():
+            kind = "impostor" if here.all() else "genuine"
+            raise DataError(f"{where}: {source}: fold {f + 1} has no {kind} pairs")
 
 
 @TASKS.register("pairs-10fold", summary="10-fold pair verification: accuracy +- std, AUC, EER")
@@ -24,6 +52,7 @@ class PairsTenFold(Task):
         if self.options["pair_mode"] not in PAIR_MODES:
             raise ConfigError(f"protocol {protocol.name}: pair_mode must be one of {PAIR_MODES}")
         self.pairs = selected(self, "pairs")
+        check_folds(self.pairs, f"protocol {protocol.name}")
 
     def faces(self):
         return self.pairs.faces
