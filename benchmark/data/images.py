@@ -4,16 +4,103 @@ Files are decoded with OpenCV from bytes (any path, any extension OpenCV knows),
 gives BGR; everything after this module is RGB. Grayscale is replicated to 3 channels,
 alpha is dropped, CMYK JPEGs are converted by libjpeg. ``.raw`` files are the AR face
 database's headerless 768x576 RGB (``benchmark.data.ar.read_ar_raw``).
+
+Before decoding, the image's size is read from its header (Pillow reads only the header) and
+an image over ``max_image_pixels()`` is refused: a 1 MB PNG of 20000x20000 zeros would
+otherwise cost gigabytes before anything could say no. Files Pillow cannot identify (formats
+only OpenCV knows) are left to OpenCV, whose own limit is 2^30 pixels.
 """
 from __future__ import annotations
 
+import io
+import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+
+# Face images are well under a megapixel, raw photos (SCface mugshots) a few; 40 MP still takes
+# any camera photo while bounding one decode to ~120 MB of RGB (plus OpenCV's temporaries).
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_PIXELS_ENV = "FHBENCH_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The largest image (width x height) decoded: ``$FHBENCH_MAX_IMAGE_PIXELS`` or MAX_IMAGE_PIXELS."""
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not text:
+        return MAX_IMAGE_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{MAX_IMAGE_PIXELS_ENV} must be a positive number of pixels, not {text!r}")
+    return value
+
+
+def check_image_size(path, data: np.ndarray) -> None:
+    """DataError naming the file when its header declares more than ``max_image_pixels()``."""
+    limit = max_image_pixels()
+    size = _png_or_jpeg_size(data)
+    if size is None:
+        size = _pillow_size(path, data)
+    if size is None:
+        return  # not a header Pillow knows: OpenCV decides (and names a corrupt file)
+    w, h = size
+    if w * h > limit:
+        raise DataError(f"image {path} is {w}x{h} ({w * h:,} pixels), over the limit of {limit:,} "
+                        f"pixels; set {MAX_IMAGE_PIXELS_ENV} to allow larger images")
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _png_or_jpeg_size(data: np.ndarray):
+    """(width, height) from a PNG's IHDR or a JPEG's SOF marker, read here so that the size
+    of any such image is known exactly (Pillow refuses over 179 MP without saying WxH)."""
+    head = data[:24].tobytes()
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    buf, i = data.tobytes(), 2
+    while i + 9 < len(buf):
+        if buf[i] != 0xFF:
+            return None  # not a marker where one must be: leave it to the decoder
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before it
+            return None
+        length = int.from_bytes(buf[i + 2:i + 4], "big")
+        if marker in _JPEG_SOF:
+            return int.from_bytes(buf[i + 7:i + 9], "big"), int.from_bytes(buf[i + 5:i + 7], "big")
+        i += 2 + length
+    return None
+
+
+def _pillow_size(path, data: np.ndarray):
+    """(width, height) as Pillow reads it from the header of other formats (BMP, TIFF, WebP ...)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data.tobytes())) as im:  # parses the header, decodes nothing
+                return im.size
+    except Image.DecompressionBombError as err:  # over Pillow's own limit (2 x 89 MP), which stands
+        raise DataError(f"image {path} is too large to decode ({err})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        return None
 
 
 def read_image_bytes(path) -> np.ndarray:
@@ -33,6 +120,8 @@ def read_rgb_uint8(path) -> np.ndarray:
         from .ar import read_ar_raw
         return read_ar_raw(path)
     data = read_image_bytes(path)
+    if data.size:
+        check_image_size(path, data)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise DataError(f"image {path} is corrupt or not an image")

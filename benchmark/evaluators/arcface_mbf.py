@@ -8,7 +8,7 @@ import numpy as np
 
 from ..registry import EVALUATORS
 from ..templates import ARCFACE_112x112
-from .base import Evaluator, onnx_session, onnx_with_symbolic_batch, site_package_file
+from .base import Evaluator, load_onnx_evaluator, site_package_file
 
 MBF_SHA256 = "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f"
 
@@ -24,8 +24,8 @@ class ArcFaceMbf(Evaluator):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self._session = onnx_session(onnx_with_symbolic_batch(self.weights_path))
-        self._input = self._session.get_inputs()[0].name
+        self._session, self._input = load_onnx_evaluator(self)
+        self._check_network()
 
     @classmethod
     def default_weights(cls):

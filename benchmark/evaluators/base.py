@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import EvaluatorUnavailable
+from ..errors import EvaluatorUnavailable, FhbenchError
 from ..templates import SPHEREFACE_112x96, FaceTemplate, warp_to_template
 
 
@@ -79,14 +79,48 @@ class Evaluator:
             raise EvaluatorUnavailable(cls.missing_weights_message(p))
         sha = cls.expected_sha256()
         if sha and sha256_file(p) != sha:
-            raise EvaluatorUnavailable(
-                f"{cls.name}: weights file {p} has the wrong SHA256 (expected {sha}); "
-                "reinstall it or pass --evaluator-weights PATH")
+            raise EvaluatorUnavailable(cls.wrong_sha256_message(p, sha))
         return Path(p)
 
     @classmethod
     def missing_weights_message(cls, path) -> str:
         return f"{cls.name}: weights not found at {path}; pass --evaluator-weights PATH"
+
+    @classmethod
+    def wrong_sha256_message(cls, path, sha) -> str:
+        return (f"{cls.name}: weights file {path} has the wrong SHA256 (expected {sha}); "
+                "reinstall it or pass --evaluator-weights PATH")
+
+    def _unusable(self, what: str, err: Optional[BaseException] = None) -> EvaluatorUnavailable:
+        """The one-line error for a weights file this evaluator cannot use."""
+        why = f" ({short_error(err)})" if err is not None else ""
+        return EvaluatorUnavailable(f"{self.name}: weights file {self.weights_path} {what}{why}; "
+                                    f"pass --evaluator-weights PATH to {self.name}'s own weights")
+
+    def _check_network(self) -> None:
+        """Embed two blank crops once, at construction: weights of another network (another
+        input size, another embedding size, a graph that cannot take a batch) fail here,
+        naming the file, before any image is read."""
+        crops = np.zeros((2, 3, self.template.height, self.template.width), dtype=np.float32)
+        out = self._run_network(crops)
+        if not np.all(np.isfinite(out)):
+            raise self._unusable("gives NaN or inf embeddings for a blank face")
+
+    def _run_network(self, crops: np.ndarray) -> np.ndarray:
+        """``_embed_crops`` with its library's exceptions (onnxruntime, torch, dlib) as one line,
+        and its output checked: (n, embedding_dim), never broadcast into place."""
+        try:
+            out = self._embed_crops(crops)
+        except FhbenchError:
+            raise
+        except Exception as err:
+            raise EvaluatorUnavailable(f"{self.name}: the network in {self.weights_path} failed on input of "
+                                       f"shape {tuple(crops.shape)} ({short_error(err)})") from None
+        out = np.asarray(out)
+        if out.shape != (len(crops), self.embedding_dim):
+            raise self._unusable(f"gives embeddings of shape {tuple(out.shape)} for {len(crops)} faces, "
+                                 f"not ({len(crops)}, {self.embedding_dim}): it is not the {self.name} network")
+        return out
 
     @classmethod
     def why_unavailable(cls) -> Optional[str]:
@@ -117,8 +151,17 @@ class Evaluator:
         for start in range(0, len(images), self.batch_size):
             batch = images[start:start + self.batch_size]
             crops = warp_to_template(batch, frame, self.template)
-            out[start:start + len(batch)] = self._embed_crops(crops)
+            out[start:start + len(batch)] = self._run_network(crops)
         return l2_normalise(out)
+
+
+def short_error(err: BaseException, limit: int = 200) -> str:
+    """A library exception as one short line: its type and the first line of its message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def site_package_file(package: str, relative: str) -> Optional[Path]:
@@ -128,6 +171,20 @@ def site_package_file(package: str, relative: str) -> Optional[Path]:
         return Path(str(resources.files(package) / relative))
     except ModuleNotFoundError:
         return None
+
+
+def load_onnx_evaluator(evaluator):
+    """(onnxruntime session, input name) of an ONNX evaluator's weights file, or one line
+    naming the evaluator and the file (garbage, a torch pickle, a graph it cannot run)."""
+    try:
+        session = onnx_session(onnx_with_symbolic_batch(evaluator.weights_path))
+        inputs = session.get_inputs()
+    except Exception as err:  # onnx/protobuf/onnxruntime each raise their own types
+        raise evaluator._unusable("is not an ONNX model onnxruntime can run", err) from None
+    if len(inputs) != 1 or len(inputs[0].shape or ()) != 4:
+        raise evaluator._unusable(f"is a graph with inputs {[(i.name, i.shape) for i in inputs]}, "
+                                  "not one image batch (N, 3, H, W)")
+    return session, inputs[0].name
 
 
 def onnx_session(model_bytes: bytes):
@@ -149,6 +206,8 @@ def onnx_with_symbolic_batch(path) -> bytes:
     import onnx
 
     model = onnx.load(str(path))
+    if not model.graph.input or not model.graph.output:
+        raise ValueError("the graph has no inputs or no outputs")
     inits = {i.name for i in model.graph.initializer}
     keep = [v for v in model.graph.input if v.name not in inits]
     del model.graph.input[:]

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import EvaluatorUnavailable
 from ..registry import EVALUATORS
 from ..templates import SPHEREFACE_112x96
-from .base import Evaluator, sha256_file, site_package_file
+from .base import Evaluator, sha256_file, short_error, site_package_file
 
 
 
@@ -32,9 +32,17 @@ class DlibResnet(Evaluator):
         predictor = self.weights_path.parent / "shape_predictor_5_face_landmarks.dat"
         if not predictor.is_file():
             raise EvaluatorUnavailable(f"dlib: shape predictor {predictor} is missing")
-        self._predictor = dlib.shape_predictor(str(predictor))
-        self._net = dlib.face_recognition_model_v1(str(self.weights_path))
+        try:
+            self._predictor = dlib.shape_predictor(str(predictor))
+        except Exception as err:  # dlib's RuntimeError for a file that does not deserialize
+            raise EvaluatorUnavailable(f"dlib: shape predictor {predictor} is not dlib's 5-point model "
+                                       f"({short_error(err)})") from None
+        try:
+            self._net = dlib.face_recognition_model_v1(str(self.weights_path))
+        except Exception as err:
+            raise self._unusable("is not dlib's face-recognition ResNet", err) from None
         self.predictor_sha256 = sha256_file(predictor)
+        self._check_network()
 
     @classmethod
     def default_weights(cls):

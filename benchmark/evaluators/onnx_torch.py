@@ -39,6 +39,7 @@ from torch import nn
 
 from ..errors import EvaluatorUnavailable
 from ..templates import ARCFACE_112x112, FaceTemplate
+from .base import short_error
 
 SUPPORTED_OPS = ("Add", "BatchNormalization", "Conv", "Dropout", "Flatten", "Gemm", "Mul", "PRelu", "Sub")
 
@@ -128,8 +129,16 @@ def convert_onnx(path) -> OnnxModule:
     try:
         model = onnx.load(str(path))
     except Exception as err:
-        raise OnnxConversionError(f"{path} is not a readable ONNX file ({type(err).__name__}: {err})") from None
-    graph = model.graph
+        raise OnnxConversionError(f"{path} is not a readable ONNX file ({short_error(err)})") from None
+    try:
+        return _convert_graph(model.graph, path, onnx, numpy_helper)
+    except OnnxConversionError:
+        raise
+    except Exception as err:  # a malformed graph (missing operands, odd tensor types): one line
+        raise OnnxConversionError(f"{path} cannot be converted ({short_error(err)})") from None
+
+
+def _convert_graph(graph, path, onnx, numpy_helper) -> OnnxModule:
     consts = {i.name: torch.from_numpy(np.array(numpy_helper.to_array(i), dtype=np.float32)) for i in graph.initializer}
     inputs = [v.name for v in graph.input if v.name not in consts]  # old exporters list weights as inputs
     if len(inputs) != 1 or len(graph.output) != 1:
@@ -246,6 +255,25 @@ def onnx_weights(name: str, weights=None) -> Path:
 def identity_network(name: str = "sface", weights: Optional[str] = None) -> OnnxModule:
     """The evaluator ``name``'s network in torch: frozen (no parameter requires a gradient)
     and in eval mode; input = its crop normalised by ``ONNX_NETWORKS[name].normalise``."""
-    net = convert_onnx(onnx_weights(name, weights))
+    from ..registry import EVALUATORS
+
+    path = onnx_weights(name, weights)
+    try:
+        net = convert_onnx(path)
+    except OnnxConversionError as err:
+        raise OnnxConversionError(f"{name}: {err}") from None
     net.requires_grad_(False)
-    return net.eval()
+    net.eval()
+    # one blank crop through it: weights of another network (input or embedding size) fail
+    # here, naming the file, not as a shape error deep inside a training step
+    spec, dim = ONNX_NETWORKS[name], EVALUATORS.get(ONNX_NETWORKS[name].evaluator).embedding_dim
+    try:
+        with torch.no_grad():
+            out = net(spec.normalise(torch.zeros(1, 3, spec.template.height, spec.template.width)))
+    except Exception as err:
+        raise EvaluatorUnavailable(f"{name}: the network in {path} cannot take a {spec.template.height}x"
+                                   f"{spec.template.width} crop ({short_error(err)})") from None
+    if tuple(out.shape) != (1, dim):
+        raise EvaluatorUnavailable(f"{name}: the network in {path} gives embeddings of shape "
+                                   f"{tuple(out.shape)[1:]}, not ({dim},): it is not the {name} network")
+    return net

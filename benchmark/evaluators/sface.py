@@ -8,7 +8,7 @@ import numpy as np
 
 from ..registry import EVALUATORS
 from ..templates import ARCFACE_112x112
-from .base import Evaluator, onnx_session, onnx_with_symbolic_batch, site_package_file
+from .base import Evaluator, load_onnx_evaluator, site_package_file
 
 SFACE_SHA256 = "0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79"
 
@@ -24,8 +24,8 @@ class SFace(Evaluator):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self._session = onnx_session(onnx_with_symbolic_batch(self.weights_path))
-        self._input = self._session.get_inputs()[0].name
+        self._session, self._input = load_onnx_evaluator(self)
+        self._check_network()
 
     @classmethod
     def default_weights(cls):
