@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.degrade import imresize, to_uint8_levels, upsample_bicubic
+from benchmark.degrade import imresize, to_uint8_levels, upsampled_model_input
 from benchmark.errors import AdapterError
 from benchmark.frames import fit_to_hr_size, padded_size
 from benchmark.registry import MODELS
@@ -138,7 +138,7 @@ def upsampled_lr(hr: torch.Tensor, lr_hw: Tuple[int, int], quantize: bool = True
     x = hr.detach().float().cpu().numpy()
     lr = imresize(x, output_size=tuple(lr_hw))
     lr = to_uint8_levels(lr) if quantize else lr
-    return torch.from_numpy(upsample_bicubic(lr, x.shape[-2:])).to(hr.device)
+    return torch.from_numpy(upsampled_model_input(lr, x.shape[-2:])).to(hr.device)
 
 
 # --- losses and the stage ------------------------------------------------------------
@@ -210,8 +210,9 @@ class IPUNetAdapter(CheckpointAdapter):
         self.hr_size = tuple(hr_hw)
 
     def frame_in(self, x: np.ndarray) -> np.ndarray:
-        """Protocol frame -> training frame: the pad-then-resize rule of benchmark.frames."""
-        return fit_to_hr_size(x, self.trained_size)
+        """Protocol frame -> training frame: the pad-then-resize rule of benchmark.frames, clipped
+        to [0, 1] as its training inputs were."""
+        return np.clip(fit_to_hr_size(x, self.trained_size), 0.0, 1.0)
 
     def frame_out(self, y: np.ndarray) -> np.ndarray:
         """Training frame -> protocol frame: resize to the padded protocol size, then crop the pad."""

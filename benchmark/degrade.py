@@ -80,6 +80,13 @@ def upsample_bicubic(lr, hr_hw) -> np.ndarray:
     return imresize(lr, output_size=tuple(hr_hw))
 
 
+def upsampled_model_input(lr, hr_hw) -> np.ndarray:
+    """What a model that wants upsampled input is fed (runner, sample grids, training): the
+    LR bicubic-upsampled to the HR size, clipped to [0, 1], the interface's range (bicubic
+    overshoots to about -0.03 near edges)."""
+    return np.clip(upsample_bicubic(lr, hr_hw), 0.0, 1.0)
+
+
 class _Degradation:
     name = "?"
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .adapters import check_sr_batch, create_model
-from .degrade import make_degradation, upsample_bicubic
+from .degrade import make_degradation, upsampled_model_input
 from .errors import ConfigError, DataError, FhbenchError
 from .leaderboard import HR_MODEL, scale_label
 from .levels import level_size, resolve_level
@@ -174,7 +174,7 @@ def _super_resolve(label, model_spec: ModelSpec, lr, hr, keys, scale, weights, d
     if model.is_reference_hr:
         return None
     model.check_compatible(lr.shape[-2:], hr.shape[-2:], scale)
-    x = upsample_bicubic(lr, hr.shape[-2:]) if model.wants_upsampled_input else lr
+    x = upsampled_model_input(lr, hr.shape[-2:]) if model.wants_upsampled_input else lr
     out = model.super_resolve(torch.from_numpy(np.ascontiguousarray(x)), keys)
     return check_sr_batch(model.name, out, hr.shape, keys=keys)
 

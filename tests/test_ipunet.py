@@ -109,8 +109,9 @@ def test_upsampled_input_is_what_the_runner_feeds_at_that_lr_size():
     hr = rng.random((2, 3, 128, 128)).astype(np.float32)
     got = ipunet.upsampled_lr(torch.from_numpy(hr), (14, 12)).numpy()
     lr = make_degradation("bicubic", size=(14, 12))(hr)      # the protocols' 8-bit bicubic
-    want = upsample_bicubic(lr, (128, 128))                  # the runner's upsampling
+    want = np.clip(upsample_bicubic(lr, (128, 128)), 0, 1)   # the runner's upsampling, in [0, 1]
     np.testing.assert_allclose(got, want, atol=1e-6)
+    assert got.min() >= 0 and got.max() <= 1
     assert got.shape == (2, 3, 128, 128)
     assert np.abs(got - hr).mean() > 0.05  # noise at 14x12 loses its detail
 

@@ -76,7 +76,7 @@ def test_ipunet_smoke_trains_and_evaluates_at_128(train_faces, tiny_lfw, tmp_pat
 
     # by hand: render, degrade, upsample, the trained U-Net in eval mode, clamp, PSNR per image
     hr = fit_to_hr_size(read_batch(pairs_txt_images(tiny_lfw)), (128, 128))
-    x = upsample_bicubic(make_degradation("bicubic", scale=8)(hr), (128, 128))
+    x = np.clip(upsample_bicubic(make_degradation("bicubic", scale=8)(hr), (128, 128)), 0, 1)  # input in [0, 1]
     ckpt = read_checkpoint(weights, "ipunet")
     net = ipunet.build(ipunet.IPUNetOptions(**ckpt["model_options"]), 1)
     net.load_state_dict(ckpt["model_state"])
