@@ -38,6 +38,9 @@ class SRAdapter:
     input_size: Optional[Tuple[int, int]] = None
     wants_upsampled_input = False
     is_reference_hr = False  # the 'hr' upper bound: the runner feeds it no degradation
+    # True when an image's output cannot depend on the batch it is in (pure per-pixel code);
+    # otherwise the batch size is part of the cache key (a conv net at batch 1 vs 32 differs).
+    batch_invariant = False
 
     def super_resolve(self, lr: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
@@ -45,11 +48,23 @@ class SRAdapter:
     def weights_sha256(self) -> Optional[str]:
         return None
 
+    def fingerprint(self) -> Optional[str]:
+        """SHA256 of what decides this model's output (``benchmark.fingerprint``); None when it
+        cannot be fingerprinted, and then its results are never cached. Computed once."""
+        if "_fingerprint" not in self.__dict__:
+            from .fingerprint import model_fingerprint
+
+            self._fingerprint = model_fingerprint(self, **self._fingerprint_parts())
+        return self._fingerprint
+
+    def _fingerprint_parts(self) -> dict:
+        return {"extra_sources": self.__dict__.get("spec_sources", ())}
+
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "scale": self.scale,
                 "output_size": self.output_size, "input_size": self.input_size,
                 "wants_upsampled_input": self.wants_upsampled_input,
-                "weights_sha256": self.weights_sha256()}
+                "weights_sha256": self.weights_sha256(), "fingerprint": self.fingerprint()}
 
     def check_compatible(self, lr_hw, hr_hw, scale) -> None:
         """Refuse a protocol setting this model was not built for (no silent resizing)."""
@@ -104,6 +119,7 @@ def check_sr_batch(model_name: str, sr, expect_shape, first_index: int = 0, keys
 @MODELS.register("hr", summary="the original HR images: the upper bound of every table")
 class ReferenceHR(SRAdapter):
     name = "hr"
+    batch_invariant = True
     is_reference_hr = True
 
     def __init__(self, scale=None, **_):
@@ -116,6 +132,7 @@ class ReferenceHR(SRAdapter):
 @MODELS.register("bicubic", summary="MATLAB bicubic upsampling of the LR image (no SR)")
 class BicubicUpsampling(SRAdapter):
     name = "bicubic"
+    batch_invariant = True
     wants_upsampled_input = True  # the runner's MATLAB-bicubic upsampling is the output
 
     def __init__(self, scale=None, **_):
@@ -128,6 +145,7 @@ class BicubicUpsampling(SRAdapter):
 @MODELS.register("nearest", summary="nearest-neighbour upsampling (pixel replication)")
 class NearestUpsampling(SRAdapter):
     name = "nearest"
+    batch_invariant = True
 
     def __init__(self, scale=None, output_size=None, **_):
         self.scale = scale
@@ -164,6 +182,9 @@ class TorchModuleAdapter(SRAdapter):
         from .evaluators.base import sha256_file
         return sha256_file(self.weights_file) if self.weights_file else None
 
+    def _fingerprint_parts(self) -> dict:
+        return {**super()._fingerprint_parts(), "callable_fn": self.fn}
+
     def super_resolve(self, lr, keys):
         with torch.no_grad():
             out = self.fn(lr.to(self.device))
@@ -171,22 +192,89 @@ class TorchModuleAdapter(SRAdapter):
 
 
 class OnnxAdapter(SRAdapter):
+    """An ONNX file run with onnxruntime. Its declared input is checked on loading (one float32
+    input (N, 3, h, w); fixed h x w become ``input_size``), a fixed batch dimension is fed
+    batches of exactly that size, and ``check_compatible`` runs one blank batch at the level's
+    size, so a graph that cannot run there fails before any image work."""
+
     kind = "onnx"
+    fixed_batch: Optional[int] = None
 
     def __init__(self, path, scale=None, clamp=False, wants_upsampled_input=False, **_):
-        from .evaluators.base import onnx_session
+        from .evaluators.base import onnx_session, short_error
 
         self.path, self.name, self.scale, self.clamp = Path(path), Path(path).name, scale, clamp
         self.wants_upsampled_input = wants_upsampled_input
-        self.session = onnx_session(str(self.path))
-        self.input_name = self.session.get_inputs()[0].name
+        try:
+            self.session = onnx_session(str(self.path))
+            inputs = self.session.get_inputs()
+        except Exception as err:  # onnxruntime's own exception types, one per failure
+            raise AdapterError(f"ONNX model {self.path} cannot be loaded by onnxruntime ({short_error(err)})") from None
+        if len(inputs) != 1:
+            raise AdapterError(f"ONNX model {self.path} has {len(inputs)} inputs "
+                               f"({', '.join(i.name for i in inputs)}); an SR model takes one (N, 3, h, w) batch")
+        spec = inputs[0]
+        self.input_name = spec.name
+        shape = list(spec.shape or [])  # ints where fixed, names or None where symbolic
+        if spec.type != "tensor(float)":
+            raise AdapterError(f"ONNX model {self.path} takes {spec.type} input; fhbench feeds float32 "
+                               "(N, 3, h, w) in [0, 1]")
+        if shape and len(shape) != 4:
+            raise AdapterError(f"ONNX model {self.path} takes input of rank {len(shape)} {shape}; "
+                               "fhbench feeds (N, 3, h, w)")
+        fixed = [d if isinstance(d, int) and d > 0 else None for d in shape] or [None] * 4
+        if fixed[1] not in (None, 3):
+            raise AdapterError(f"ONNX model {self.path} takes {fixed[1]} channels {shape}; fhbench feeds RGB "
+                               "(N, 3, h, w)")
+        self.fixed_batch = fixed[0]
+        if fixed[2] and fixed[3]:
+            self.input_size = (fixed[2], fixed[3])
 
     def weights_sha256(self):
         from .evaluators.base import sha256_file
         return sha256_file(self.path)
 
+    def check_compatible(self, lr_hw, hr_hw, scale) -> None:
+        super().check_compatible(lr_hw, hr_hw, scale)
+        in_hw = tuple(hr_hw) if self.wants_upsampled_input else tuple(lr_hw)
+        n = self.fixed_batch or 2  # 2: a graph that silently assumes batch 1 fails here too
+        try:
+            out = self.super_resolve(torch.zeros((n, 3) + in_hw), None)
+        except AdapterError as err:
+            raise IncompatibleModelError(str(err)) from None
+        if tuple(out.shape) != (n, 3) + tuple(hr_hw):
+            raise IncompatibleModelError(
+                f"ONNX model {self.path} turns input of shape {(n, 3) + in_hw} into {tuple(out.shape)}, "
+                f"not {(n, 3) + tuple(hr_hw)} at the protocol's HR size")
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        from .evaluators.base import short_error
+
+        try:
+            return np.asarray(self.session.run(None, {self.input_name: batch})[0])
+        except Exception as err:
+            raise AdapterError(f"ONNX model {self.path} failed on input of shape {tuple(batch.shape)} "
+                               f"({short_error(err)})") from None
+
     def super_resolve(self, lr, keys):
-        out = torch.from_numpy(self.session.run(None, {self.input_name: lr.numpy()})[0])
+        x = np.ascontiguousarray(lr.detach().cpu().numpy(), dtype=np.float32)
+        n = self.fixed_batch
+        if n is None:
+            out = self._run(x)
+        else:  # the graph takes exactly n images: pad the last batch with copies of its last image
+            parts = []
+            for start in range(0, len(x), n):
+                chunk = x[start:start + n]
+                real = len(chunk)
+                if real < n:
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], n - real, axis=0)])
+                got = self._run(chunk)
+                if len(got) != n:
+                    raise AdapterError(f"ONNX model {self.path} returned {len(got)} images for its fixed "
+                                       f"batch of {n}")
+                parts.append(got[:real])  # the padding's outputs are dropped
+            out = np.concatenate(parts) if parts else np.zeros((0, 3, 0, 0), np.float32)
+        out = torch.from_numpy(np.ascontiguousarray(out))
         return out.clamp(0, 1) if self.clamp else out
 
 
@@ -194,6 +282,7 @@ class FolderAdapter(SRAdapter):
     """Precomputed SR images: ``folder/<relpath of the HR image>`` with any image suffix."""
 
     kind = "folder"
+    batch_invariant = True
 
     def __init__(self, folder, scale=None, **_):
         self.folder, self.name, self.scale = Path(folder), Path(folder).name, scale
@@ -212,15 +301,13 @@ class FolderAdapter(SRAdapter):
         raise AdapterError(f"SR folder {self.folder} has no image for {key} (looked for {base.with_suffix('.png')})")
 
     def weights_sha256(self):
-        """A hash of the folder's listing (relative path, size, modification time of every
-        file): the SR images are the weights, and the result cache must see them change."""
-        import hashlib
+        """The content hash of every file in the folder: the SR images are the weights, and the
+        result cache must see any of them change (even with its size and time kept)."""
+        if "_content_sha256" not in self.__dict__:
+            from .fingerprint import folder_content_sha256
 
-        h = hashlib.sha256()
-        for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
-            st = path.stat()
-            h.update(f"{path.relative_to(self.folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()
+            self._content_sha256 = folder_content_sha256(self.folder)
+        return self._content_sha256
 
 
 def create_model(spec: str, scale: Optional[int] = None, weights: Optional[str] = None,
@@ -265,11 +352,14 @@ def _from_dotted_path(spec, scale, weights, clamp, device, upsampled_input):
         obj = build(scale=scale, weights=weights)
     else:  # already a tensor -> tensor function
         obj = build
-    if isinstance(obj, SRAdapter):
-        return obj
-    if callable(obj):
-        return TorchModuleAdapter(obj, spec, "callable", scale, clamp, weights, upsampled_input, device=device)
-    raise AdapterError(f"{spec} returned {type(obj).__name__}, not an SRAdapter or a callable")
+    if callable(obj) and not isinstance(obj, SRAdapter):
+        obj = TorchModuleAdapter(obj, spec, "callable", scale, clamp, weights, upsampled_input, device=device)
+    if not isinstance(obj, SRAdapter):
+        raise AdapterError(f"{spec} returned {type(obj).__name__}, not an SRAdapter or a callable")
+    # the module named on the command line built the model: an edit to it is a new model
+    source = getattr(module, "__file__", None)
+    obj.spec_sources = [Path(source)] if source else []
+    return obj
 
 
 def _takes_kwargs(fn) -> bool:

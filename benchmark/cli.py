@@ -38,37 +38,46 @@ def main():
               help="registered name, pkg.module:build, *.pt (TorchScript), *.onnx, or a folder of SR images")
 @click.option("--protocol", required=True,
               help="protocol name (see `fhbench protocols`), or 'all': every protocol whose data is present")
-@click.option("--scale", type=int, default=None, help="degradation scale (default: the protocol's)")
+@click.option("--scale", type=click.IntRange(min=1), default=None, help="degradation scale (default: the protocol's)")
 @click.option("--evaluator", default="sface", show_default=True, help="face-recognition model for the task metrics")
 @click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help="SQLite results file ($FHBENCH_STORE)")
 @click.option("--weights", default=None, help="SR model weights (for registered models)")
 @click.option("--evaluator-weights", default=None, help="face-recognition weights file")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="images per SR model call")
 @click.option("--cache-dir", default=None, help="per-image result cache (default ~/.cache/fhbench; '' disables)")
+@click.option("--no-cache", is_flag=True, help="compute everything, read and write no per-image cache")
 @click.option("--clamp/--no-clamp", default=False, help="clamp model output to [0, 1] instead of refusing it")
 @click.option("--upsampled-input", is_flag=True, help="feed user models the LR bicubic-upsampled to HR size")
 @click.option("--name", default=None, help="model name in the leaderboard (default: the model's)")
+@click.option("--replace", is_flag=True, help="replace a stored row of the same name that holds another model")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_weights, batch_size,
-        cache_dir, clamp, upsampled_input, name, device, quiet):
+        cache_dir, no_cache, clamp, upsampled_input, name, replace, device, quiet):
     """Run one model on one protocol (or all) and store the result."""
     from .runner import RunOptions, run_all
     from .runner import run as run_protocol
 
+    if no_cache and cache_dir:
+        raise click.UsageError("--no-cache and --cache-dir exclude each other")
     opts = RunOptions(
         model=model, protocol=protocol, scale=scale, evaluator=evaluator, data_root=data_root,
         store=store, weights=weights, evaluator_weights=evaluator_weights, batch_size=batch_size,
-        cache_dir=cache_dir, clamp=clamp, upsampled_input=upsampled_input, device=device,
-        progress=not quiet, name=name)
+        cache_dir="" if no_cache else cache_dir, clamp=clamp, upsampled_input=upsampled_input, device=device,
+        progress=not quiet, name=name, replace=replace)
     if protocol != "all":
         _print_result(run_protocol(opts), store)
         return
     done = run_all(opts, on_result=lambda result: _print_result(result, store))
     for skipped, why in done.skipped.items():
         click.echo(f"skipped {skipped}: {why}")
-    click.echo(f"ran {len(done.results)} protocol(s), skipped {len(done.skipped)}")
+    for failed, why in done.failed.items():
+        click.echo(f"failed {failed}: {why}", err=True)
+    click.echo(f"ran {len(done.results)} protocol(s), skipped {len(done.skipped)}, failed {len(done.failed)}")
+    if done.failed:
+        raise FhbenchError(f"{len(done.failed)} protocol(s) failed on bad data: {', '.join(done.failed)}")
     if not done.results:
         raise FhbenchError(f"no protocol could run with the data under {data_root}")
 
@@ -87,7 +96,8 @@ def _print_result(result, store):
 
 @main.command()
 @click.option("--protocol", default=None, help="only this protocol")
-@click.option("--scale", type=int, default=None, help="only this scale (1: the hr runs; 0: runs over fixed LR sizes)")
+@click.option("--scale", type=click.IntRange(min=0), default=None,
+              help="only this scale (1: the hr runs; 0: runs over fixed LR sizes)")
 @click.option("--evaluator", default=None, help="only this evaluator")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex", "json", "html"]), default="md",
               show_default=True)
@@ -190,7 +200,7 @@ def _names(text):
 @main.command()
 @click.argument("kind", type=click.Choice(["cmc", "roc", "csd", "vr", "dir", "scale", "samples"]))
 @click.option("--protocol", required=True)
-@click.option("--scale", type=int, default=None, help="the runs' scale (needed when several are stored)")
+@click.option("--scale", type=click.IntRange(min=0), default=None, help="the runs' scale (needed when several are stored)")
 @click.option("--level", default=None, help="LR size, e.g. 16x14: needed for protocols with fixed LR sizes "
               "(lfw-ident, ar-cmc), whose one run covers every size")
 @click.option("--evaluator", default=None, help="the runs' evaluator (needed when several are stored)")
@@ -229,12 +239,13 @@ def plot(kind, protocol, scale, level, evaluator, models, upsampled_input, metri
 @click.argument("model_a")
 @click.argument("model_b")
 @click.option("--protocol", required=True)
-@click.option("--scale", type=int, default=None)
+@click.option("--scale", type=click.IntRange(min=0), default=None)
 @click.option("--level", default=None, help="LR size, e.g. 16x14 (protocols with fixed LR sizes)")
 @click.option("--evaluator", default=None)
-@click.option("--resamples", type=int, default=10_000, show_default=True, help="bootstrap resamples")
+@click.option("--resamples", type=click.IntRange(min=1), default=10_000, show_default=True, help="bootstrap resamples")
 @click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
-@click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
+              show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True)
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
 def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed, confidence, fmt, store):

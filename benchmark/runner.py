@@ -23,13 +23,14 @@ from tqdm import tqdm
 
 from . import manifest as manifest_mod
 from .adapters import check_sr_batch, create_model
-from .cache import ImageResultCache, default_cache_dir
+from .cache import ImageResultCache, check_cache_dir, default_cache_dir
 from .data.images import read_batch
-from .degrade import make_degradation, upsample_bicubic
-from .errors import ConfigError, DataError, IncompatibleModelError
+from .degrade import make_degradation, upsampled_model_input
+from .errors import AdapterError, ConfigError, DataError, DataMissing, FhbenchError, IncompatibleModelError
 from .evaluators import create_evaluator
 from .frames import fit_to_hr_size, hr_frame
 from .metrics.image import fr_loss, psnr_y, ssim_y, summarize
+from .names import check_run_name
 from .protocols import LR_SIZES_SCALE, list_protocols, load_protocol
 from .registry import TASKS
 from .store import ResultStore
@@ -58,6 +59,18 @@ class RunOptions:
     device: str = "cpu"
     progress: bool = True
     name: Optional[str] = None        # the row's model name (default: the model's own)
+    replace: bool = False             # replace a row of the same name that holds another model
+
+    def check(self) -> None:
+        """Refuse options out of range before any work (the CLI's click ranges say the same)."""
+        for option, value, low in (("--batch-size", self.batch_size, 1), ("chunk_size", self.chunk_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{option} must be an integer >= {low}, got {value!r}")
+        if self.scale is not None and (isinstance(self.scale, bool) or not isinstance(self.scale, int)
+                                       or self.scale < 1):
+            raise ConfigError(f"--scale must be a positive integer, got {self.scale!r}")
+        if self.name is not None:
+            check_run_name(self.name)
 
 
 @dataclass
@@ -84,15 +97,25 @@ class Level:
 
 def run(opts: RunOptions) -> dict:
     """Run one model on one protocol at one level; store and return the result."""
+    opts.check()
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     protocol = load_protocol(opts.protocol)
+    store = ResultStore(opts.store)  # checked early: a bad store path fails before hours of work
+    store.check_writable()
+    cache_root = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir())
+    if cache_root is not None:
+        check_cache_dir(cache_root)
     model = create_model(opts.model, scale=opts.scale or protocol.default_scale, weights=opts.weights,
                          clamp=opts.clamp, device=opts.device, upsampled_input=opts.upsampled_input)
     scale, levels = _levels(protocol, model, opts.scale)
-    store = ResultStore(opts.store)  # opened early: a bad store path fails before hours of work
+    name = opts.name or model.name
+    model_manifest = {**model.describe(), "spec": opts.model, "clamp": opts.clamp}
     evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device)
+    check_run_name(name)
+    if not opts.replace:  # a name taken by another model fails now, not after the work
+        store.check_name(name, protocol.name, scale, evaluator.name, {"model": model_manifest})
     task = TASKS.get(protocol.task)(protocol, opts.data_root)
     faces = task.faces()
     if len(faces) == 0:
@@ -111,19 +134,24 @@ def run(opts: RunOptions) -> dict:
         lr_hw = level.degradation.lr_size(hr_hw) if level.degradation else hr_hw
         model.check_compatible(lr_hw, hr_hw, None if scale == LR_SIZES_SCALE else scale)
 
-    cache_root = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir())
+    # a model that cannot be fingerprinted may have changed since its results were cached
+    sr_cache_root = cache_root if model.fingerprint() is not None else None
+    dim = evaluator.embedding_dim
     common = {"frame": frame.name, "hr_hw": hr_hw, "evaluator": evaluator.describe()}
-    hr_cache = ImageResultCache(cache_root, "hr", common)
-    sr_caches = {lv.name: ImageResultCache(cache_root, "sr", {
-        **common, "degradation": lv.degradation.spec(), "model": model.describe(), "clamp": opts.clamp,
-        "crop_border": protocol.crop_border, "image_metrics": protocol.image_metrics})
-        for lv in levels if lv.degradation is not None}
+    hr_cache = ImageResultCache(cache_root, "hr", common, dim=dim)
+    sr_setting = {**common, "model": model.describe(), "clamp": opts.clamp, "crop_border": protocol.crop_border,
+                  "image_metrics": protocol.image_metrics,
+                  # a conv net's output moves (~1e-7) with the batch size; pure per-pixel code does not
+                  "batch_size": None if model.batch_invariant else opts.batch_size}
+    sr_caches = {lv.name: ImageResultCache(sr_cache_root, "sr", {**sr_setting, "degradation": lv.degradation.spec()},
+                                           dim=dim)
+                 for lv in levels if lv.degradation is not None}
 
-    _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
-                     protocol, opts, timer, f"{model.name} {protocol.name} {_level_label(scale, levels)}")
+    computed = _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
+                                protocol, opts, timer, f"{name} {protocol.name} {_level_label(scale, levels)}")
 
     t0 = time.perf_counter()
-    hr_emb = hr_cache.get(keys, evaluator.embedding_dim)["emb"]
+    hr_emb = hr_cache.get(keys, dim)["emb"]
     level_embs, image_metrics, arrays = {}, {}, {}
     name_levels = bool(protocol.lr_sizes)
     for level in levels:
@@ -132,7 +160,7 @@ def run(opts: RunOptions) -> dict:
             n = len(degraded)
             psnr, ssim, losses = np.full(n, np.inf), np.ones(n), np.zeros(n)
         else:
-            res = sr_caches[level.name].get([keys[i] for i in degraded], evaluator.embedding_dim)
+            res = sr_caches[level.name].get([keys[i] for i in degraded], dim)
             emb[degraded] = res["emb"]
             psnr, ssim = res["psnr"], res["ssim"]
             losses = fr_loss(res["emb"], hr_emb[degraded])
@@ -157,7 +185,7 @@ def run(opts: RunOptions) -> dict:
         "protocol": protocol.spec(), "scale": scale,
         "levels": {lv.name: lv.degradation.spec() if lv.degradation else None for lv in levels},
         "degradation": levels[0].degradation.spec() if len(levels) == 1 and levels[0].degradation else None,
-        "model": {**model.describe(), "spec": opts.model, "clamp": opts.clamp},
+        "model": model_manifest,
         "evaluator": evaluator.describe(),
         "data": {"root": str(Path(opts.data_root).resolve()), "image_root": str(Path(faces.image_root).resolve()),
                  "n_images": len(faces), "n_degraded": int(len(degraded)), "sha256": data_hash,
@@ -167,12 +195,18 @@ def run(opts: RunOptions) -> dict:
                  "extra_files": [str(p) for p in faces.extra_files],
                  # what the selection left out and why (e.g. AR people lacking a session)
                  "notes": list(task.notes), **hr_source.alignment_report()},
-        "cache": {"hr": str(hr_cache.path), "sr": {k: str(c.path) for k, c in sr_caches.items()}},
+        "cache": {"hr": str(hr_cache.path), "sr": {k: str(c.path) for k, c in sr_caches.items()},
+                  "sr_cached": sr_cache_root is not None,
+                  **({} if model.fingerprint() is not None or cache_root is None else
+                     {"why_not": "the model cannot be fingerprinted (no source file): its results are "
+                                 "recomputed on every run"}),
+                  # images this run computed (the rest came from the cache)
+                  "computed": computed},
+        "batch_size": opts.batch_size,
         "timing_seconds": timer.seconds,
         "images_per_second": timer.rates(),
     }
-    name = opts.name or model.name
-    run_id = store.save(name, protocol.name, scale, evaluator.name, metrics, manifest, arrays)
+    run_id = store.save(name, protocol.name, scale, evaluator.name, metrics, manifest, arrays, replace=opts.replace)
     return {"id": run_id, "model": name, "protocol": protocol.name, "scale": scale,
             "evaluator": evaluator.name, "metrics": metrics, "manifest": manifest}
 
@@ -215,48 +249,89 @@ def _first_of_each_key(indices: np.ndarray, keys: List[str]) -> np.ndarray:
 
 
 def _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
-                     protocol, opts, timer, desc):
-    """Fill the caches: HR embeddings of every face, SR results of every degraded face and level."""
-    todo_hr = set(_first_of_each_key(hr_cache.missing(keys), keys).tolist())
-    degraded_keys = [keys[i] for i in degraded]
-    todo_sr = {name: set(degraded[_first_of_each_key(c.missing(degraded_keys), degraded_keys)].tolist())
-               for name, c in sr_caches.items()}
-    work = np.array(sorted(todo_hr.union(*todo_sr.values())), dtype=np.int64)
-    bar = tqdm(total=len(work), unit="img", desc=desc, disable=not opts.progress or len(work) == 0)
-    for start in range(0, len(work), opts.chunk_size):
-        idx = work[start:start + opts.chunk_size]
-        hr = hr_source.load(idx)
-        hr_rows = np.array([k for k, i in enumerate(idx) if i in todo_hr], dtype=np.int64)
-        if len(hr_rows):
-            t0 = time.perf_counter()
-            hr_cache.put([keys[i] for i in idx[hr_rows]], evaluator.embed(hr[hr_rows], hr_source.frame))
-            timer.add("embed", t0, len(hr_rows))
+                     protocol, opts, timer, desc) -> Dict[str, int]:
+    """Fill the caches: HR embeddings of every face, SR results of every degraded face and level.
+    Returns how many images of each kind this call computed (``hr`` and each level's name).
+
+    The SR model sees fixed batches: the unique degraded images in protocol order, cut every
+    ``batch_size`` images, whatever is cached. A batch with any image missing is recomputed
+    whole, so a run resumed after a kill feeds the model exactly the batches an uninterrupted
+    run does, and stores bit-identical results (a conv net's output moves with its batch).
+    Only the missing images of a batch are written: a cached value is never overwritten."""
+    unique = _first_of_each_key(np.arange(len(faces)), keys)
+    hr_todo = set(unique[hr_cache.missing([keys[i] for i in unique])].tolist())
+    sr_unique = _first_of_each_key(degraded, keys)
+    bs = opts.batch_size
+    batches = [sr_unique[s:s + bs] for s in range(0, len(sr_unique), bs)]
+    sr_todo = {}  # level -> (indices of the batches to compute, set of the images to write)
+    for name, cache in sr_caches.items():
+        missing = set(sr_unique[cache.missing([keys[i] for i in sr_unique])].tolist())
+        sr_todo[name] = ([b for b, batch in enumerate(batches) if missing.intersection(batch.tolist())], missing)
+    # Chunks of whole batches bound the images in memory; the HR work rides along.
+    per_chunk = max(1, opts.chunk_size // bs)
+    plan = []  # (images to load, {level: indices of the batches to compute})
+    for c in range(0, len(batches), per_chunk):
+        chunk = range(c, min(c + per_chunk, len(batches)))
+        wanted = {name: [b for b in todo if b in chunk] for name, (todo, _) in sr_todo.items()}
+        for_sr = {int(i) for todo in wanted.values() for b in todo for i in batches[b]}
+        need = [int(i) for b in chunk for i in batches[b] if i in hr_todo or i in for_sr]
+        if need:
+            plan.append((np.array(need, dtype=np.int64), wanted))
+    hr_only = sorted(hr_todo - set(sr_unique.tolist()))
+    plan += [(np.array(hr_only[s:s + opts.chunk_size], dtype=np.int64), {})
+             for s in range(0, len(hr_only), opts.chunk_size)]
+    computed = {"hr": 0, **{name: 0 for name in sr_caches}}
+    total = sum(len(need) for need, _ in plan)
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not opts.progress or total == 0)
+    for need, wanted in plan:
+        hr = hr_source.load(need)
+        _embed_hr(need, hr, hr_todo, keys, hr_cache, evaluator, hr_source.frame, timer, computed)
+        row_of = {int(i): r for r, i in enumerate(need)}
         for level in levels:
-            if level.degradation is None:
+            if not wanted.get(level.name):
                 continue
-            rows = np.array([k for k, i in enumerate(idx) if i in todo_sr[level.name]], dtype=np.int64)
-            if len(rows):
-                result = _super_resolve(model, level, hr[rows], idx[rows], faces, protocol, opts, evaluator,
-                                        hr_source.frame, timer)
-                sr_caches[level.name].put([keys[i] for i in idx[rows]], **result)
-        bar.update(len(idx))
+            idx = np.concatenate([batches[b] for b in wanted[level.name]])
+            rows = np.array([row_of[int(i)] for i in idx], dtype=np.int64)
+            result = _super_resolve(model, level, hr[rows], idx, faces, protocol, opts, evaluator,
+                                    hr_source.frame, timer)
+            write = np.array([k for k, i in enumerate(idx) if i in sr_todo[level.name][1]], dtype=np.int64)
+            sr_caches[level.name].put([keys[i] for i in idx[write]],
+                                      **{k: None if v is None else v[write] for k, v in result.items()})
+            computed[level.name] += len(idx)
+        bar.update(len(need))
     bar.close()
+    return computed
+
+
+def _embed_hr(idx, hr, hr_todo, keys, hr_cache, evaluator, frame, timer, computed) -> None:
+    rows = np.array([r for r, i in enumerate(idx) if i in hr_todo], dtype=np.int64)
+    if len(rows):
+        t0 = time.perf_counter()
+        hr_cache.put([keys[i] for i in idx[rows]], evaluator.embed(hr[rows], frame))
+        timer.add("embed", t0, len(rows))
+        computed["hr"] += len(rows)
 
 
 def _super_resolve(model, level, hr, idx, faces, protocol, opts, evaluator, frame, timer) -> Dict:
+    """SR, per-image metrics and SR embeddings of ``idx``: whole batches of ``batch_size``."""
     names = [faces.relpaths[i] for i in idx]
     t0 = time.perf_counter()
     lr = level.degradation(hr)
     if model.wants_upsampled_input:
-        lr = upsample_bicubic(lr, hr.shape[-2:])
+        lr = upsampled_model_input(lr, hr.shape[-2:])
     timer.add("degrade", t0, len(idx))
     t0 = time.perf_counter()
     sr = np.empty_like(hr)
+    written = np.zeros(len(idx), dtype=bool)
     for s in range(0, len(idx), opts.batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(lr[s:s + opts.batch_size]))
-        out = model.super_resolve(batch, names[s:s + opts.batch_size])
-        sr[s:s + len(batch)] = check_sr_batch(model.name, out, (len(batch),) + hr.shape[1:],
-                                              first_index=int(idx[s]), keys=names[s:s + opts.batch_size])
+        e = min(s + opts.batch_size, len(idx))
+        batch = torch.from_numpy(np.ascontiguousarray(lr[s:e]))
+        out = _call_model(model, batch, names[s:e], int(idx[s]))
+        sr[s:e] = check_sr_batch(model.name, out, (e - s,) + hr.shape[1:], first_index=int(idx[s]), keys=names[s:e])
+        written[s:e] = True
+    if not written.all():  # never score an uninitialised buffer
+        raise FhbenchError(f"internal error: model {model.name} was not called for image "
+                           f"{int(idx[np.flatnonzero(~written)[0]])}; nothing was stored")
     timer.add("sr", t0, len(idx))
     psnr = ssim = None
     if protocol.image_metrics:
@@ -268,6 +343,22 @@ def _super_resolve(model, level, hr, idx, faces, protocol, opts, evaluator, fram
     emb = evaluator.embed(sr, frame)
     timer.add("embed", t0, len(idx))
     return {"emb": emb, "psnr": psnr, "ssim": ssim}
+
+
+def _call_model(model, batch, names, first_index):
+    """The model's output for one batch; its exceptions (even ``sys.exit``) become one line
+    naming the model and the batch."""
+    where = f"images {first_index}..{first_index + len(batch) - 1} (first: {names[0]})"
+    try:
+        return model.super_resolve(batch, names)
+    except FhbenchError:
+        raise
+    except SystemExit as err:
+        raise AdapterError(f"model {model.name} called sys.exit({err.code!r}) on {where}; nothing was stored") from None
+    except Exception as err:
+        message = str(err).strip().splitlines()
+        raise AdapterError(f"model {model.name} raised {type(err).__name__} on {where}: "
+                           f"{message[0] if message else ''}") from None
 
 
 class HRSource:
@@ -319,19 +410,22 @@ class HRSource:
 @dataclass
 class AllResult:
     results: List[dict]
-    skipped: Dict[str, str]   # protocol -> why it did not run
+    skipped: Dict[str, str]   # protocol -> why it did not run (its data is absent, ...)
+    failed: Dict[str, str] = field(default_factory=dict)  # protocol -> the error that stopped it
 
 
 def run_all(opts: RunOptions, protocols: Optional[List[str]] = None, on_result=None) -> AllResult:
     """``--protocol all``: every protocol whose data is present under ``opts.data_root``.
 
-    A protocol is skipped, with the reason, when its data is absent or incomplete, when
+    A protocol is skipped, with the reason, when its data is absent (``DataMissing``), when
     ``opts.scale`` is not one of its scales, or when the model cannot run it (its scale or
     input size: ``IncompatibleModelError``). ``opts.scale`` does not apply to ``lr_sizes``
-    protocols: they run their own sizes. Other errors (a model returning NaN, ...) stop
-    everything, as in a single run.
+    protocols: they run their own sizes. Corrupt or malformed data (any other DataError) fails
+    that protocol: the others still run, and the caller reports the failure (non-zero exit).
+    Other errors (a model returning NaN, ...) stop everything, as in a single run.
     """
-    results, skipped = [], {}
+    opts.check()
+    results, skipped, failed = [], {}, {}
     for name in protocols or list_protocols():
         protocol = load_protocol(name)
         scale = opts.scale
@@ -342,10 +436,13 @@ def run_all(opts: RunOptions, protocols: Optional[List[str]] = None, on_result=N
             continue
         try:
             result = run(RunOptions(**{**opts.__dict__, "protocol": name, "scale": scale}))
-        except (DataError, IncompatibleModelError) as err:
+        except (DataMissing, IncompatibleModelError) as err:
             skipped[name] = str(err)
+            continue
+        except DataError as err:
+            failed[name] = str(err)
             continue
         results.append(result)
         if on_result:
             on_result(result)
-    return AllResult(results, skipped)
+    return AllResult(results, skipped, failed)

@@ -190,8 +190,9 @@ def test_interrupted_run_writes_nothing_and_resumes_from_cache(mini_lfw_jpg_name
         return real_embed(self, images, frame)
 
     monkeypatch.setattr(SFace, "embed", flaky_embed)
+    # chunks are whole SR batches: 2 batches of 5 per chunk
     opts = runner.RunOptions(model="bicubic", protocol="lfw-10fold", scale=4, data_root=str(mini_lfw_jpg_names),
-                             store=str(store), cache_dir=str(cache), chunk_size=10, progress=False)
+                             store=str(store), cache_dir=str(cache), chunk_size=10, batch_size=5, progress=False)
     with pytest.raises(KeyboardInterrupt):
         runner.run(opts)
     assert _rows(store) == []
