@@ -54,3 +54,12 @@ def test_fr_demo_and_its_control_differ_only_in_the_loss():
     assert (c["loss_weights"], f["loss_weights"]) == ({"mse": 1.0}, {"mse": 1.0, "fr": "auto"})
     ckpt = torch.load(RESULTS / "srresnet-fr-cpu-demo" / "srresnet-fr-cpu-demo-x8.pt", weights_only=True)
     assert ckpt["identity_network"]["name"] == "sface"
+
+
+def test_every_shipped_json_is_strict_json():
+    """Strict parsers (browsers, jq) refuse Infinity/NaN: the hr row's inf PSNR is written as
+    null plus its place in ``non_finite`` (benchmark.strict_json)."""
+    files = sorted(RESULTS.rglob("*.json"))
+    assert files
+    for path in files:
+        json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path}: non-JSON constant {c}"))
