@@ -1,7 +1,7 @@
 """On-disk cache of per-image results, shared by every protocol and resumed after a kill.
 
-What a face becomes under one setting (its HR embedding; or its SR embedding, PSNR and SSIM
-under one degradation, model and evaluator) depends only on the image's content, not on the
+What a face becomes under one setting (its HR embedding; or its SR embedding and per-image
+metrics under one degradation, model and evaluator) depends only on the image's content, not on the
 protocol that asked for it. So results are cached per image, keyed by the image's content
 key (``FaceSet.image_keys``: SHA256 of the file bytes, plus the landmarks when they are
 given), in one SQLite file per setting: ``<root>/<kind>/<hash of the setting>.sqlite``.
@@ -12,8 +12,12 @@ Every batch of new results is one transaction, so a killed run leaves whole rows
 the next run resumes with the images that are missing. The setting's JSON is stored in the
 file (table ``setting``) for inspection.
 
+The per-image metrics are whatever the setting names (``metrics``: PSNR, SSIM, a plug-in's
+LPIPS, ...), stored per row as float64 values in that order (NaN where not computed), so a
+new per-image metric needs no new column.
+
 A cached number is only ever returned if it is the one that was stored: every row carries a
-checksum (first 16 bytes of SHA256 over its key, embedding bytes, PSNR and SSIM as stored),
+checksum (first 16 bytes of SHA256 over its key, embedding bytes and metric values as stored),
 and a row whose checksum or embedding length is wrong counts as missing (``missing`` lists
 it, so it is recomputed and replaced) and is never returned (``get`` raises). SQLite's own
 page checks catch a damaged file; the checksum catches damage inside a row's bytes.
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sqlite3
 import struct
@@ -35,16 +38,16 @@ import numpy as np
 
 from .errors import FhbenchError
 
-CACHE_VERSION = 3  # bump when what a cached value means changes (3: per-row checksums)
+# bump when what a cached value means changes (3: per-row checksums; 4: named metric values)
+CACHE_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS setting (json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
-    image TEXT PRIMARY KEY,    -- FaceSet.image_keys() entry
-    emb   BLOB NOT NULL,       -- float32 embedding
-    psnr  REAL,                -- NULL where not computed (HR cache, natural-LR probes)
-    ssim  REAL,
-    checksum BLOB NOT NULL     -- row_checksum(image, emb, psnr, ssim)
+    image   TEXT PRIMARY KEY,  -- FaceSet.image_keys() entry
+    emb     BLOB NOT NULL,     -- float32 embedding
+    metrics BLOB NOT NULL,     -- float64 value of each of the setting's metrics, NaN where not computed
+    checksum BLOB NOT NULL     -- row_checksum(image, emb, metrics)
 );
 """
 
@@ -65,34 +68,13 @@ def key_hash(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _stored_float(value) -> Optional[float]:
-    """A PSNR/SSIM value as SQLite stores and returns it: NaN is NULL (SQLite turns NaN into
-    NULL anyway), -0.0 is 0.0 (SQLite may store an integral REAL as an integer)."""
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value + 0.0
-
-
-def _checksum_part(value) -> Optional[bytes]:
-    if value is None:
-        return b"N"
-    if isinstance(value, float):
-        return b"F" + struct.pack("<d", value + 0.0)
-    return None  # a stored value of another type (text, blob, integer) is damage
-
-
-def row_checksum(key, emb: bytes, psnr, ssim) -> Optional[bytes]:
+def row_checksum(key, emb: bytes, metrics: bytes) -> Optional[bytes]:
     """16 bytes of SHA256 over one row as stored; None where a column has an impossible type."""
-    parts = [_checksum_part(psnr), _checksum_part(ssim)]
-    if not isinstance(key, str) or not isinstance(emb, bytes) or None in parts:
+    if not isinstance(key, str) or not isinstance(emb, bytes) or not isinstance(metrics, bytes):
         return None
     h = hashlib.sha256()
-    key_bytes = key.encode("utf-8", "surrogatepass")
-    h.update(struct.pack("<Q", len(key_bytes)) + key_bytes)
-    h.update(struct.pack("<Q", len(emb)) + emb)
-    for part in parts:
-        h.update(part)
+    for part in (key.encode("utf-8", "surrogatepass"), emb, metrics):
+        h.update(struct.pack("<Q", len(part)) + part)
     return h.digest()[:16]
 
 
@@ -101,10 +83,13 @@ class ImageResultCache:
 
     ``dim`` (the embedding dimension, optional) makes ``missing`` count an embedding of any
     other length as missing; ``missing(keys, dim)`` and ``get(keys, dim)`` may give it per call.
+    ``metrics`` names the per-image values each row holds (part of the setting).
     """
 
-    def __init__(self, root: Optional[Path], kind: str, setting: dict, dim: Optional[int] = None):
-        self.setting = {**setting, "cache_version": CACHE_VERSION}
+    def __init__(self, root: Optional[Path], kind: str, setting: dict, dim: Optional[int] = None,
+                 metrics: Sequence[str] = ()):
+        self.metrics = tuple(metrics)
+        self.setting = {**setting, "metrics": list(self.metrics), "cache_version": CACHE_VERSION}
         self.dim = dim
         self._memory: Dict[str, tuple] = {}
         self.path = None
@@ -150,7 +135,7 @@ class ImageResultCache:
         """Indices into ``keys`` whose results are not cached, or are cached but damaged
         (checksum mismatch, or an embedding that is not ``dim`` float32 values)."""
         dim = self._dim(dim)
-        good = {k for k, row in self._rows(set(keys)) if _problem(k, row, dim) is None}
+        good = {k for k, row in self._rows(set(keys)) if self._problem(k, row, dim) is None}
         return np.array([i for i, k in enumerate(keys) if k not in good], dtype=np.int64)
 
     @staticmethod
@@ -161,28 +146,34 @@ class ImageResultCache:
         con.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((k,) for k in wanted))
         return con.execute(f"SELECT {columns} FROM items JOIN wanted ON items.image = wanted.image").fetchall()
 
-    def put(self, keys: Sequence[str], emb: np.ndarray, psnr: Optional[np.ndarray] = None,
-            ssim: Optional[np.ndarray] = None) -> None:
-        """Store one batch in one transaction (a damaged row of the same key is replaced)."""
+    def put(self, keys: Sequence[str], emb: np.ndarray, **metrics: Optional[np.ndarray]) -> None:
+        """Store one batch in one transaction (a damaged row of the same key is replaced);
+        ``metrics``: one array per metric name of this cache (None or absent: not computed)."""
         emb = np.ascontiguousarray(emb, dtype=np.float32)
         dim = self.dim
+        where = self.path or "in memory"
         if emb.ndim != 2 or len(emb) != len(keys) or (dim is not None and emb.shape[1] != dim):
-            raise FhbenchError(f"cache {self.path or 'in memory'}: refusing to store embeddings of shape "
+            raise FhbenchError(f"cache {where}: refusing to store embeddings of shape "
                                f"{emb.shape} for {len(keys)} images" + (f" of dimension {dim}" if dim else ""))
+        unknown = sorted(set(metrics) - set(self.metrics))
+        if unknown:
+            raise FhbenchError(f"cache {where} holds the metrics {list(self.metrics)}, not {unknown}")
+        values = np.full((len(keys), len(self.metrics)), np.nan)
+        for j, name in enumerate(self.metrics):
+            if metrics.get(name) is not None:
+                values[:, j] = np.asarray(metrics[name], dtype=np.float64).reshape(len(keys))
         rows = []
         for i, k in enumerate(keys):
-            blob = emb[i].tobytes()
-            p = None if psnr is None else _stored_float(psnr[i])
-            s = None if ssim is None else _stored_float(ssim[i])
+            blob, vals = emb[i].tobytes(), values[i].astype("<f8").tobytes()
             # str(k) only for the checksum: a non-string key still fails to bind below
-            rows.append((k, blob, p, s, row_checksum(k if isinstance(k, str) else str(k), blob, p, s)))
+            rows.append((k, blob, vals, row_checksum(k if isinstance(k, str) else str(k), blob, vals)))
         if self.path is None:
             self._memory.update({r[0]: r[1:] for r in rows})
             return
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
-                con.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)", rows)
+                con.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?)", rows)
                 con.execute("COMMIT")
             except BaseException:
                 try:
@@ -192,50 +183,50 @@ class ImageResultCache:
                 raise
 
     def get(self, keys: Sequence[str], dim: int) -> Dict[str, np.ndarray]:
-        """{"emb": (N, dim) float32, "psnr": (N,), "ssim": (N,)} in ``keys`` order (NaN where
-        a value was not computed); every key must be present and intact."""
+        """{"emb": (N, dim) float32, <metric>: (N,) float64 for each of this cache's metrics}
+        in ``keys`` order (NaN where a value was not computed); every key must be present and
+        intact."""
         found = dict(self._rows(set(keys)))
         absent = [k for k in keys if k not in found]
         if absent:
             raise FhbenchError(f"cache {self.path or 'in memory'} lost {len(absent)} entries during the run "
                                f"(first: {absent[0]}); re-run")
         for k in keys:
-            problem = _problem(k, found[k], dim)
+            problem = self._problem(k, found[k], dim)
             if problem:
                 raise FhbenchError(f"cache {self.path or 'in memory'}: entry {k} is damaged ({problem}); "
                                    "re-run to recompute it, or delete the file")
         emb = np.empty((len(keys), dim), dtype=np.float32)
-        psnr = np.empty(len(keys))
-        ssim = np.empty(len(keys))
+        values = np.empty((len(keys), len(self.metrics)))
         for i, k in enumerate(keys):
-            blob, p, s, _ = found[k]
+            blob, vals, _ = found[k]
             emb[i] = np.frombuffer(blob, dtype=np.float32)
-            psnr[i] = np.nan if p is None else p
-            ssim[i] = np.nan if s is None else s
-        return {"emb": emb, "psnr": psnr, "ssim": ssim}
+            values[i] = np.frombuffer(vals, dtype="<f8")
+        return {"emb": emb, **{name: values[:, j].copy() for j, name in enumerate(self.metrics)}}
+
+    def _problem(self, key, row, dim: Optional[int]) -> Optional[str]:
+        """Why a stored row must not be used, or None."""
+        blob, vals, checksum = row
+        if not isinstance(blob, bytes) or (dim is not None and len(blob) != 4 * dim):
+            size = len(blob) if isinstance(blob, (bytes, str)) else "?"
+            return f"embedding of {size} bytes, expected {4 * dim if dim is not None else 'a multiple of 4'}"
+        if len(blob) % 4:
+            return f"embedding of {len(blob)} bytes, not float32 values"
+        if not isinstance(vals, bytes) or len(vals) != 8 * len(self.metrics):
+            return f"metric values of the wrong size, expected {len(self.metrics)} float64 values"
+        expected = row_checksum(key, blob, vals)
+        if expected is None or checksum != expected:
+            return "checksum mismatch"
+        return None
 
     def _rows(self, wanted: set) -> Iterable[tuple]:
-        """(key, (emb, psnr, ssim, checksum)) of the stored rows among ``wanted``."""
+        """(key, (emb, metrics, checksum)) of the stored rows among ``wanted``."""
         if self.path is None:
             return [(k, v) for k, v in self._memory.items() if k in wanted]
         with self._connect() as con:
             # as BLOB: an embedding altered into text is compared by its bytes, never decoded
-            rows = self._select(con, "items.image, CAST(emb AS BLOB), psnr, ssim, checksum", wanted)
+            rows = self._select(con, "items.image, CAST(emb AS BLOB), CAST(metrics AS BLOB), checksum", wanted)
         return [(r[0], r[1:]) for r in rows]
-
-
-def _problem(key, row, dim: Optional[int]) -> Optional[str]:
-    """Why a stored row must not be used, or None."""
-    blob, psnr, ssim, checksum = row
-    if not isinstance(blob, bytes) or (dim is not None and len(blob) != 4 * dim):
-        size = len(blob) if isinstance(blob, (bytes, str)) else "?"
-        return f"embedding of {size} bytes, expected {4 * dim if dim is not None else 'a multiple of 4'}"
-    if len(blob) % 4:
-        return f"embedding of {len(blob)} bytes, not float32 values"
-    expected = row_checksum(key, blob, psnr, ssim)
-    if expected is None or checksum != expected:
-        return "checksum mismatch"
-    return None
 
 
 def _json_or_none(text):

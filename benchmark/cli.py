@@ -83,13 +83,16 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
 
 
 def _print_result(result, store):
-    from .leaderboard import metric_format, scale_label
+    from .leaderboard import scale_label
+    from .metrics.registry import known_metric, metric_spec
 
     click.echo(f"{result['model']} on {result['protocol']} ({scale_label(result['scale'])}, "
                f"evaluator {result['evaluator']}):")
     for key, value in result["metrics"].items():
-        # a std is shown in the units of its mean (accuracy_std in % like accuracy)
-        _, factor, digits, _, _ = metric_format(key[:-4] if key.endswith("_std") else key)
+        # a std is shown in the units of its mean (accuracy_std in % like accuracy); counts
+        # such as psnr_n_inf are not metrics of their own
+        spec = metric_spec(key) if known_metric(key) else None
+        factor, digits = (spec.factor, spec.digits) if spec else (1, 4)
         click.echo(f"  {key:>16}: {value * factor:.{digits}f}" if isinstance(value, float) else f"  {key:>16}: {value}")
     click.echo(f"stored as run {result['id']} in {store}")
 

@@ -31,6 +31,7 @@ from . import strict_json
 from .errors import FhbenchError
 from .leaderboard import NO_DEGRADATION_SCALE, scale_label
 from .levels import arrays_at_level, level_label, resolve_level
+from .metrics.registry import metric_spec, metrics_per_item
 from .metrics.verification import ten_fold_accuracy
 from .protocols import load_protocol
 from .store import ResultStore, RunRecord
@@ -39,7 +40,6 @@ N_RESAMPLES = 10_000
 SEED = 0
 CONFIDENCE = 0.95
 PROBE_RANK = "probe_rank"   # per-probe rank of the first correct match (1 = correct at rank 1)
-IMAGE_METRICS = ("psnr", "ssim", "fr_loss")
 RESAMPLE_CHUNK = 4_000_000  # resampled indices held at once (32 MB of int64)
 
 
@@ -214,7 +214,7 @@ def compare_runs(store: ResultStore, run_a: RunRecord, run_b: RunRecord, n_resam
         strata = np.repeat(np.arange(ra.shape[0]), ra.shape[1]) if ra.ndim == 2 else None
         interval("rank1", (ra == 1).ravel(), (rb == 1).ravel(), strata,
                  "probes within repeats" if ra.ndim == 2 else "probes")
-    for metric in IMAGE_METRICS:
+    for metric in (m.name for m in metrics_per_item("images")):
         if not _has(arr_a, arr_b, metric):
             continue
         va, vb = arr_a[metric], arr_b[metric]
@@ -247,11 +247,6 @@ def _has(arr_a, arr_b, *names) -> bool:
     return all(n in arr_a and n in arr_b for n in names)
 
 
-# metric: (display factor, decimals, unit shown)
-_DISPLAY = {"accuracy": (100, 2, "%"), "rank1": (100, 2, "%"), "psnr": (1, 2, " dB"),
-            "ssim": (1, 4, ""), "fr_loss": (1, 4, "")}
-
-
 def format_comparison(c: Comparison, fmt: str = "text") -> str:
     """``text`` or ``md`` (a table) or ``json``."""
     if fmt == "json":
@@ -261,7 +256,8 @@ def format_comparison(c: Comparison, fmt: str = "text") -> str:
             f"A = {c.model_a}, B = {c.model_b}; differences are B - A")
     rows = [["metric", "A", "B", "B - A", f"{round(100 * _confidence(c))}% CI", "resampled"]]
     for iv in c.intervals:
-        f, d, unit = _DISPLAY.get(iv.metric, (1, 4, ""))
+        spec = metric_spec(iv.metric)
+        f, d, unit = spec.factor, spec.digits, spec.unit
         rows.append([iv.metric, f"{iv.value_a * f:.{d}f}{unit}", f"{iv.value_b * f:.{d}f}{unit}",
                      f"{iv.difference * f:+.{d}f}", f"[{iv.low * f:+.{d}f}, {iv.high * f:+.{d}f}]",
                      f"{iv.unit}, {iv.n_resamples} x, seed {iv.seed}"])

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional
 
 from . import strict_json
 from .errors import FhbenchError
+from .metrics.registry import metric_spec
 from .names import slug
 from .protocols import LR_SIZES_SCALE, load_protocol
 from .store import ResultStore
@@ -36,29 +37,6 @@ HR_MODEL = "hr"
 LR_MODEL = "bicubic"
 HR_LABEL = "hr (no degradation)"
 LR_LABEL = "bicubic (no SR)"
-
-# metric: (header, scale factor for display, decimals, lower is better, std key)
-METRIC_FORMATS = {
-    "accuracy": ("Acc (%)", 100, 2, False, "accuracy_std"),
-    "auc": ("AUC (%)", 100, 2, False, None),
-    "eer": ("EER (%)", 100, 2, True, None),
-    "psnr": ("PSNR (dB)", 1, 2, False, "psnr_std"),
-    "ssim": ("SSIM", 1, 4, False, "ssim_std"),
-    "fr_loss": ("FR loss", 1, 4, True, "fr_loss_std"),
-    # BLUFR (mean and std over trials, ddof=1; lower = mean - std, what BLUFR asks to report)
-    "vr": ("VR@0.1% (%)", 100, 2, False, "vr_std"),
-    "vr_lower": ("VR@0.1% μ-σ (%)", 100, 2, False, None),
-    "dir": ("DIR@1% (%)", 100, 2, False, "dir_std"),
-    "dir_lower": ("DIR@1% μ-σ (%)", 100, 2, False, None),
-    # closed-set identification
-    "rank1": ("Rank-1 (%)", 100, 2, False, "rank1_std"),
-    "rank5": ("Rank-5 (%)", 100, 2, False, "rank5_std"),
-    "rank10": ("Rank-10 (%)", 100, 2, False, "rank10_std"),
-    "knn1": ("1-NN (%)", 100, 2, False, None),
-    "knn5": ("5-NN (%)", 100, 2, False, None),
-    "knn10": ("10-NN (%)", 100, 2, False, None),
-}
-
 
 @dataclass
 class Table:
@@ -70,16 +48,6 @@ class Table:
     rows: List[dict]            # {"model", "reference": bool, "metrics": {...}}
     with_std: List[str] = field(default_factory=list)            # metrics shown as mean ± std
     missing_references: List[str] = field(default_factory=list)  # commands that add them
-
-
-def metric_format(name):
-    """(header, factor, decimals, lower is better, std key); ``<metric>@<level>`` (a level of an
-    ``lr_sizes`` protocol, or a probe group) takes its metric's format, the level in the header."""
-    base, at, level = name.partition("@")
-    header, factor, digits, lower, std = METRIC_FORMATS.get(base, (base, 1, 4, False, None))
-    if at:
-        return (f"{header} @{level}", factor, digits, lower, f"{name}_std" if std else None)
-    return header, factor, digits, lower, std
 
 
 def scale_label(scale: int) -> str:
@@ -118,7 +86,7 @@ def _table(runs, proto, sc, ev) -> Table:
     at_scale = [r for r in here if r.scale == sc and sc != NO_DEGRADATION_SCALE]
     lr = [r for r in at_scale if r.model == LR_MODEL]
     ranked = [{"model": r.model, "reference": False, "metrics": r.metrics} for r in at_scale if r.model != LR_MODEL]
-    lower = metric_format(spec.primary_metric)[3]
+    lower = metric_spec(spec.primary_metric).lower_better
     ranked.sort(key=lambda row: _sort_key(row["metrics"].get(spec.primary_metric), lower))
     rows = ([{"model": HR_LABEL if r.model == HR_MODEL else f"{r.model} (no degradation)",
               "reference": True, "metrics": r.metrics} for r in hr]
@@ -139,7 +107,7 @@ def _sort_key(value, lower_better):
 
 
 def _best(table: Table, metric: str) -> Optional[float]:
-    _, _, _, lower, _ = metric_format(metric)
+    lower = metric_spec(metric).lower_better
     vals = [r["metrics"].get(metric) for r in table.rows if not r["reference"]]
     vals = [v for v in vals if v is not None and not math.isnan(v)]
     return (min(vals) if lower else max(vals)) if vals else None
@@ -150,7 +118,7 @@ def _is_best(table: Table, best: Dict[str, Optional[float]], row: dict, metric: 
 
 
 def _cell(metrics, metric, with_std: bool):
-    _, factor, digits, _, _ = metric_format(metric)
+    factor, digits = metric_spec(metric).factor, metric_spec(metric).digits
     v = metrics.get(metric)
     if v is None:
         return "-"
@@ -208,7 +176,7 @@ def _cells(t: Table, row: dict, bold) -> List[str]:
 
 
 def _md(t: Table) -> str:
-    heads = ["Model"] + [metric_format(m)[0] for m in t.metrics]
+    heads = ["Model"] + [metric_spec(m).header for m in t.metrics]
     lines = [f"### {_title(t)}", "", "| " + " | ".join(heads) + " |",
              "|" + "|".join(["---"] + ["---:"] * len(t.metrics)) + "|"]
     for r in t.rows:
@@ -231,7 +199,7 @@ def latex_escape(text: str) -> str:
 
 def _latex(t: Table) -> str:
     cols = "l" + "r" * len(t.metrics)
-    heads = ["Model"] + [latex_escape(metric_format(m)[0]) for m in t.metrics]
+    heads = ["Model"] + [latex_escape(metric_spec(m).header) for m in t.metrics]
     out = [f"% {_title(t)} (needs \\usepackage{{booktabs}})", r"\begin{tabular}{" + cols + "}", r"\toprule",
            " & ".join(heads) + r" \\", r"\midrule"]
     best = {m: _best(t, m) for m in t.metrics}
@@ -251,7 +219,7 @@ def _csv_keys(t: Table) -> List[str]:
     keys = []
     for m in t.metrics:
         keys.append(m)
-        std = metric_format(m)[4] or (f"{m}_std" if m in t.with_std else None)
+        std = metric_spec(m).std or (f"{m}_std" if m in t.with_std else None)
         if std:
             keys.append(std)
     return keys
@@ -277,7 +245,7 @@ def _csv(t: Table) -> str:
 
 def _html(t: Table) -> str:
     esc = html.escape
-    heads = "".join(f"<th>{esc(h)}</th>" for h in ["Model"] + [metric_format(m)[0] for m in t.metrics])
+    heads = "".join(f"<th>{esc(h)}</th>" for h in ["Model"] + [metric_spec(m).header for m in t.metrics])
     body = []
     for r in t.rows:
         cells = "".join(f"<td>{c}</td>" for c in _cells(t, r, lambda c: f"<strong>{c}</strong>"))

@@ -39,7 +39,8 @@ from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
 from .errors import FhbenchError
 from .levels import arrays_at_level, level_label, resolve_level, split_level
 from .tasks.base import at_level
-from .leaderboard import HR_MODEL, LR_MODEL, NO_DEGRADATION_SCALE, metric_format, scale_label
+from .leaderboard import HR_MODEL, LR_MODEL, NO_DEGRADATION_SCALE, scale_label
+from .metrics.registry import metric_spec, metrics_per_item
 from .metrics.verification import roc_curve_exact
 from .protocols import load_protocol
 from .store import ResultStore, RunRecord
@@ -322,22 +323,27 @@ def _one_far_axis(values, run: RunRecord, name: str) -> np.ndarray:
     return fars
 
 
-def cumulative_score_distribution(values) -> tuple:
+def cumulative_score_distribution(values, lower_better: bool = False) -> tuple:
     """(x, y): the distinct finite scores ascending and the fraction of all images scoring
-    >= each (inf, e.g. PSNR of identical images, counts as above every x)."""
+    >= each (inf, e.g. PSNR of identical images, counts as above every x); for a metric where
+    lower is better, the fraction scoring <= each (the share of images at least that good)."""
     v = np.asarray(values, dtype=np.float64).ravel()
     finite = np.sort(v[np.isfinite(v)])
     x = np.unique(finite)
+    if lower_better:
+        return x, np.searchsorted(np.sort(v), x, side="right") / len(v)
     return x, (len(v) - np.searchsorted(np.sort(v), x, side="left")) / len(v)
 
 
 def plot_csd(store: ResultStore, protocol: str, metric: str = "psnr", scale=None, evaluator=None,
              models=None, level: Optional[str] = None) -> Figure:
-    """Cumulative score distribution: the fraction of images with ``metric`` >= x (a step
-    that drops just after each distinct score). The hr run (identical images: PSNR inf,
-    SSIM 1) is left out."""
-    if metric not in ("psnr", "ssim"):
-        raise FhbenchError(f"CSD plots show psnr or ssim, not {metric!r}")
+    """Cumulative score distribution of a per-image metric: the fraction of images with
+    ``metric`` >= x (<= x where lower is better), a step at each distinct score. The hr run
+    (identical images: PSNR inf, SSIM 1) is left out."""
+    per_image = [m.name for m in metrics_per_item("images")]
+    if metric not in per_image:
+        raise FhbenchError(f"CSD plots show a per-image metric ({', '.join(per_image)}), not {metric!r}")
+    spec = metric_spec(metric)
     sel = select_runs(store, protocol, scale, evaluator, models, level=level)
     if not load_protocol(protocol).image_metrics:
         raise FhbenchError(f"protocol {protocol} has no PSNR or SSIM (image_metrics: false: natural LR, no true "
@@ -351,13 +357,13 @@ def plot_csd(store: ResultStore, protocol: str, metric: str = "psnr", scale=None
     with matplotlib.rc_context(STYLE):
         ax = fig.add_subplot()
         for r in sel.runs:
-            x, y = cumulative_score_distribution(arrays[r.id][metric])
+            x, y = cumulative_score_distribution(arrays[r.id][metric], spec.lower_better)
             if not len(x):
                 raise FhbenchError(f"run of {r.model} on {protocol}: no finite {metric} (identical to HR?); "
                                    "leave it out with --models")
             _shown(ax.plot(x, y, drawstyle="steps-pre", label=model_label(r.model), **sel.style(r.model)))
-        _literal(ax.set_xlabel(metric_format(metric)[0]))
-        ax.set_ylabel(f"Images with {metric.upper()} ≥ x")
+        _literal(ax.set_xlabel(metric_spec(metric).header))
+        ax.set_ylabel(f"Images with {metric.upper()} {'≤' if spec.lower_better else '≥'} x")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     return _finish(fig, ax, sel, f"CSD of {metric.upper()}", "lower left")
 
@@ -383,7 +389,7 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
         raise FhbenchError(f"{metric} is nan or inf in every SR run of {protocol} with {sel.evaluator}: "
                            "nothing to plot")
     with_std = f"{metric}_std" in spec.metrics
-    header, factor = metric_format(metric)[:2]
+    header, factor = metric_spec(metric).header, metric_spec(metric).factor
     fig = _figure()
     with matplotlib.rc_context(STYLE):
         ax = fig.add_subplot()
@@ -445,7 +451,7 @@ def plot_metric_vs_level(store: ResultStore, protocol: str, metric: Optional[str
                            f"({', '.join(levels)}); metrics stored: {', '.join(stored)}")
     if all(r.scale == NO_DEGRADATION_SCALE for r in shown):
         raise FhbenchError(f"only the hr run of {protocol} is stored; metric vs LR size needs an SR run")
-    header, factor = metric_format(metric)[:2]
+    header, factor = metric_spec(metric).header, metric_spec(metric).factor
     finite = {r.id: [i for i, k in enumerate(keys) if k in r.metrics and _finite(r.metrics[k])] for r in shown}
     if not any(finite[r.id] for r in shown if r.scale != NO_DEGRADATION_SCALE):
         raise FhbenchError(f"{metric} is nan or inf at every LR size in every SR run of {protocol} with "

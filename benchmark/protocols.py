@@ -123,6 +123,12 @@ def parse_protocol(path: Path) -> Protocol:
         data["hr_size"] = tuple(data["hr_size"])
     if data["primary_metric"] not in data["metrics"]:
         raise ConfigError(f"protocol file {path}: primary_metric {data['primary_metric']!r} is not in metrics")
+    from .metrics.registry import METRICS, known_metric
+
+    unknown = [m for m in data["metrics"] if not known_metric(m)]
+    if unknown:  # without its direction a metric could be ranked the wrong way round
+        raise ConfigError(f"protocol file {path}: metric(s) {', '.join(map(repr, unknown))} are not registered "
+                          f"(known: {', '.join(METRICS.names())})")
     return Protocol(source=path, **data)
 
 

@@ -85,6 +85,11 @@ class Registry:
         for name in sorted(self._entries):
             yield self._entries[name]
 
+    def in_registration_order(self) -> Iterator[Entry]:
+        """Entries in the order they were registered (a module's declared order)."""
+        self._load()
+        yield from list(self._entries.values())
+
 
 def import_submodules(package: str) -> None:
     """Import ``package`` and every module in it so their ``@register`` decorators run."""

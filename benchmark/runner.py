@@ -29,7 +29,8 @@ from .degrade import make_degradation, upsampled_model_input
 from .errors import AdapterError, ConfigError, DataError, DataMissing, FhbenchError, IncompatibleModelError
 from .evaluators import create_evaluator
 from .frames import fit_to_hr_size, hr_frame
-from .metrics.image import fr_loss, psnr_y, ssim_y, summarize
+from .metrics.image import fr_loss, summarize
+from .metrics.registry import per_image_metrics
 from .names import check_run_name
 from .protocols import LR_SIZES_SCALE, list_protocols, load_protocol
 from .registry import TASKS
@@ -143,36 +144,41 @@ def run(opts: RunOptions) -> dict:
                   "image_metrics": protocol.image_metrics,
                   # a conv net's output moves (~1e-7) with the batch size; pure per-pixel code does not
                   "batch_size": None if model.batch_invariant else opts.batch_size}
+    # the registered per-image metrics (PSNR, SSIM, plug-ins), where the protocol has a true HR
+    pixel_metrics = per_image_metrics() if protocol.image_metrics else []
     sr_caches = {lv.name: ImageResultCache(sr_cache_root, "sr", {**sr_setting, "degradation": lv.degradation.spec()},
-                                           dim=dim)
+                                           dim=dim, metrics=[m.name for m in pixel_metrics])
                  for lv in levels if lv.degradation is not None}
 
     computed = _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
-                                protocol, opts, timer, f"{name} {protocol.name} {_level_label(scale, levels)}")
+                                protocol, pixel_metrics, opts, timer,
+                                f"{name} {protocol.name} {_level_label(scale, levels)}")
 
     t0 = time.perf_counter()
     hr_emb = hr_cache.get(keys, dim)["emb"]
+    counts_inf = {m.name for m in pixel_metrics if m.counts_inf}
     level_embs, image_metrics, arrays = {}, {}, {}
     name_levels = bool(protocol.lr_sizes)
     for level in levels:
         emb = hr_emb.copy()
-        if level.degradation is None:
+        if level.degradation is None:  # SR = HR: each metric's value for identical images
             n = len(degraded)
-            psnr, ssim, losses = np.full(n, np.inf), np.ones(n), np.zeros(n)
+            per_image = {m.name: np.full(n, np.nan if m.identical is None else m.identical) for m in pixel_metrics}
+            per_image["fr_loss"] = np.zeros(n)
         else:
             res = sr_caches[level.name].get([keys[i] for i in degraded], dim)
             emb[degraded] = res["emb"]
-            psnr, ssim = res["psnr"], res["ssim"]
-            losses = fr_loss(res["emb"], hr_emb[degraded])
+            per_image = {m.name: res[m.name] for m in pixel_metrics}
+            per_image["fr_loss"] = fr_loss(res["emb"], hr_emb[degraded])
         level_embs[level.name] = emb
         if protocol.image_metrics:
             suffix = level.name if name_levels else None
-            for key, values in (("psnr", psnr), ("ssim", ssim), ("fr_loss", losses)):
+            for key, values in per_image.items():
                 s = summarize(values)
                 image_metrics[at_level(key, suffix)] = s["mean"]
                 image_metrics[at_level(f"{key}_std", suffix)] = s["std"]
-                if key == "psnr":
-                    image_metrics[at_level("psnr_n_inf", suffix)] = s["n_inf"]
+                if key in counts_inf:  # how many images a mean left out (PSNR of identical images)
+                    image_metrics[at_level(f"{key}_n_inf", suffix)] = s["n_inf"]
                 arrays[at_level(key, suffix)] = values
     metrics, task_arrays = task.score(hr_emb, level_embs, name_levels)
     metrics.update(image_metrics)
@@ -249,7 +255,7 @@ def _first_of_each_key(indices: np.ndarray, keys: List[str]) -> np.ndarray:
 
 
 def _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
-                     protocol, opts, timer, desc) -> Dict[str, int]:
+                     protocol, pixel_metrics, opts, timer, desc) -> Dict[str, int]:
     """Fill the caches: HR embeddings of every face, SR results of every degraded face and level.
     Returns how many images of each kind this call computed (``hr`` and each level's name).
 
@@ -292,11 +298,11 @@ def _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, 
                 continue
             idx = np.concatenate([batches[b] for b in wanted[level.name]])
             rows = np.array([row_of[int(i)] for i in idx], dtype=np.int64)
-            result = _super_resolve(model, level, hr[rows], idx, faces, protocol, opts, evaluator,
+            result = _super_resolve(model, level, hr[rows], idx, faces, protocol, pixel_metrics, opts, evaluator,
                                     hr_source.frame, timer)
             write = np.array([k for k, i in enumerate(idx) if i in sr_todo[level.name][1]], dtype=np.int64)
-            sr_caches[level.name].put([keys[i] for i in idx[write]],
-                                      **{k: None if v is None else v[write] for k, v in result.items()})
+            if len(write):
+                sr_caches[level.name].put([keys[i] for i in idx[write]], **{k: v[write] for k, v in result.items()})
             computed[level.name] += len(idx)
         bar.update(len(need))
     bar.close()
@@ -312,7 +318,7 @@ def _embed_hr(idx, hr, hr_todo, keys, hr_cache, evaluator, frame, timer, compute
         computed["hr"] += len(rows)
 
 
-def _super_resolve(model, level, hr, idx, faces, protocol, opts, evaluator, frame, timer) -> Dict:
+def _super_resolve(model, level, hr, idx, faces, protocol, pixel_metrics, opts, evaluator, frame, timer) -> Dict:
     """SR, per-image metrics and SR embeddings of ``idx``: whole batches of ``batch_size``."""
     names = [faces.relpaths[i] for i in idx]
     t0 = time.perf_counter()
@@ -333,16 +339,16 @@ def _super_resolve(model, level, hr, idx, faces, protocol, opts, evaluator, fram
         raise FhbenchError(f"internal error: model {model.name} was not called for image "
                            f"{int(idx[np.flatnonzero(~written)[0]])}; nothing was stored")
     timer.add("sr", t0, len(idx))
-    psnr = ssim = None
-    if protocol.image_metrics:
+    values = {}
+    if pixel_metrics:
         t0 = time.perf_counter()
-        psnr = psnr_y(sr, hr, crop_border=protocol.crop_border)
-        ssim = ssim_y(sr, hr, crop_border=protocol.crop_border)
+        values = {m.name: np.asarray(m.per_image(sr, hr, crop_border=protocol.crop_border), dtype=np.float64)
+                  for m in pixel_metrics}
         timer.add("image_metrics", t0, len(idx))
     t0 = time.perf_counter()
     emb = evaluator.embed(sr, frame)
     timer.add("embed", t0, len(idx))
-    return {"emb": emb, "psnr": psnr, "ssim": ssim}
+    return {"emb": emb, **values}
 
 
 def _call_model(model, batch, names, first_index):

@@ -99,6 +99,24 @@ def tiny_lfw(tmp_path) -> Path:
 
 
 @pytest.fixture
+def toy_metrics():
+    """Register metrics for one test, as a plug-in would: ``toy_metrics(MetricSpec(...), ...)``;
+    they are unregistered afterwards."""
+    from benchmark.metrics.registry import METRICS, register_metric
+
+    added = []
+
+    def register(*specs):
+        for spec in specs:
+            register_metric(spec)
+            added.append(spec.name)
+
+    yield register
+    for name in added:
+        METRICS._entries.pop(name, None)
+
+
+@pytest.fixture
 def proto_dir(tmp_path, monkeypatch):
     """An empty extra protocol folder, searched before the shipped one ($FHBENCH_PROTOCOLS)."""
     folder = tmp_path / "protocols"

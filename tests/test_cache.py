@@ -12,7 +12,7 @@ from benchmark.errors import FhbenchError
 @pytest.fixture(params=["disk", "memory"])
 def make_cache(request, tmp_path):
     root = tmp_path / "cache" if request.param == "disk" else None
-    return lambda setting={"evaluator": "x"}: ImageResultCache(root, "sr", setting)
+    return lambda setting={"evaluator": "x"}: ImageResultCache(root, "sr", setting, metrics=("psnr", "ssim"))
 
 
 def test_missing_then_get_in_the_order_asked(make_cache):
@@ -43,12 +43,20 @@ def test_a_subset_of_a_large_table_reads_only_what_is_asked(make_cache):
 
 
 def test_results_persist_across_instances_and_settings_are_separate(tmp_path):
-    a = ImageResultCache(tmp_path, "sr", {"evaluator": "x"})
+    a = ImageResultCache(tmp_path, "sr", {"evaluator": "x"}, metrics=("psnr",))
     a.put(["k"], np.ones((1, 2), np.float32), psnr=np.array([40.0]))
-    again = ImageResultCache(tmp_path, "sr", {"evaluator": "x"})
+    again = ImageResultCache(tmp_path, "sr", {"evaluator": "x"}, metrics=("psnr",))
     assert again.missing(["k"]).size == 0 and again.get(["k"], 2)["psnr"][0] == 40.0
-    other = ImageResultCache(tmp_path, "sr", {"evaluator": "y"})
+    other = ImageResultCache(tmp_path, "sr", {"evaluator": "y"}, metrics=("psnr",))
     assert other.missing(["k"]).tolist() == [0] and other.path != again.path
+    # the metrics a cache holds are part of its setting
+    more = ImageResultCache(tmp_path, "sr", {"evaluator": "x"}, metrics=("psnr", "lpips"))
+    assert more.missing(["k"]).tolist() == [0] and more.path != again.path
+
+
+def test_only_the_caches_own_metrics_are_stored(make_cache):
+    with pytest.raises(FhbenchError, match=r"holds the metrics \['psnr', 'ssim'\], not \['lpips'\]"):
+        make_cache().put(["a"], np.zeros((1, 2), np.float32), lpips=np.array([0.1]))
 
 
 def test_asking_for_an_absent_entry_names_it(make_cache):

@@ -23,7 +23,7 @@ SSIM = np.array([0.5, 0.75, 1.0])
 
 
 def _filled(tmp_path, **kw):
-    cache = ImageResultCache(tmp_path / "cache", "sr", {"evaluator": "x"}, **kw)
+    cache = ImageResultCache(tmp_path / "cache", "sr", {"evaluator": "x"}, metrics=("psnr", "ssim"), **kw)
     cache.put(KEYS, EMB, psnr=PSNR, ssim=SSIM)
     return cache
 
@@ -42,7 +42,8 @@ def _one_line(err):
 def test_altered_rows_are_missing_then_recomputed(tmp_path):
     cache = _filled(tmp_path)
     assert cache.missing(KEYS, DIM).size == 0
-    _sql(cache, "UPDATE items SET psnr = 99.0 WHERE image = ?", KEYS[0])        # a changed number
+    changed = np.array([99.0, SSIM[0]], "<f8").tobytes()
+    _sql(cache, "UPDATE items SET metrics = ? WHERE image = ?", changed, KEYS[0])  # a changed PSNR
     _sql(cache, "UPDATE items SET emb = substr(emb, 1, 8) WHERE image = ?", KEYS[2])  # a truncated blob
     assert cache.missing(KEYS, DIM).tolist() == [0, 2]
     assert cache.missing(KEYS).tolist() == [0, 2]  # the checksum alone sees both, without the dim
@@ -62,9 +63,9 @@ def test_altered_rows_are_missing_then_recomputed(tmp_path):
 
 
 @pytest.mark.parametrize("statement", [
-    "UPDATE items SET ssim = 0.7500001 WHERE image = 'b/2.jpg'",
-    "UPDATE items SET psnr = NULL WHERE image = 'b/2.jpg'",
-    "UPDATE items SET psnr = 'high' WHERE image = 'b/2.jpg'",
+    "UPDATE items SET metrics = zeroblob(16) WHERE image = 'b/2.jpg'",      # other values, right size
+    "UPDATE items SET metrics = substr(metrics, 1, 8) WHERE image = 'b/2.jpg'",  # PSNR only
+    "UPDATE items SET metrics = 'high' WHERE image = 'b/2.jpg'",
     "UPDATE items SET emb = 'abcdefghijklmnop' WHERE image = 'b/2.jpg'",  # 16 bytes, as text
     "UPDATE items SET image = 'b/9.jpg' WHERE image = 'b/2.jpg'",     # a row under another key
     "UPDATE items SET checksum = zeroblob(16) WHERE image = 'b/2.jpg'",
@@ -92,7 +93,8 @@ def test_an_embedding_of_another_dimension_is_missing_and_refused(tmp_path):
 
 @pytest.mark.parametrize("where", ["disk", "memory"])
 def test_nan_minus_zero_and_inf_round_trip_with_valid_checksums(tmp_path, where):
-    cache = ImageResultCache(tmp_path if where == "disk" else None, "sr", {"evaluator": "x"}, dim=2)
+    cache = ImageResultCache(tmp_path if where == "disk" else None, "sr", {"evaluator": "x"}, dim=2,
+                             metrics=("psnr", "ssim"))
     cache.put(["n", "z", "i"], np.ones((3, 2), np.float32), psnr=np.array([np.nan, -0.0, np.inf]),
               ssim=np.array([0.25, -0.0, 1.0]))
     assert cache.missing(["n", "z", "i"]).size == 0

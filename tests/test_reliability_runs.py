@@ -99,7 +99,7 @@ def test_sr_loop_refuses_to_score_slots_it_did_not_fill(tiny_lfw):
     opts = runner.RunOptions(model="bicubic", protocol="lfw-10fold", batch_size=-1)
     with pytest.raises(FhbenchError, match="was not called for image 0"):
         runner._super_resolve(create_model("bicubic", scale=2), runner.Level("x2", make_degradation("bicubic", scale=2)),
-                              hr, np.arange(3), faces, None, opts, None, None, runner.StageTimer())
+                              hr, np.arange(3), faces, None, [], opts, None, None, runner.StageTimer())
 
 
 # --- edited models and the cache ----------------------------------------------------------

@@ -24,6 +24,7 @@ from baselines.training import train
 from benchmark.cli import main
 from benchmark.errors import FhbenchError
 from benchmark.leaderboard import build_tables, format_tables, write_results
+from benchmark.metrics.registry import MetricSpec
 from benchmark.report import build_report
 from benchmark.store import ResultStore
 
@@ -46,8 +47,10 @@ def run_arrays(rng, quality, hr=False):
 
 
 @pytest.fixture
-def protocols(tmp_path, monkeypatch):
-    """The shipped protocols plus toy-blufr, whose VR has a std over trials."""
+def protocols(tmp_path, monkeypatch, toy_metrics):
+    """The shipped protocols plus toy-blufr, whose VR has a std over trials; its metrics are
+    registered as a plug-in would (header = name, 4 decimals, higher is better)."""
+    toy_metrics(MetricSpec("toy_vr", "toy_vr", std="toy_vr_std"), MetricSpec("toy_dir", "toy_dir"))
     folder = tmp_path / "protocols"
     folder.mkdir()
     spec = {"name": "toy-blufr", "summary": "synthetic BLUFR", "dataset": "lfw", "task": "pairs-10fold",
@@ -97,7 +100,7 @@ def test_std_over_trials_and_missing_hr(store):
     (t,) = build_tables(store, protocol="toy-blufr")
     assert t.metrics == ["toy_vr", "toy_dir"] and t.with_std == ["toy_vr"]
     md = format_tables([t], "md")
-    assert md_row(md, "Model") == ["Model", "toy_vr", "toy_dir"]  # no format known: raw values
+    assert md_row(md, "Model") == ["Model", "toy_vr", "toy_dir"]  # their registered headers
     assert md_row(md, "srnet") == ["srnet", "**0.6000 ± 0.0200**", "**0.4000**"]
     assert md_row(md, "bicubic (no SR)") == ["bicubic (no SR)", "0.7000 ± 0.0300", "0.5000"]
     assert "`fhbench run --model hr --protocol toy-blufr --evaluator sface`" in md

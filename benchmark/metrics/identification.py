@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterable, Iterator, Tuple
 import numpy as np
 
 from ..errors import MetricError
+from .registry import MetricSpec, register_metric
 
 BLOCK_ROWS = 1024  # 1024 x 10,000 float32 scores = 40 MB per block
 
@@ -279,3 +280,15 @@ def gallery_probe_split(labels: Any, *, seed: int, repeat: int, n_gallery: int =
     group_start = np.searchsorted(group_codes, group_codes, side="left")
     in_gallery = np.arange(len(grouped)) - group_start < n_gallery
     return np.sort(grouped[in_gallery]), np.sort(grouped[~in_gallery])
+
+
+# Closed-set identification; rank-1 is paired per probe in comparisons.
+register_metric(MetricSpec("rank1", "Rank-1 (%)", factor=100, digits=2, unit="%", std="rank1_std", per_item="probes",
+                           summary="closed-set rank-1 identification rate"))
+for _k in (5, 10):
+    register_metric(MetricSpec(f"rank{_k}", f"Rank-{_k} (%)", factor=100, digits=2, unit="%", std=f"rank{_k}_std",
+                               summary=f"closed-set rank-{_k} identification rate"))
+    register_metric(MetricSpec(f"knn{_k}", f"{_k}-NN (%)", factor=100, digits=2, unit="%",
+                               summary=f"leave-one-out {_k}-NN identification accuracy"))
+register_metric(MetricSpec("knn1", "1-NN (%)", factor=100, digits=2, unit="%",
+                           summary="leave-one-out 1-NN identification accuracy"))

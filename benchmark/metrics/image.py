@@ -29,6 +29,7 @@ import numpy as np
 from scipy.ndimage import correlate1d
 
 from ..errors import MetricError
+from .registry import MetricSpec, register_metric
 
 PEAK = 255.0
 SSIM_WINDOW = 11
@@ -222,3 +223,13 @@ def fr_loss(sr_emb: Any, hr_emb: Any) -> np.ndarray:
             f"fr_loss: sr_emb has shape {sr_array.shape} but hr_emb has shape {hr_array.shape}"
         )
     return np.linalg.norm(sr_array - hr_array, axis=1)
+
+
+# Per image; "images" is the stored per-image array a paired comparison resamples.
+register_metric(MetricSpec("psnr", "PSNR (dB)", unit=" dB", digits=2, std="psnr_std", per_item="images",
+                           per_image=psnr_y, identical=math.inf, counts_inf=True,
+                           summary="PSNR on Y (BT.601), peak 255, per image"))
+register_metric(MetricSpec("ssim", "SSIM", digits=4, std="ssim_std", per_item="images", per_image=ssim_y,
+                           identical=1.0, summary="SSIM on Y: Gaussian 11x11, sigma 1.5, valid region"))
+register_metric(MetricSpec("fr_loss", "FR loss", lower_better=True, digits=4, std="fr_loss_std", per_item="images",
+                           summary="L2 distance between the SR and HR embeddings, per image"))

@@ -41,6 +41,7 @@ import numpy as np
 
 from ..errors import MetricError
 from .identification import first_correct_match, label_codes, normalized_rows
+from .registry import MetricSpec, register_metric
 
 BLOCK_ROWS = 1024  # rows of the test-set score matrix scored at once (1024 x 10,000 float32 = 40 MB)
 FLUSH_SCORES = 1 << 20  # candidate impostor scores gathered before a selection pass
@@ -398,3 +399,14 @@ def blufr_trials(features: Any, labels: Any, config, vr_fars: Sequence[float] = 
         vr_curve_fars=vr_points[n_vr:], vr_curve=vr_all[:, n_vr:],
         dir_curve_fars=dir_points[n_dir:], dir_curve=dir_all[:, n_dir:],
     )
+
+
+# BLUFR: mean and std over trials (ddof=1); "lower" is mean - std, what BLUFR asks to report.
+register_metric(MetricSpec("vr", "VR@0.1% (%)", factor=100, digits=2, unit="%", std="vr_std",
+                           summary="BLUFR verification rate at FAR 0.1 %"))
+register_metric(MetricSpec("vr_lower", "VR@0.1% μ-σ (%)", factor=100, digits=2, unit="%",
+                           summary="BLUFR VR mean - std"))
+register_metric(MetricSpec("dir", "DIR@1% (%)", factor=100, digits=2, unit="%", std="dir_std",
+                           summary="BLUFR open-set detection and identification rate at FAR 1 %, rank 1"))
+register_metric(MetricSpec("dir_lower", "DIR@1% μ-σ (%)", factor=100, digits=2, unit="%",
+                           summary="BLUFR DIR mean - std"))

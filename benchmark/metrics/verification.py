@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Tuple
 import numpy as np
 
 from ..errors import MetricError
+from .registry import MetricSpec, register_metric
 
 N_FOLDS = 10
 
@@ -224,3 +225,10 @@ def ten_fold_accuracy(scores: Any, is_same: Any, folds: Any) -> TenFoldResult:
         accuracies[fold] = np.mean((sorted_scores[test] > threshold) == sorted_same[test])
         thresholds[fold] = threshold
     return TenFoldResult(accuracies, thresholds, float(accuracies.mean()), float(accuracies.std()))
+
+
+register_metric(MetricSpec("accuracy", "Acc (%)", factor=100, digits=2, unit="%", std="accuracy_std",
+                           per_item="pairs within folds", summary="10-fold verification accuracy"))
+register_metric(MetricSpec("auc", "AUC (%)", factor=100, digits=2, unit="%", summary="area under the ROC"))
+register_metric(MetricSpec("eer", "EER (%)", lower_better=True, factor=100, digits=2, unit="%",
+                           summary="equal error rate"))
