@@ -11,8 +11,9 @@ Backends (``name``):
                     $TORCH_HOME/checkpoints (the files the facenet evaluators use);
   sface, arcface-mbf
                     the ONNX evaluators' networks converted to torch
-                    (``benchmark.evaluators.onnx_torch``), offline; each takes its evaluator's
-                    crop (ArcFace 112x112) and pixel feed (SFace: RGB 0..255).
+                    (``benchmark.evaluators.onnx_torch``), offline.
+Each backend is derived from its evaluator's spec (``Evaluator.torch_network``, ``template``
+and ``pixels``), so the loss sees the crop and pixel feed that scoring uses.
 
 The face is resampled from the caller's frame into the backend's crop by a differentiable
 affine warp (bilinear, zeros outside: ``grid_sample``), the same similarity transform
@@ -26,6 +27,7 @@ with batch statistics and keep updating their running statistics. The mode is st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import torch
@@ -46,39 +48,23 @@ class Backend:
     weights: Optional[str] = None           # where its weights came from (recorded, not used)
 
 
-def _facenet(evaluator_name: str) -> Callable[[], Backend]:
+def _from_evaluator(evaluator_name: str) -> Callable[[], Backend]:
+    """A backend from the evaluator's own spec: its torch network, crop and pixel feed."""
     def build() -> Backend:
         from benchmark.registry import EVALUATORS
 
         cls = EVALUATORS.get(evaluator_name)
         path = cls.default_weights()
-        if not path.is_file():  # never download from here: training must not stall on a fetch
+        if path is None or not Path(path).is_file():  # never download from here: training must not stall
             raise EvaluatorUnavailable(cls.missing_weights_message(path))
-        evaluator = cls()  # its loader checks that the file is an InceptionResnetV1 checkpoint
-        return Backend(evaluator._net, cls.template, lambda x: (x * 255.0 - 127.5) / 128.0, str(path))
-    return build
-
-
-def _onnx(name: str) -> Callable[[], Backend]:
-    def build() -> Backend:
-        try:
-            from benchmark.evaluators.onnx_torch import ONNX_NETWORKS, identity_network
-        except ImportError as err:
-            raise EvaluatorUnavailable(f"{name} (torch): benchmark.evaluators.onnx_torch is unavailable "
-                                       f"({err})") from None
-        net = identity_network(name=name)
-        # the evaluator's own crop and pixel feed (SFace: ArcFace 112x112, RGB 0..255)
-        return Backend(net, ONNX_NETWORKS[name].template, ONNX_NETWORKS[name].normalise, net.source)
+        evaluator = cls()  # its loader checks the file: the network it names, SHA256 where pinned
+        return Backend(evaluator.torch_network(), cls.template, cls.pixels, str(evaluator.weights_path))
     return build
 
 
 # name -> builder; tests and users may add their own networks here.
 BACKENDS: Dict[str, Callable[[], Backend]] = {
-    "facenet-vggface2": _facenet("facenet-vggface2"),
-    "facenet-casia": _facenet("facenet-casia"),
-    "sface": _onnx("sface"),
-    "arcface-mbf": _onnx("arcface-mbf"),
-}
+    name: _from_evaluator(name) for name in ("facenet-vggface2", "facenet-casia", "sface", "arcface-mbf")}
 
 
 def identity_network_names():

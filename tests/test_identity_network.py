@@ -106,3 +106,20 @@ def test_sface_identity_network_matches_the_sface_evaluator(lfw_shared):
     with torch.no_grad():
         moved = updating(torch.from_numpy(faces)).numpy()
     assert (moved * reference).sum(1).min() < 0.999
+
+
+@pytest.mark.parametrize("name", ["sface", "arcface-mbf"])
+def test_training_backend_is_derived_from_the_evaluators_spec(name):
+    """One spec per network (issue 12): the loss's crop and pixel feed are the evaluator's own,
+    and its network gives the evaluator's embeddings on the same crops."""
+    from baselines.identity import BACKENDS
+
+    cls = EVALUATORS.get(name)
+    backend = BACKENDS[name]()
+    assert backend.frame == cls.template and backend.normalise is cls.pixels
+    crops = np.random.default_rng(0).random((3, 3, cls.template.height, cls.template.width)).astype(np.float32)
+    evaluator = cls()
+    with torch.no_grad():
+        got = backend.net(backend.normalise(torch.from_numpy(crops))).numpy()
+    np.testing.assert_allclose(got, evaluator._embed_crops(crops), atol=1e-4)
+    assert np.abs(evaluator._embed_crops(crops)).max() > 1e-3  # not trivially zero

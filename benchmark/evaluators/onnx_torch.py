@@ -7,7 +7,7 @@ Gemm, Flatten, Dropout, Add, Sub, Mul); any other operator is refused by name.
 
 ``identity_network(name)`` gives the converted network of an ONNX evaluator, frozen and
 in eval mode. Its input is the network's own crop already normalised as the graph expects
-(``ONNX_NETWORKS[name].normalise`` maps [0, 1] RGB crops to it, as the evaluator feeds
+(the evaluator's ``pixels`` map [0, 1] RGB crops to it, as the evaluator feeds
 onnxruntime); the weights file is the evaluator's, SHA256-checked the same way.
 
   sface        input: ArcFace 112x112 crop, RGB 0..255 (the graph subtracts 127.5 and
@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -38,7 +37,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EvaluatorUnavailable
-from ..templates import ARCFACE_112x112, FaceTemplate
 from .base import short_error
 
 SUPPORTED_OPS = ("Add", "BatchNormalization", "Conv", "Dropout", "Flatten", "Gemm", "Mul", "PRelu", "Sub")
@@ -221,42 +219,27 @@ def _unique(key: str, taken) -> str:
 
 # --- the evaluators' networks ------------------------------------------------------------
 
-@dataclass(frozen=True)
-class OnnxNetwork:
-    evaluator: str                          # the evaluator whose weights file it converts
-    template: FaceTemplate                  # its input crop
-    normalise: Callable[[torch.Tensor], torch.Tensor]  # [0, 1] RGB crop -> the graph's input
+def onnx_evaluator(name: str):
+    """The ONNX evaluator class ``name`` (its spec: crop, pixel feed, weights)."""
+    from ..registry import EVALUATORS
+    from .base import OnnxEvaluator
 
-
-def _times_255(x):
-    return x * 255.0
-
-
-def _arcface_normalise(x):
-    return (x * 255.0 - 127.5) / 127.5
-
-
-# The same pixel feeds as the evaluators' _embed_crops (sface.py, arcface_mbf.py).
-ONNX_NETWORKS: Dict[str, OnnxNetwork] = {
-    "sface": OnnxNetwork("sface", ARCFACE_112x112, _times_255),
-    "arcface-mbf": OnnxNetwork("arcface-mbf", ARCFACE_112x112, _arcface_normalise),
-}
+    cls = EVALUATORS.get(name) if name in EVALUATORS else None
+    if cls is None or not issubclass(cls, OnnxEvaluator):
+        known = [n for n in EVALUATORS.names() if issubclass(EVALUATORS.get(n), OnnxEvaluator)]
+        raise EvaluatorUnavailable(f"no ONNX identity network {name!r} (known: {', '.join(known)})")
+    return cls
 
 
 def onnx_weights(name: str, weights=None) -> Path:
     """The evaluator ``name``'s weights file (SHA256-checked when it is the default one)."""
-    if name not in ONNX_NETWORKS:
-        raise EvaluatorUnavailable(f"no ONNX identity network {name!r} (known: {', '.join(ONNX_NETWORKS)})")
-    from ..registry import EVALUATORS
-
-    return EVALUATORS.get(ONNX_NETWORKS[name].evaluator).resolve_weights(weights)
+    return onnx_evaluator(name).resolve_weights(weights)
 
 
 def identity_network(name: str = "sface", weights: Optional[str] = None) -> OnnxModule:
     """The evaluator ``name``'s network in torch: frozen (no parameter requires a gradient)
-    and in eval mode; input = its crop normalised by ``ONNX_NETWORKS[name].normalise``."""
-    from ..registry import EVALUATORS
-
+    and in eval mode; input = its crop fed by the evaluator's ``pixels``."""
+    spec = onnx_evaluator(name)
     path = onnx_weights(name, weights)
     try:
         net = convert_onnx(path)
@@ -266,10 +249,10 @@ def identity_network(name: str = "sface", weights: Optional[str] = None) -> Onnx
     net.eval()
     # one blank crop through it: weights of another network (input or embedding size) fail
     # here, naming the file, not as a shape error deep inside a training step
-    spec, dim = ONNX_NETWORKS[name], EVALUATORS.get(ONNX_NETWORKS[name].evaluator).embedding_dim
+    dim = spec.embedding_dim
     try:
         with torch.no_grad():
-            out = net(spec.normalise(torch.zeros(1, 3, spec.template.height, spec.template.width)))
+            out = net(spec.pixels(torch.zeros(1, 3, spec.template.height, spec.template.width)))
     except Exception as err:
         raise EvaluatorUnavailable(f"{name}: the network in {path} cannot take a {spec.template.height}x"
                                    f"{spec.template.width} crop ({short_error(err)})") from None
