@@ -1,6 +1,6 @@
 """Closed-set identification: leave-one-out kNN accuracy and CMC curves, and gallery/probe splits.
 
-Conventions (DESIGN.md, "Metric definitions"):
+Conventions (the README's "Definitions", pinned by the design notes' "Metric definitions"):
 
 - Similarity is the cosine of L2-normalised embedding rows (re-normalised here), computed in
   float32 like the embeddings themselves; higher = more alike.

@@ -1,6 +1,6 @@
 """Image-quality metrics on the luma channel: PSNR, SSIM, and the FR loss between embeddings.
 
-Conventions (DESIGN.md, "Metric definitions"):
+Conventions (the README's "Definitions", pinned by the design notes' "Metric definitions"):
 
 - Input batches are (N, 3, H, W) **RGB** floats in [0, 1], numpy arrays or torch tensors;
   a single (3, H, W) image is treated as a batch of one. Channel order is RGB, never BGR.

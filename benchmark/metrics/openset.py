@@ -1,6 +1,6 @@
 """BLUFR (Liao, Lei, Yi, Li, 2014): verification rate and open-set identification per trial.
 
-Conventions (DESIGN.md, "Metric definitions"):
+Conventions (the README's "Definitions", pinned by the design notes' "Metric definitions"):
 
 - Scores are cosine similarities of L2-normalised features (re-normalised here), computed in
   float32 like the embeddings. A float64 computation can only disagree where a genuine score

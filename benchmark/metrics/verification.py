@@ -1,6 +1,6 @@
 """Pair verification metrics: exact ROC, AUC, TAR@FAR, EER, and LFW-style 10-fold accuracy.
 
-Conventions (DESIGN.md, "Metric definitions"):
+Conventions (the README's "Definitions", pinned by the design notes' "Metric definitions"):
 
 - ``scores`` are similarities, higher = more alike: the cosine similarity of L2-normalised
   embeddings (a distance d enters as -d). ``is_same`` is True for a genuine (matched) pair,
