@@ -132,11 +132,13 @@ def _open_store(path):
     return ResultStore(path)
 
 
-def _print_entries(entries):
+def _print_entries(entries, detail=None):
     for e in entries:
         why = e.why_unavailable()
         state = "ok " if why is None else "n/a"
         click.echo(f"{state} {e.name:<18} {e.summary}")
+        if detail:
+            click.echo(f"    {detail(e)}")
         if why:
             click.echo(f"    {why}")
 
@@ -155,7 +157,8 @@ def evaluators():
     """Face-recognition evaluators, and why any cannot run here."""
     from .registry import EVALUATORS
 
-    _print_entries(EVALUATORS.entries())
+    # the weights' terms travel with the numbers they produce
+    _print_entries(EVALUATORS.entries(), lambda e: f"licence: {getattr(e.obj, 'licence', '') or 'not stated'}")
 
 
 @main.command()

@@ -24,6 +24,18 @@ def test_registry_lists_all_issue_evaluators():
     assert {"sface", "dlib", "facenet-vggface2", "facenet-casia", "arcface-mbf"} <= set(EVALUATORS.names())
 
 
+def test_fhbench_evaluators_shows_each_licence():
+    from click.testing import CliRunner
+
+    from benchmark.cli import main
+
+    out = CliRunner().invoke(main, ["evaluators"]).output
+    lines = out.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.split()[1] == "arcface-mbf")
+    assert lines[i + 1].strip() == "licence: InsightFace non-commercial research licence"
+    assert out.count("licence: ") == len(EVALUATORS.names())
+
+
 def test_unknown_evaluator_suggests():
     with pytest.raises(UnknownNameError, match="sfce|sface"):
         create_evaluator("sfce")
