@@ -48,6 +48,12 @@ class SRAdapter:
     def weights_sha256(self) -> Optional[str]:
         return None
 
+    def native_hr_size(self) -> Optional[Tuple[int, int]]:
+        """The HR size this model was built for (its fixed output size), used where a protocol
+        does not pin its own: the faces are then rendered in the model's frame (the dataset's
+        aligned frame padded to that aspect and resized), e.g. a 192x192 C-SRIP on lfw-blufr."""
+        return tuple(self.output_size) if self.output_size is not None else None
+
     def fingerprint(self) -> Optional[str]:
         """SHA256 of what decides this model's output (``benchmark.fingerprint``); None when it
         cannot be fingerprinted, and then its results are never cached. Computed once."""

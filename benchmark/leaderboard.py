@@ -48,6 +48,17 @@ class Table:
     rows: List[dict]            # {"model", "reference": bool, "metrics": {...}}
     with_std: List[str] = field(default_factory=list)            # metrics shown as mean ± std
     missing_references: List[str] = field(default_factory=list)  # commands that add them
+    hr_sizes: Dict[str, str] = field(default_factory=dict)  # row label -> the HR frame it was scored in
+
+    def frame_note(self) -> Optional[str]:
+        """A line saying which rows used which HR frame, when they differ (a model scored in its
+        native frame, e.g. C-SRIP at 192x192 beside 112x96 rows): PSNR and SSIM then compare
+        images of different sizes."""
+        sizes = {v for v in self.hr_sizes.values() if v}
+        if len(sizes) < 2:
+            return None
+        by_size = {size: [m for m, v in self.hr_sizes.items() if v == size] for size in sorted(sizes)}
+        return "HR frames differ: " + "; ".join(f"{size}: {', '.join(models)}" for size, models in by_size.items())
 
 
 def scale_label(scale: int) -> str:
@@ -85,9 +96,10 @@ def _table(runs, proto, sc, ev) -> Table:
     hr = [r for r in here if r.scale == NO_DEGRADATION_SCALE]
     at_scale = [r for r in here if r.scale == sc and sc != NO_DEGRADATION_SCALE]
     lr = [r for r in at_scale if r.model == LR_MODEL]
-    ranked = [{"model": r.model, "reference": False, "metrics": r.metrics} for r in at_scale if r.model != LR_MODEL]
     lower = metric_spec(spec.primary_metric).lower_better
-    ranked.sort(key=lambda row: _sort_key(row["metrics"].get(spec.primary_metric), lower))
+    ranked_runs = sorted((r for r in at_scale if r.model != LR_MODEL),
+                         key=lambda r: _sort_key(r.metrics.get(spec.primary_metric), lower))
+    ranked = [{"model": r.model, "reference": False, "metrics": r.metrics} for r in ranked_runs]
     rows = ([{"model": HR_LABEL if r.model == HR_MODEL else f"{r.model} (no degradation)",
               "reference": True, "metrics": r.metrics} for r in hr]
             + ranked + [{"model": LR_LABEL, "reference": True, "metrics": r.metrics} for r in lr])
@@ -97,7 +109,13 @@ def _table(runs, proto, sc, ev) -> Table:
     if sc != NO_DEGRADATION_SCALE and not lr:  # a run over fixed LR sizes takes no --scale
         at = "" if sc == LR_SIZES_SCALE else f" --scale {sc}"
         missing.append(f"fhbench run --model {LR_MODEL} --protocol {proto}{at} --evaluator {ev}")
-    return Table(proto, sc, ev, shown, spec.primary_metric, rows, with_std, missing)
+    hr_sizes = {row["model"]: _hr_size(r) for row, r in zip(rows, hr + ranked_runs + lr)}
+    return Table(proto, sc, ev, shown, spec.primary_metric, rows, with_std, missing, hr_sizes)
+
+
+def _hr_size(run) -> Optional[str]:
+    size = (run.manifest.get("data") or {}).get("hr_size") if isinstance(run.manifest, dict) else None
+    return f"{size[0]}x{size[1]}" if isinstance(size, (list, tuple)) and len(size) == 2 else None
 
 
 def _sort_key(value, lower_better):
@@ -184,6 +202,8 @@ def _md(t: Table) -> str:
         lines.append("| " + " | ".join([name] + _cells(t, r, lambda c: f"**{c}**")) + " |")
     if t.missing_references:
         lines += ["", "Missing reference rows: " + "; ".join(f"`{c}`" for c in t.missing_references)]
+    if t.frame_note():
+        lines += ["", t.frame_note().replace("|", r"\|")]
     return "\n".join(lines) + "\n"
 
 
@@ -212,6 +232,7 @@ def _latex(t: Table) -> str:
         out.append(" & ".join([latex_escape(r["model"])] + cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     out += [f"% missing reference row: {c}" for c in t.missing_references]
+    out += [f"% {t.frame_note()}"] if t.frame_note() else []
     return "\n".join(out + [""])
 
 
@@ -255,6 +276,8 @@ def _html(t: Table) -> str:
     if t.missing_references:
         note = ('<p class="note">Missing reference rows: '
                 + "; ".join(f"<code>{esc(c)}</code>" for c in t.missing_references) + "</p>")
+    if t.frame_note():
+        note += f'<p class="note">{esc(t.frame_note())}</p>'
     return (f'<table class="leaderboard"><caption>{esc(_title(t))}</caption>'
             f"<thead><tr>{heads}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}\n")
 

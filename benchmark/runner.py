@@ -129,7 +129,10 @@ def run(opts: RunOptions) -> dict:
     keys = faces.image_keys()
     data_hash = faces.content_hash(keys)
     timer.add("hash", t0, len(faces))
-    hr_source = HRSource(faces, protocol.hr_size, opts, timer)
+    # the protocol's HR size; where it pins none, the model's native one; else the dataset's frame
+    native = None if model.is_reference_hr else model.native_hr_size()
+    hr_source = HRSource(faces, protocol.hr_size or native, opts, timer)
+    hr_size_from = "protocol" if protocol.hr_size else "model" if native else "dataset frame"
     hr_hw, frame = hr_source.hr_size, hr_source.frame  # every path renders faces at hr_size
     for level in levels:
         lr_hw = level.degradation.lr_size(hr_hw) if level.degradation else hr_hw
@@ -195,7 +198,7 @@ def run(opts: RunOptions) -> dict:
         "evaluator": evaluator.describe(),
         "data": {"root": str(Path(opts.data_root).resolve()), "image_root": str(Path(faces.image_root).resolve()),
                  "n_images": len(faces), "n_degraded": int(len(degraded)), "sha256": data_hash,
-                 "hr_size": hr_hw, "frame": frame.name,
+                 "hr_size": hr_hw, "frame": frame.name, "hr_size_from": hr_size_from,
                  "lr_sizes": {lv.name: lv.degradation.lr_size(hr_hw) if lv.degradation else hr_hw
                               for lv in levels},
                  "extra_files": [str(p) for p in faces.extra_files],
