@@ -96,14 +96,68 @@ class Level:
     degradation: object
 
 
+@dataclass
+class RunSetup:
+    """What one run is, decided and checked before any image is read."""
+    protocol: object
+    store: ResultStore
+    cache_root: Optional[Path]
+    model: object
+    scale: int
+    levels: List[Level]
+    name: str                  # the row's name
+    model_manifest: dict
+    evaluator: object
+    task: object
+    faces: object
+    degraded: np.ndarray       # indices of the faces the protocol degrades
+
+
 def run(opts: RunOptions) -> dict:
     """Run one model on one protocol at one level; store and return the result."""
     opts.check()
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    setup = prepare(opts)
+    protocol, model, levels, evaluator = setup.protocol, setup.model, setup.levels, setup.evaluator
+    timer = StageTimer()
+    t0 = time.perf_counter()
+    keys = setup.faces.image_keys()
+    data_hash = setup.faces.content_hash(keys)
+    timer.add("hash", t0, len(setup.faces))
+    # the protocol's HR size; where it pins none, the model's native one; else the dataset's frame
+    native = None if model.is_reference_hr else model.native_hr_size()
+    hr_source = HRSource(setup.faces, protocol.hr_size or native, opts, timer)
+    hr_hw = hr_source.hr_size  # every path renders faces at hr_size
+    for level in levels:
+        lr_hw = level.degradation.lr_size(hr_hw) if level.degradation else hr_hw
+        model.check_compatible(lr_hw, hr_hw, None if setup.scale == LR_SIZES_SCALE else setup.scale)
+    # the registered per-image metrics (PSNR, SSIM, plug-ins), where the protocol has a true HR
+    pixel_metrics = per_image_metrics() if protocol.image_metrics else []
+    hr_cache, sr_caches = _caches(setup, hr_source.frame, hr_hw, pixel_metrics, opts)
+    computed = _compute_missing(model, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache, sr_caches,
+                                evaluator, protocol, pixel_metrics, opts, timer,
+                                f"{setup.name} {protocol.name} {_level_label(setup.scale, levels)}")
+    t0 = time.perf_counter()
+    metrics, arrays = _score(setup, keys, hr_cache, sr_caches, pixel_metrics)
+    timer.add("score", t0)
+    manifest = {
+        "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **_manifest(setup, opts, hr_source, data_hash, hr_cache, sr_caches, computed,
+                    "protocol" if protocol.hr_size else "model" if native else "dataset frame"),
+        "timing_seconds": timer.seconds, "images_per_second": timer.rates()}
+    run_id = setup.store.save(setup.name, protocol.name, setup.scale, evaluator.name, metrics, manifest, arrays,
+                              replace=opts.replace)
+    return {"id": run_id, "model": setup.name, "protocol": protocol.name, "scale": setup.scale,
+            "evaluator": evaluator.name, "metrics": metrics, "manifest": manifest}
+
+
+def prepare(opts: RunOptions) -> RunSetup:
+    """Resolve and check everything a run needs, cheapest and likeliest failures first, so a
+    bad option, store, model, name or list fails in seconds, before any image work."""
     protocol = load_protocol(opts.protocol)
-    store = ResultStore(opts.store)  # checked early: a bad store path fails before hours of work
+    store = ResultStore(opts.store)
     store.check_writable()
     cache_root = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir())
     if cache_root is not None:
@@ -123,46 +177,37 @@ def run(opts: RunOptions) -> dict:
         raise DataError(f"protocol {protocol.name} selected no images under {opts.data_root}")
     degraded = task.degraded()
     degraded = np.arange(len(faces)) if degraded is None else np.asarray(degraded, dtype=np.int64)
-    timer = StageTimer()
+    return RunSetup(protocol, store, cache_root, model, scale, levels, name, model_manifest, evaluator, task,
+                    faces, degraded)
 
-    t0 = time.perf_counter()
-    keys = faces.image_keys()
-    data_hash = faces.content_hash(keys)
-    timer.add("hash", t0, len(faces))
-    # the protocol's HR size; where it pins none, the model's native one; else the dataset's frame
-    native = None if model.is_reference_hr else model.native_hr_size()
-    hr_source = HRSource(faces, protocol.hr_size or native, opts, timer)
-    hr_size_from = "protocol" if protocol.hr_size else "model" if native else "dataset frame"
-    hr_hw, frame = hr_source.hr_size, hr_source.frame  # every path renders faces at hr_size
-    for level in levels:
-        lr_hw = level.degradation.lr_size(hr_hw) if level.degradation else hr_hw
-        model.check_compatible(lr_hw, hr_hw, None if scale == LR_SIZES_SCALE else scale)
 
+def _caches(setup: RunSetup, frame, hr_hw, pixel_metrics, opts):
+    """(HR cache, {level: SR cache}): keyed by everything that can change a cached value."""
+    model, evaluator, protocol = setup.model, setup.evaluator, setup.protocol
     # a model that cannot be fingerprinted may have changed since its results were cached
-    sr_cache_root = cache_root if model.fingerprint() is not None else None
+    sr_cache_root = setup.cache_root if model.fingerprint() is not None else None
     dim = evaluator.embedding_dim
     common = {"frame": frame.name, "hr_hw": hr_hw, "evaluator": evaluator.describe()}
-    hr_cache = ImageResultCache(cache_root, "hr", common, dim=dim)
+    hr_cache = ImageResultCache(setup.cache_root, "hr", common, dim=dim)
     sr_setting = {**common, "model": model.describe(), "clamp": opts.clamp, "crop_border": protocol.crop_border,
                   "image_metrics": protocol.image_metrics,
                   # a conv net's output moves (~1e-7) with the batch size; pure per-pixel code does not
                   "batch_size": None if model.batch_invariant else opts.batch_size}
-    # the registered per-image metrics (PSNR, SSIM, plug-ins), where the protocol has a true HR
-    pixel_metrics = per_image_metrics() if protocol.image_metrics else []
     sr_caches = {lv.name: ImageResultCache(sr_cache_root, "sr", {**sr_setting, "degradation": lv.degradation.spec()},
                                            dim=dim, metrics=[m.name for m in pixel_metrics])
-                 for lv in levels if lv.degradation is not None}
+                 for lv in setup.levels if lv.degradation is not None}
+    return hr_cache, sr_caches
 
-    computed = _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
-                                protocol, pixel_metrics, opts, timer,
-                                f"{name} {protocol.name} {_level_label(scale, levels)}")
 
-    t0 = time.perf_counter()
+def _score(setup: RunSetup, keys, hr_cache, sr_caches, pixel_metrics):
+    """(metrics, arrays): the task's metrics of every level, and the per-image metrics' mean,
+    std and per-image array (``<name>@<level>`` for a protocol with fixed LR sizes)."""
+    protocol, degraded, dim = setup.protocol, setup.degraded, setup.evaluator.embedding_dim
     hr_emb = hr_cache.get(keys, dim)["emb"]
     counts_inf = {m.name for m in pixel_metrics if m.counts_inf}
     level_embs, image_metrics, arrays = {}, {}, {}
     name_levels = bool(protocol.lr_sizes)
-    for level in levels:
+    for level in setup.levels:
         emb = hr_emb.copy()
         if level.degradation is None:  # SR = HR: each metric's value for identical images
             n = len(degraded)
@@ -183,41 +228,39 @@ def run(opts: RunOptions) -> dict:
                 if key in counts_inf:  # how many images a mean left out (PSNR of identical images)
                     image_metrics[at_level(f"{key}_n_inf", suffix)] = s["n_inf"]
                 arrays[at_level(key, suffix)] = values
-    metrics, task_arrays = task.score(hr_emb, level_embs, name_levels)
+    metrics, task_arrays = setup.task.score(hr_emb, level_embs, name_levels)
     metrics.update(image_metrics)
     arrays.update(task_arrays)
-    timer.add("score", t0)
+    return metrics, arrays
 
-    manifest = {
-        "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+
+def _manifest(setup: RunSetup, opts, hr_source, data_hash, hr_cache, sr_caches, computed, hr_size_from) -> dict:
+    """The run's record: versions, seed, protocol, levels, model, evaluator, data, cache."""
+    levels, faces, hr_hw = setup.levels, setup.faces, hr_source.hr_size
+    return {
         "environment": manifest_mod.environment(), "seed": SEED,
-        "protocol": protocol.spec(), "scale": scale,
+        "protocol": setup.protocol.spec(), "scale": setup.scale,
         "levels": {lv.name: lv.degradation.spec() if lv.degradation else None for lv in levels},
         "degradation": levels[0].degradation.spec() if len(levels) == 1 and levels[0].degradation else None,
-        "model": model_manifest,
-        "evaluator": evaluator.describe(),
+        "model": setup.model_manifest,
+        "evaluator": setup.evaluator.describe(),
         "data": {"root": str(Path(opts.data_root).resolve()), "image_root": str(Path(faces.image_root).resolve()),
-                 "n_images": len(faces), "n_degraded": int(len(degraded)), "sha256": data_hash,
-                 "hr_size": hr_hw, "frame": frame.name, "hr_size_from": hr_size_from,
+                 "n_images": len(faces), "n_degraded": int(len(setup.degraded)), "sha256": data_hash,
+                 "hr_size": hr_hw, "frame": hr_source.frame.name, "hr_size_from": hr_size_from,
                  "lr_sizes": {lv.name: lv.degradation.lr_size(hr_hw) if lv.degradation else hr_hw
                               for lv in levels},
                  "extra_files": [str(p) for p in faces.extra_files],
                  # what the selection left out and why (e.g. AR people lacking a session)
-                 "notes": list(task.notes), **hr_source.alignment_report()},
+                 "notes": list(setup.task.notes), **hr_source.alignment_report()},
         "cache": {"hr": str(hr_cache.path), "sr": {k: str(c.path) for k, c in sr_caches.items()},
-                  "sr_cached": sr_cache_root is not None,
-                  **({} if model.fingerprint() is not None or cache_root is None else
+                  "sr_cached": setup.cache_root is not None and setup.model.fingerprint() is not None,
+                  **({} if setup.model.fingerprint() is not None or setup.cache_root is None else
                      {"why_not": "the model cannot be fingerprinted (no source file): its results are "
                                  "recomputed on every run"}),
                   # images this run computed (the rest came from the cache)
                   "computed": computed},
         "batch_size": opts.batch_size,
-        "timing_seconds": timer.seconds,
-        "images_per_second": timer.rates(),
     }
-    run_id = store.save(name, protocol.name, scale, evaluator.name, metrics, manifest, arrays, replace=opts.replace)
-    return {"id": run_id, "model": name, "protocol": protocol.name, "scale": scale,
-            "evaluator": evaluator.name, "metrics": metrics, "manifest": manifest}
 
 
 def _levels(protocol, model, scale: Optional[int]):
