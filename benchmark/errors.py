@@ -45,3 +45,12 @@ class MetricError(FhbenchError):
 
 class ConfigError(FhbenchError):
     """A protocol or training config has an unknown key or a wrong type."""
+
+
+def short_error(err: BaseException, limit: int = 200) -> str:
+    """A library exception as one short line: its type and the first line of its message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -30,13 +30,11 @@ from ..errors import DataError, DataMissing
 from ..registry import DATASETS
 from .faceset import FaceSet
 from .gallery_probe import GalleryProbe
-from .images import read_image_bytes
+from .images import RAW_BYTES, RAW_HEIGHT, RAW_WIDTH, read_ar_raw, read_image_bytes  # noqa: F401 (re-exported)
 from .roots import find_dataset_folder, open_dataset_folder
 from .selections import selection
 from .survey import Inventory
 
-RAW_HEIGHT, RAW_WIDTH = 576, 768
-RAW_BYTES = RAW_HEIGHT * RAW_WIDTH * 3
 SESSIONS = range(1, 27)
 FIRST_DAY = range(1, 14)  # sessions 14..26 were taken 14 days later
 SEXES = {"m": "men", "w": "women"}
@@ -51,17 +49,6 @@ _SHOWN = 3
 def _some(names: List[str]) -> str:
     more = f" and {len(names) - _SHOWN:,} more" if len(names) > _SHOWN else ""
     return ", ".join(names[:_SHOWN]) + more
-
-
-def read_ar_raw(path) -> np.ndarray:
-    """(576, 768, 3) uint8 RGB from an AR ``.raw`` file (no header: 768 x 576 RGB triplets,
-    top row first), or DataError naming the file."""
-    path = Path(path)
-    data = read_image_bytes(path)
-    if data.size != RAW_BYTES:
-        raise DataError(f"image {path} has {data.size:,} bytes; an AR .raw image has {RAW_BYTES:,} "
-                        f"({RAW_WIDTH} x {RAW_HEIGHT} RGB)")
-    return data.reshape(RAW_HEIGHT, RAW_WIDTH, 3)
 
 
 @dataclass(frozen=True)

