@@ -29,11 +29,11 @@ from scipy.stats import binom
 
 from . import strict_json
 from .errors import FhbenchError
-from .leaderboard import NO_DEGRADATION_SCALE, scale_label
+from .leaderboard import scale_label
 from .levels import arrays_at_level, level_label, resolve_level
 from .metrics.registry import metric_spec, metrics_per_item
 from .metrics.verification import ten_fold_accuracy
-from .protocols import load_protocol
+from .protocols import NO_DEGRADATION_SCALE, load_protocol
 from .store import ResultStore, RunRecord
 
 N_RESAMPLES = 10_000

@@ -29,10 +29,9 @@ from . import strict_json
 from .errors import FhbenchError
 from .metrics.registry import metric_spec
 from .names import slug
-from .protocols import LR_SIZES_SCALE, load_protocol
+from .protocols import LR_SIZES_SCALE, NO_DEGRADATION_SCALE, load_protocol
 from .store import ResultStore
 
-NO_DEGRADATION_SCALE = 1  # the scale the hr reference row is stored under (runner.py)
 HR_MODEL = "hr"
 LR_MODEL = "bicubic"
 HR_LABEL = "hr (no degradation)"

@@ -39,10 +39,10 @@ from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
 from .errors import FhbenchError
 from .levels import arrays_at_level, level_label, resolve_level, split_level
 from .tasks.base import at_level
-from .leaderboard import HR_MODEL, LR_MODEL, NO_DEGRADATION_SCALE, scale_label
+from .leaderboard import HR_MODEL, LR_MODEL, scale_label
 from .metrics.registry import metric_spec, metrics_per_item
 from .metrics.verification import roc_curve_exact
-from .protocols import load_protocol
+from .protocols import NO_DEGRADATION_SCALE, load_protocol
 from .store import ResultStore, RunRecord
 
 COLUMN_WIDTH = 3.5       # inches: one column of a two-column paper (IEEE, CVPR)

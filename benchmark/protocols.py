@@ -30,7 +30,9 @@ FIELDS = {
     "metrics": (list, True), "primary_metric": (str, True), "options": (dict, False),
     "degradation_options": (dict, False), "crop_border": (int, False), "reference": (str, False),
 }
-LR_SIZES_SCALE = 0  # the store's scale of a run over a protocol's fixed LR sizes
+# The store's scale sentinels (issue 12 replaces them by explicit level fields):
+LR_SIZES_SCALE = 0        # a run over a protocol's fixed LR sizes
+NO_DEGRADATION_SCALE = 1  # the 'hr' reference row: no degradation
 
 
 @dataclass

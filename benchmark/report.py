@@ -22,10 +22,10 @@ import matplotlib
 
 from . import __version__, strict_json
 from .errors import FhbenchError
-from .leaderboard import NO_DEGRADATION_SCALE, build_tables, format_tables, scale_label
+from .leaderboard import build_tables, format_tables, scale_label
 from .levels import level_label, split_level
 from .plots import STYLE, draw, plot_sample_grid
-from .protocols import load_protocol
+from .protocols import NO_DEGRADATION_SCALE, load_protocol
 from .samples import render_samples, stored_models
 from .store import ResultStore
 

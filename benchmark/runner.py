@@ -32,13 +32,12 @@ from .frames import fit_to_hr_size, hr_frame
 from .metrics.image import fr_loss, summarize
 from .metrics.registry import per_image_metrics
 from .names import check_run_name
-from .protocols import LR_SIZES_SCALE, list_protocols, load_protocol
+from .protocols import LR_SIZES_SCALE, NO_DEGRADATION_SCALE, list_protocols, load_protocol
 from .registry import TASKS
 from .store import ResultStore
 from .tasks.base import at_level
 from .templates import SPHEREFACE_112x96
 
-NO_DEGRADATION_SCALE = 1  # the scale the 'hr' reference row is stored under
 SEED = 0
 
 
