@@ -112,3 +112,14 @@ def test_corrupt_headers_are_still_reported_by_the_decoder(tmp_path):
     path.write_bytes(_png_header_only(50, 40)[:20])  # cut inside the IHDR
     with pytest.raises(DataError, match=r"broken\.png is corrupt or not an image"):
         read_rgb_uint8(path)
+
+
+def test_a_decoder_registered_for_a_suffix_reads_those_files(tmp_path, monkeypatch):
+    """Image decoders are registered by suffix (issue 12): one function adds a format."""
+    from benchmark.data import images
+
+    monkeypatch.setitem(images.DECODERS, ".grey8", lambda path: np.full((4, 5, 3), 7, np.uint8))
+    (tmp_path / "a.grey8").write_bytes(b"anything")
+    batch = images.read_batch([tmp_path / "a.grey8"])
+    assert batch.shape == (1, 3, 4, 5) and np.allclose(batch, 7 / 255)
+    assert images.DECODERS[".raw"] is images.read_ar_raw

@@ -2,7 +2,8 @@
 
 Files are decoded with OpenCV from bytes (any path, any extension OpenCV knows), which
 gives BGR; everything after this module is RGB. Grayscale is replicated to 3 channels,
-alpha is dropped, CMYK JPEGs are converted by libjpeg. ``.raw`` files are the AR face
+alpha is dropped, CMYK JPEGs are converted by libjpeg. Formats OpenCV cannot read have a
+decoder registered by suffix (``register_decoder``): ``.raw`` files are the AR face
 database's headerless 768x576 RGB (``read_ar_raw``).
 
 Before decoding, the image's size is read from its header (Pillow reads only the header) and
@@ -16,7 +17,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Dict, Sequence
 
 import cv2
 import numpy as np
@@ -118,6 +119,20 @@ RAW_HEIGHT, RAW_WIDTH = 576, 768
 RAW_BYTES = RAW_HEIGHT * RAW_WIDTH * 3
 
 
+# suffix -> decoder (path -> (H, W, 3) uint8 RGB) for files OpenCV cannot read; one line adds one
+DECODERS: Dict[str, Callable[[Path], np.ndarray]] = {}
+
+
+def register_decoder(suffix: str):
+    """Decorator: ``@register_decoder(".raw")`` makes ``read_rgb_uint8`` use the function for
+    files with that suffix (case-insensitive)."""
+    def deco(fn):
+        DECODERS[suffix.lower()] = fn
+        return fn
+    return deco
+
+
+@register_decoder(".raw")
 def read_ar_raw(path) -> np.ndarray:
     """(576, 768, 3) uint8 RGB from an AR ``.raw`` file, or DataError naming the file."""
     path = Path(path)
@@ -131,8 +146,9 @@ def read_ar_raw(path) -> np.ndarray:
 def read_rgb_uint8(path) -> np.ndarray:
     """(H, W, 3) uint8 RGB, or DataError naming the file."""
     path = Path(path)
-    if path.suffix.lower() == ".raw":  # headerless pixels, as the AR face database ships them
-        return read_ar_raw(path)
+    decoder = DECODERS.get(path.suffix.lower())
+    if decoder is not None:  # e.g. AR's headerless .raw pixels
+        return decoder(path)
     data = read_image_bytes(path)
     if data.size:
         check_image_size(path, data)
