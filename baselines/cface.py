@@ -1,7 +1,7 @@
 """C-Face (Han, Wang, Shen & Zhao, "C-Face: Using Compare Face on Face Hallucination for
-Low-Resolution Face Recognition", JAIR 75:1715-1737, 2022): an SRGAN (Ledig et al., CVPR 2017)
-trained with the C-Face identity loss, after fine-tuning its face-recognition network on
-hallucinated faces.
+Low-Resolution Face Recognition", JAIR 75:1715-1737, 2022; the text in
+../shared/papers/004_*.txt): an SRGAN (Ledig et al., CVPR 2017) trained with the C-Face identity
+loss, after fine-tuning its face-recognition network on hallucinated faces.
 
 Networks
   generator      SRGAN's: SRResNet with 16 residual blocks (``baselines.srresnet.SRResNet``);
@@ -16,18 +16,32 @@ Networks
 
 Losses (each a term of the config's ``loss_weights``)
   mse          pixel MSE (the SRResNet initialisation of SRGAN);
-  perceptual   MSE between VGG19 feature maps of SR and HR (SRGAN's VGG54: after the ReLU of
-               conv5_4; ``perceptual_layer``), inputs normalised with the ImageNet mean and
-               std. SRGAN rescales the feature maps by 1/12.75, i.e. a weight of
-               1/12.75^2 = 0.00615 on this term (the configs' 0.006);
+  perceptual   MSE between VGG19 feature maps of SR and HR after the ReLU named by
+               ``perceptual_layer`` (SRGAN's VGG54 is relu5_4; any relu<block>_<conv> of VGG19),
+               inputs normalised with the ImageNet mean and std. ``perceptual_reduction``:
+               ``mean`` over batch, channels and positions (default; SRGAN rescales the maps
+               by 1/12.75, a weight of 1/12.75^2 = 0.00615), or ``sum-channels``: summed over
+               channels, averaged over positions and the batch, C-Face's L_P (004 Eq. 2:
+               1/(W H) sum_x,y (phi(HR)_x,y - phi(SR)_x,y)^2 of C-channel feature vectors);
   adversarial  -log D(SR) (SRGAN's generator loss, as a logit BCE);
   d_real, d_fake   -log D(HR) and -log(1 - D(SR)): the discriminator's loss;
-  si           L_SI(SR, HR) = ||phi(SR) - phi(HR)||_2, the batch mean (g1 is its weight);
+  si           L_SI(SR, HR) = ||phi(SR) - phi(HR)||_2, the batch mean (g1 is its weight); with
+               ``si_distance: squared``, ||phi(SR) - phi(HR)||_2^2 as 004 Eq. (4) writes it (phi
+               L2-normalised: "the normalized Euclidean distance"); the compare term uses the
+               same distance;
   compare      max(L_SI(SR, HRc) - L_SI(HR, HRc), 0) per face, averaged over the faces that
                have a compare face HRc (g2 is its weight): SR must not be farther from
                another photo of the same person than HR is;
   triplet      batch-hard triplet loss (FaceNet's margin 0.2) on the recognition copy's
-               embeddings of HR and SR faces mixed in one batch (labels: identities).
+               embeddings of HR and SR faces mixed in one batch (labels: identities);
+  asoftmax     C-Face's L_FR (004 Eq. 3): SphereFace's A-Softmax with margin m
+               (``asoftmax_m``; the paper: m = 4) on the recognition copy's raw (unnormalised)
+               features phi(I) of HR and SR faces mixed in one batch, over the training set's
+               identities: logit_j = ||phi|| cos(theta_j) for j != y, ||phi|| psi(theta_y) for the
+               label y, psi(theta) = (-1)^k cos(m theta) - 2k on [k pi/m, (k+1) pi/m]; the class
+               weights (a new head over the training identities, saved with the copy as
+               recognition.asoftmax_head) are L2-normalised, no bias. Eq. (3) as written: no
+               annealing of psi with SphereFace's lambda (the paper gives none).
 phi's embeddings are L2-normalised; the targets phi(HR), phi(HRc) carry no gradient; SR, HR
 and HRc go through phi as one batch (BatchNorm batch statistics, see ``losses.fr_loss``).
 
@@ -43,23 +57,29 @@ set where no identity has two images is an error before the first step. HRc is r
 disk unflipped (the batch's HR may be flipped; identity embeddings hardly care).
 
 Stage kinds (each config stage names one). The C-Face paper's Algorithm 1 "Training Procedure
-of C-Face Network" (read as quoted in a public reproducibility summary; the paper's text was
-not at hand) maps onto them as ``baselines/configs/cface.yaml`` runs them:
-  mse           the generator on pixel MSE: SRGAN's SRResNet initialisation (before Algorithm 1);
+of C-Face Network" (004 Sec. 3.4) maps onto them as ``baselines/configs/cface.yaml`` runs them:
+  mse           the generator on pixel MSE: SRGAN's SRResNet initialisation (before Algorithm 1;
+                not in 004);
   gan           generator on perceptual + adversarial, discriminator on d_real + d_fake: plain
                 SRGAN (not used by Algorithm 1; kept for SRGAN baselines and ablations);
-  cface         generator on perceptual + adversarial + g1 si + g2 compare (our reading of the
-                paper's loss (7)), discriminator on d_real + d_fake; phi = the recognition copy
-                with its weights frozen (BatchNorm statistics updating). Algorithm 1 step 1
-                when the copy is still the pretrained identity network;
+  cface         generator on perceptual + adversarial + g1 si + g2 compare (loss (7):
+                alpha L_GAN + beta L_P + L_CF with L_CF of eq. (6)), discriminator on d_real +
+                d_fake (its part of alpha L_GAN); phi = the recognition copy with its weights
+                frozen (BatchNorm statistics updating). Algorithm 1 step 1 when the copy is
+                still the pretrained identity network. The generator descends -log D(SR), the
+                non-saturating form of eq. (1)'s log(1 - D(SR)), as SRGAN does;
   recognition   Algorithm 1 steps 2-3: fine-tune the recognition copy on mixed HR and SR faces
                 (the generator frozen, in eval mode, super-resolving each batch on the fly,
                 which equals super-resolving the training set once because it is frozen) with
-                the batch-hard triplet loss (ours: the paper's L_FR, its eq. 3, was not at
-                hand): a hallucinated face and its HR original are the same person. Needs labels;
+                the batch-hard triplet loss (ours; the paper's L_FR is the A-Softmax of the
+                ``recognition_asoftmax`` stage): a hallucinated face and its HR original are the
+                same person. Needs labels;
   cface_joint   Algorithm 1 step 4: the cface stage with phi = the fine-tuned copy, and in each
                 step the copy also descends the triplet loss on the batch's HR and (detached)
-                SR faces; the generator's gradient comes from its own terms only.
+                SR faces; the generator's gradient comes from its own terms only;
+  recognition_asoftmax, cface_joint_asoftmax
+                the same two stages with the paper's L_FR (A-Softmax, eq. 3: "update the
+                CNN^R with L_FR in (3)", Algorithm 1 step 4) in place of the triplet loss.
 
 Perceptual network (``perceptual_network``; tests and users may add to PERCEPTUAL_NETWORKS):
 ``vgg19`` loads torchvision's ImageNet VGG19 from ``perceptual_weights`` or, when that is
@@ -74,11 +94,12 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Literal, Optional, Tuple
 
 import numpy as np
 import torch
@@ -96,8 +117,23 @@ log = logging.getLogger(__name__)
 
 RANDOM_INIT = "random-init"
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
-# torchvision vgg19.features: the slice that ends after each ReLU named below
-VGG19_LAYERS = {"relu1_2": 4, "relu2_2": 9, "relu3_4": 18, "relu4_4": 27, "relu5_4": 36}
+
+
+def _vgg19_relus() -> Dict[str, int]:
+    """torchvision vgg19.features: relu<block>_<conv> -> the slice end just after that ReLU."""
+    out, index, block, conv = {}, 0, 1, 0
+    for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+                  512, 512, 512, 512, "M"):
+        if width == "M":
+            index, block, conv = index + 1, block + 1, 0
+        else:
+            conv += 1
+            out[f"relu{block}_{conv}"] = index + 2   # conv at index, its ReLU at index + 1
+            index += 2
+    return out
+
+
+VGG19_LAYERS = _vgg19_relus()   # relu1_2: 4, relu2_2: 9, relu3_1: 12, relu3_4: 18, relu5_4: 36, ...
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 COMPARE_CACHE_VERSION = 1
@@ -115,6 +151,9 @@ class CFaceOptions:
     perceptual_weights: Optional[str] = None  # file | null: $TORCH_HOME/checkpoints | random-init
     compare_k: int = 3
     triplet_margin: float = 0.2
+    si_distance: Literal["euclidean", "squared"] = "euclidean"      # L_SI: ||.||_2 or ||.||_2^2 (004 Eq. 4)
+    perceptual_reduction: Literal["mean", "sum-channels"] = "mean"  # sum-channels: 004 Eq. (2)
+    asoftmax_m: int = 4                                              # L_FR's margin (004 Sec. 3.1.3)
 
 
 # --- networks ------------------------------------------------------------------------
@@ -242,11 +281,14 @@ PERCEPTUAL_NETWORKS: Dict[str, Callable[[CFaceOptions, str], nn.Module]] = {"vgg
 
 # --- losses --------------------------------------------------------------------------
 
-def perceptual_loss(features: nn.Module, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """MSE between the feature maps of SR and HR (HR is the target: no gradient)."""
+def perceptual_loss(features: nn.Module, sr: torch.Tensor, hr: torch.Tensor,
+                    reduction: str = "mean") -> torch.Tensor:
+    """MSE between the feature maps of SR and HR (HR is the target: no gradient); with
+    ``sum-channels`` summed over the channels (004 Eq. 2), i.e. C x the mean."""
     n = sr.shape[0]
     f = features(torch.cat([sr, hr.to(sr.dtype)])).float()
-    return F.mse_loss(f[:n], f[n:].detach())
+    loss = F.mse_loss(f[:n], f[n:].detach())
+    return loss * f.shape[1] if reduction == "sum-channels" else loss
 
 
 def adversarial_loss(logits_sr: torch.Tensor) -> torch.Tensor:
@@ -262,14 +304,20 @@ def discriminator_losses(logits_hr: torch.Tensor, logits_sr: torch.Tensor) -> Tu
 
 
 def cface_losses(phi, sr: torch.Tensor, hr: torch.Tensor, hr_compare: torch.Tensor,
-                 has_compare: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+                 has_compare: torch.Tensor, squared: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """(L_SI(SR, HR) averaged over the batch, the compare term averaged over the faces with
-    ``has_compare``; 0 when none has). ``hr_compare`` rows without one are ignored."""
+    ``has_compare``; 0 when none has). ``hr_compare`` rows without one are ignored. L_SI is
+    the L2 distance of the (normalised) embeddings, squared when ``squared`` (004 Eq. 4)."""
     n = sr.shape[0]
     emb = phi(torch.cat([sr, hr.to(sr.dtype), hr_compare.to(sr.dtype)]))
     e_sr, e_hr, e_c = emb[:n], emb[n:2 * n].detach(), emb[2 * n:].detach()
-    si = torch.linalg.vector_norm(e_sr - e_hr, dim=1)
-    hinge = F.relu(torch.linalg.vector_norm(e_sr - e_c, dim=1) - torch.linalg.vector_norm(e_hr - e_c, dim=1))
+
+    def dist(a, b):
+        d = torch.linalg.vector_norm(a - b, dim=1)
+        return d * d if squared else d
+
+    si = dist(e_sr, e_hr)
+    hinge = F.relu(dist(e_sr, e_c) - dist(e_hr, e_c))
     mask = has_compare.to(hinge.dtype)
     return si.mean(), (hinge * mask).sum() / mask.sum().clamp(min=1)
 
@@ -288,6 +336,53 @@ def batch_hard_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, margin: flo
     hardest_pos = torch.where(pos, d, torch.full_like(d, -float("inf"))).amax(1)
     hardest_neg = torch.where(neg, d, torch.full_like(d, float("inf"))).amin(1)
     return F.relu(hardest_pos - hardest_neg + margin)[valid].mean()
+
+
+def _chebyshev(c: torch.Tensor, m: int) -> torch.Tensor:
+    """cos(m theta) from c = cos(theta): the Chebyshev polynomial T_m(c)."""
+    t_prev, t = torch.ones_like(c), c
+    if m == 0:
+        return t_prev
+    for _ in range(m - 1):
+        t_prev, t = t, 2 * c * t - t_prev
+    return t
+
+
+def a_softmax_loss(features: torch.Tensor, class_weights: torch.Tensor, labels: torch.Tensor,
+                   m: int = 4) -> torch.Tensor:
+    """SphereFace's A-Softmax (004 Eq. 3): mean over the batch of -log softmax of the label's
+    logit, with logits ||x|| cos(theta_j) (weights L2-normalised, no bias) and, for the
+    label, ||x|| psi(theta_y), psi(theta) = (-1)^k cos(m theta) - 2k for theta in
+    [k pi/m, (k+1) pi/m] (monotonically decreasing on [0, pi])."""
+    x = features.float()
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12)
+    cos = ((x / norm) @ F.normalize(class_weights.float(), dim=1).t()).clamp(-1.0, 1.0)
+    c_y = cos.gather(1, labels[:, None])
+    with torch.no_grad():
+        k = torch.floor(m * torch.acos(c_y.clamp(-1.0 + 1e-7, 1.0 - 1e-7)) / math.pi).clamp(0, m - 1)
+    sign = 1.0 - 2.0 * torch.remainder(k, 2.0)
+    psi = sign * _chebyshev(c_y, m) - 2.0 * k
+    logits = (norm * cos).scatter(1, labels[:, None], norm * psi)
+    return F.cross_entropy(logits, labels)
+
+
+class ASoftmaxHead(nn.Module):
+    """The class weights of L_FR over the training identities (a row per identity)."""
+
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_classes, dim))
+        nn.init.xavier_uniform_(self.weight)
+
+
+def raw_features(net: nn.Module, faces: torch.Tensor) -> torch.Tensor:
+    """phi(I) before the L2 normalisation an ``IdentityNetwork`` applies (the A-Softmax input)."""
+    if not hasattr(net, "backend"):
+        return net(faces).float()
+    x = net.warp(faces)
+    if net.normalise is not None:
+        x = net.normalise(x)
+    return net.backend(x).float()
 
 
 # --- compare faces -------------------------------------------------------------------
@@ -393,7 +488,7 @@ def _gan_terms(ctx, batch):
     # one D(SR) serves both players: each group's gradient reaches only its own parameters
     logits_sr = m.discriminator(sr)
     d_real, d_fake = discriminator_losses(m.discriminator(batch.hr), logits_sr)
-    terms = {"perceptual": perceptual_loss(m.aux["perceptual"], sr, batch.hr),
+    terms = {"perceptual": perceptual_loss(m.aux["perceptual"], sr, batch.hr, m.options.perceptual_reduction),
              "adversarial": adversarial_loss(logits_sr), "d_real": d_real, "d_fake": d_fake}
     return sr, terms
 
@@ -402,16 +497,34 @@ def gan_stage(ctx, batch):
     return _gan_terms(ctx, batch)[1]
 
 
-def recognition_stage(ctx, batch):
-    m = ctx.model
+def _frozen_sr(m, lr):
     was = m.generator.training
     m.generator.eval()  # frozen here: its BatchNorm statistics must not drift either
     with torch.no_grad():
-        sr = m.generator(batch.lr).clamp(0, 1)
+        sr = m.generator(lr).clamp(0, 1)
     m.generator.train(was)
+    return sr
+
+
+def recognition_stage(ctx, batch):
+    m = ctx.model
+    sr = _frozen_sr(m, batch.lr)
     emb = m.recognition(torch.cat([batch.hr, sr.to(batch.hr.dtype)]))
     labels = torch.cat([batch.labels, batch.labels])
     return {"triplet": batch_hard_triplet_loss(emb, labels, m.options.triplet_margin)}
+
+
+def _asoftmax(m, hr, sr, labels):
+    """L_FR on the HR faces and their (gradient-free) SR versions mixed in one batch."""
+    features = raw_features(m.recognition, torch.cat([hr, sr.to(hr.dtype)]))
+    return a_softmax_loss(features, m.recognition.asoftmax_head.weight, torch.cat([labels, labels]),
+                          m.options.asoftmax_m)
+
+
+def recognition_asoftmax_stage(ctx, batch):
+    """Algorithm 1 steps 2-3 with the paper's L_FR (eq. 3) on mixed HR and SR faces."""
+    m = ctx.model
+    return {"asoftmax": _asoftmax(m, batch.hr, _frozen_sr(m, batch.lr), batch.labels)}
 
 
 def _cface_terms(ctx, batch):
@@ -423,8 +536,9 @@ def _cface_terms(ctx, batch):
         paths = [ctx.faces.image_root / ctx.faces.relpaths[j] for j in chosen[has]]
         faces = torch.from_numpy(read_hr_faces(paths, batch.hr.shape[-2:]))
         hrc[torch.from_numpy(has).to(hrc.device)] = faces.to(hrc.device, hrc.dtype)
+    squared = {"squared": True} if m.options.si_distance == "squared" else {}
     terms["si"], terms["compare"] = cface_losses(m.recognition, sr, batch.hr, hrc,
-                                                 torch.from_numpy(has).to(sr.device))
+                                                 torch.from_numpy(has).to(sr.device), **squared)
     return sr, terms
 
 
@@ -440,6 +554,15 @@ def cface_joint_stage(ctx, batch):
     emb = m.recognition(torch.cat([batch.hr, sr.detach().clamp(0, 1).to(batch.hr.dtype)]))
     terms["triplet"] = batch_hard_triplet_loss(emb, torch.cat([batch.labels, batch.labels]),
                                                m.options.triplet_margin)
+    return terms
+
+
+def cface_joint_asoftmax_stage(ctx, batch):
+    """Algorithm 1 step 4 as the paper writes it: loss (7) for N_SR and N_D, and CNN_R updated
+    with L_FR (eq. 3) on this batch's HR and (detached) SR faces at the same time."""
+    m = ctx.model
+    sr, terms = _cface_terms(ctx, batch)
+    terms["asoftmax"] = _asoftmax(m, batch.hr, sr.detach().clamp(0, 1), batch.labels)
     return terms
 
 
@@ -460,6 +583,14 @@ STAGES = {
                              optimise={GENERATOR: ("perceptual", "adversarial", "si", "compare"),
                                        DISCRIMINATOR: ("d_real", "d_fake"), "recognition": ("triplet",)},
                              needs_identity_network=True, needs_identity_labels=True),
+    "recognition_asoftmax": StageSpec(recognition_asoftmax_stage, ("asoftmax",),
+                                      optimise={"recognition": ("asoftmax",)},
+                                      needs_identity_network=True, needs_identity_labels=True),
+    "cface_joint_asoftmax": StageSpec(cface_joint_asoftmax_stage,
+                                      ("perceptual", "adversarial", "si", "compare", "d_real", "d_fake", "asoftmax"),
+                                      optimise={GENERATOR: ("perceptual", "adversarial", "si", "compare"),
+                                                DISCRIMINATOR: ("d_real", "d_fake"), "recognition": ("asoftmax",)},
+                                      needs_identity_network=True, needs_identity_labels=True),
 }
 
 
@@ -469,13 +600,22 @@ def prepare(model: CFaceModel, identity, data, config, device):
     if tuple(o.hr_size) != tuple(config.data.hr_size):
         raise config.error("model.hr_size", f"the discriminator is built for {o.hr_size[0]}x{o.hr_size[1]} "
                            f"but data.hr_size is {config.data.hr_size[0]}x{config.data.hr_size[1]}")
-    if config.batch_size < 2:
-        raise config.error("batch_size", "C-Face needs batch_size >= 2 (BatchNorm, triplets)")
+    for i, s in enumerate(config.stages):
+        if config.stage_batch_size(s) < 2:
+            key = "batch_size" if s.batch_size is None else f"stages[{i}].batch_size"
+            raise config.error(key, "C-Face needs batch_size >= 2 (BatchNorm, triplets)")
     if o.compare_k < 1:
         raise config.error("model.compare_k", "must be >= 1")
+    if o.asoftmax_m < 1:
+        raise config.error("model.asoftmax_m", "must be >= 1")
     losses = {term for s in config.stages for term in STAGES[s.name].losses}  # what the configured stages need
     if identity is not None:
         model.attach_recognition(identity)
+    if "asoftmax" in losses:  # L_FR's class weights over the training identities
+        h, w = config.data.hr_size
+        with torch.no_grad(), running_statistics(model.recognition):
+            dim = raw_features(model.recognition, torch.zeros(2, 3, h, w, device=device)).shape[1]
+        model.recognition.add_module("asoftmax_head", ASoftmaxHead(dim, len(data.faces.identities)).to(device))
     if "perceptual" in losses:
         if o.perceptual_network not in PERCEPTUAL_NETWORKS:
             raise config.error("model.perceptual_network", f"unknown network {o.perceptual_network!r} "
@@ -492,7 +632,7 @@ def prepare(model: CFaceModel, identity, data, config, device):
         model.aux["compare"] = table
 
 
-PAPER = ("C-Face (Han et al., JAIR 2022): no parameter count, FLOPs or speed in the sources at hand; "
+PAPER = ("C-Face (Han et al., JAIR 2022; ../shared/papers/004): no parameter count, FLOPs or speed; "
          "SRGAN (Ledig et al. 2017): generator 1.5M parameters (16 blocks, 4x; EDSR paper, Table 1)")
 
 register_trainable(TrainableModel("cface", "cface", CFaceOptions, build, STAGES, PAPER, prepare=prepare))

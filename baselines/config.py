@@ -6,15 +6,33 @@ Layout (every key optional unless marked; defaults below)::
     data:  {hr_size: [112, 96], scale: 4, degradation: bicubic, degradation_params: {},
             frame: sphereface-112x96, flip: true, workers: 0}
     stages:                                                                 # required, >= 1
-      - {name: mse, steps: 1000 | epochs: 10, optimizer: adam | sgd, lr: 1.0e-4,
+      - {name: mse, steps: 1000 | epochs: 10, batch_size: null, optimizer: adam | sgd, lr: 1.0e-4,
          betas: [0.9, 0.999], momentum: 0.9, weight_decay: 0.0,
-         schedule: {kind: constant | step | cosine, every: 0, gamma: 0.1, final_lr: 0.0},
-         loss_weights: {mse: 1.0, fr: auto}}
+         schedule: {kind: constant | step | multistep | cosine, every: 0, milestones: [],
+                    gamma: 0.1, final_lr: 0.0, unit: steps | epochs},
+         loss_weights: {mse: 1.0, fr: auto},
+         early_stopping: null | {metrics: [ssim, mse], patience: 10, every: 1, unit: epochs,
+                                 min_delta: 0.0}}
+    validation: null | {fraction: 0.1, max_images: 0, batch_size: 0}
     batch_size: 16, checkpoint_every: 1000, keep_checkpoints: 3, log_every: 50, seed: 0,
     identity_network: auto, mixed_precision: true, init_weights: null
 
 A loss weight ``auto`` is set on the stage's first batch so that the term equals the sum
 of the fixed-weight terms optimised with it (a 50/50 balance for two terms).
+
+Epochs: an epoch of a stage is ``(training faces) // (the stage's batch size)`` steps (the
+last partial batch is dropped), where the training faces are those not held out by
+``validation``. ``epochs: N`` is N such epochs; a schedule with ``unit: epochs`` counts
+``every`` and ``milestones`` in them (``step``: lr x gamma every ``every`` epochs;
+``multistep``: lr x gamma at the end of each epoch in ``milestones``).
+
+Early stopping (``stages[i].early_stopping``) needs ``validation``: that fraction of each
+identity's faces (of all faces when unlabelled) is held out of training, by a pure function
+of the seed. Every ``every`` units the stage kind's validation metrics are computed on the
+held-out faces (model in eval mode, no flips); the stage ends early once ``patience``
+evaluations in a row improved none of ``metrics`` (by more than ``min_delta``). The state
+(best values, evaluations without gain) is checkpointed, so a resumed run stops where an
+uninterrupted one does. Without ``validation`` every face trains, as before.
 
 Any unknown key or wrong type raises ``ConfigError`` naming the file and the dotted key
 (``stages[1].loss_weights.fr``). YAML 1.1 reads ``1e-4`` as a string: write ``1.0e-4``.
@@ -36,10 +54,21 @@ AUTO = "auto"
 
 @dataclass
 class ScheduleConfig:
-    kind: Literal["constant", "step", "cosine"] = "constant"
-    every: int = 0           # step: multiply the lr by gamma every `every` steps of the stage
+    kind: Literal["constant", "step", "multistep", "cosine"] = "constant"
+    every: int = 0           # step: multiply the lr by gamma every `every` units of the stage
     gamma: float = 0.1
     final_lr: float = 0.0    # cosine: the lr reached at the stage's last step
+    milestones: List[int] = field(default_factory=list)  # multistep: x gamma at the end of each
+    unit: Literal["steps", "epochs"] = "steps"           # what every and milestones count
+
+
+@dataclass
+class EarlyStoppingConfig:
+    metrics: List[str]       # validation metrics of the stage kind; the stage stops when none improves
+    patience: int = 10       # evaluations in a row without any metric improving
+    every: int = 1           # evaluate every `every` units of the stage
+    unit: Literal["steps", "epochs"] = "epochs"
+    min_delta: float = 0.0   # an improvement must exceed this
 
 
 @dataclass
@@ -54,6 +83,15 @@ class StageConfig:
     weight_decay: float = 0.0
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss_weights: Dict[str, Union[float, Literal["auto"]]] = field(default_factory=dict)
+    batch_size: Optional[int] = None   # null: the config's batch_size
+    early_stopping: Optional[EarlyStoppingConfig] = None
+
+
+@dataclass
+class ValidationConfig:
+    fraction: float = 0.1    # of each identity's faces (of all faces without labels) held out of training
+    max_images: int = 0      # evaluate on at most this many of them, evenly spaced (0: all)
+    batch_size: int = 0      # images per validation batch (0: the config's batch_size)
 
 
 @dataclass
@@ -81,10 +119,14 @@ class TrainConfig:
     identity_network: str = "auto"        # see baselines.identity.load_identity_network
     mixed_precision: bool = True          # used on CUDA only
     init_weights: Optional[str] = None    # start from these weights (same architecture and scale)
+    validation: Optional[ValidationConfig] = None  # faces held out of training (for early stopping)
     source: Path = Path("?")              # the YAML file (not a key)
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {key}: {message}")
+
+    def stage_batch_size(self, stage: StageConfig) -> int:
+        return stage.batch_size if stage.batch_size is not None else self.batch_size
 
     def to_dict(self) -> dict:
         """Plain JSON-like dict (what checkpoints record)."""
@@ -149,6 +191,32 @@ def _check_values(c: TrainConfig) -> None:
             raise c.error(f"{key}.lr", f"must be > 0, got {s.lr}")
         if s.schedule.kind == "step" and s.schedule.every < 1:
             raise c.error(f"{key}.schedule.every", "a step schedule needs every >= 1")
+        if s.schedule.kind == "multistep":
+            m = s.schedule.milestones
+            if not m or min(m) < 1 or any(b <= a for a, b in zip(m, m[1:])):
+                raise c.error(f"{key}.schedule.milestones", f"a multistep schedule needs increasing "
+                              f"milestones >= 1, got {m}")
+        if s.batch_size is not None and s.batch_size < 1:
+            raise c.error(f"{key}.batch_size", f"must be >= 1, got {s.batch_size}")
+        es = s.early_stopping
+        if es is not None:
+            if c.validation is None:
+                raise c.error(f"{key}.early_stopping", "needs held-out faces: add a validation: block "
+                              "(e.g. validation: {fraction: 0.1})")
+            if not es.metrics:
+                raise c.error(f"{key}.early_stopping.metrics", "needs at least one metric")
+            for name in ("patience", "every"):
+                if getattr(es, name) < 1:
+                    raise c.error(f"{key}.early_stopping.{name}", f"must be >= 1, got {getattr(es, name)}")
+            if es.min_delta < 0:
+                raise c.error(f"{key}.early_stopping.min_delta", f"must be >= 0, got {es.min_delta}")
+    v = c.validation
+    if v is not None:
+        if not 0 < v.fraction < 1:
+            raise c.error("validation.fraction", f"must be between 0 and 1, got {v.fraction}")
+        if v.max_images < 0 or v.batch_size < 0:
+            key = "max_images" if v.max_images < 0 else "batch_size"
+            raise c.error(f"validation.{key}", "must be >= 0")
     d = c.data
     if d.scale < 1:
         raise c.error("data.scale", "must be >= 1")
@@ -205,6 +273,9 @@ def _convert(value, tp, key: str, path: Path, fixed: Optional[dict] = None):
     if origin is Union:
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1 and dataclasses.is_dataclass(options[0]) and isinstance(value, dict):
+            return _convert(value, options[0], key, path)  # an optional block: its own key's error
         for option in (a for a in args if a is not type(None)):
             try:
                 return _convert(value, option, key, path)

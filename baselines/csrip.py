@@ -1,40 +1,76 @@
 """C-SRIP (Grm, Scheirer & Struc, "Face Hallucination Using Cascaded Super-Resolution and
-Identity Priors", IEEE TIP 29:2150-2165, 2020): a cascade of three 2x SR modules, 24x24 -> 192x192,
-trained with multi-scale SSIM and the cross-entropy of identity priors.
+Identity Priors", IEEE TIP 29:2150-2165, 2020; the text in ../shared/papers/001_*.txt, its
+preprint in 003_*.txt): a cascade of three 2x SR modules, 24x24 -> 192x192, trained with
+multi-scale SSIM and the cross-entropy of identity priors.
 
-Cascade (``Cascade``), as the design card (../shared/DESIGN.md) states it:
-  input: 9x9 conv (3 -> F1) + LReLU, on the LR face;
+Cascade (``Cascade``); the options' defaults build the cascade this module built before the
+paper was at hand, ``baselines/configs/csrip.yaml`` sets the paper's (001 Sec. 3.1, 3.4, Fig. 11):
+  input: 9x9 conv (3 -> F1) + LReLU, on the LR face (001 Sec. 3.4: 512 filters of 9x9);
   module m = 1, 2, 3 with F = 512, 256, 128 filters (``filters``), at 24, 48, 96 px:
-    7 residual blocks (``blocks``) [3x3 conv F -> F, LReLU, 3x3 conv F -> F, + input];
-    a 3x3 conv F -> F closing the trunk, + the module's input (SRResNet's global skip);
-    sub-pixel upscaling: 3x3 conv F -> 4 F', PixelShuffle(2), LReLU, where F' is the next
-    module's width (the last module keeps its own), so no extra conv joins two modules;
-  a 9x9 conv F' -> 3 on each module's output gives the RGB face at 2x, 4x and 8x, clipped
-  to [0, 1]; the 8x one is the model's output.
-LReLU slope 0.2; no BatchNorm (not in the card; SR trunks since EDSR leave it out). Counting
-convolutions, this is 1 + 3 x (14 + 1 + 1) + 3 = 52 layers; the card's "53 layers" cannot be
-reconciled without the paper's layer table, which was not at hand (clipping counted as a
-layer would make 53). The RGB convs start with bias 0.5, so that the clipped outputs start
-inside [0, 1] where the clip passes gradients.
+    7 residual blocks (``blocks``; 001 Sec. 3.4: p = 7), each (``residual_block``)
+      conv-lrelu-conv     [3x3 conv F -> F, LReLU, 3x3 conv F -> F, + input] (default), or
+      conv-bn-lrelu-x2    two [3x3 conv, BN, LReLU] sub-blocks, then the sum with the input
+                          ("post-activation element-wise sum", as SRGAN: 001 Sec. 3.1);
+    a 3x3 conv F -> F closing the trunk (Fig. 11: k3n512s1 after the 7 blocks), + the
+    module's input (SRResNet's global skip; ours);
+    sub-pixel upscaling: 3x3 conv F -> U, PixelShuffle(2), LReLU: the module's final conv has
+    U = ``upscale_filters`` (001 Sec. 3.4: 1024, 512, 256; "doubling the number of filters
+    in the convolutional layer preceding the sub-pixel convolutions", Sec. 3.1), which leaves
+    U / 4 channels at twice the size (256, 128, 64); empty (the default): U = 4 F' with F'
+    the next module's width (the last keeps its own: 1024, 512, 512);
+  ``final_block_filters`` R > 0 (001 Sec. 3.4: "The last residual block of the SR network has
+  128 filters"): at 192 px, one more residual block of R filters before the 8x RGB conv
+  (Sec. 3.1: "After reaching the target resolution, the feature maps are passed through one
+  last residual block and a convolutional layer with 3 output channels"). The third module
+  leaves 256 / 4 = 64 channels and the paper does not say how they reach the 128-filter
+  block: a 3x3 conv 64 -> R (+ BN with conv-bn-lrelu-x2) + LReLU bridges them (ours);
+  a 9x9 conv -> 3 on each module's output gives the RGB face at 2x, 4x (the training
+  branches, 001 Sec. 3.1) and, after the last block, 8x, clipped to [0, 1] (Sec. 3.4: "a
+  convolutional layer with three 9 x 9 filters is used followed by a clipping layer").
+LReLU slope 0.2 (the paper: LReLU, no slope). Layers (convolutions): the paper's network is
+"53-layer deep" (001 Sec. 3.1). The paper's description counts 1 (input) + 3 x (14 + 1 + 1)
+(blocks, trunk conv, sub-pixel conv) + 1 (our 64 -> 128 bridge) + 2 (last block) + 1 (RGB) =
+53 convolutions on the path from LR to the 8x output; the two branch RGB convs (2x, 4x) are
+removed after training (Sec. 3.3) and make 55 in the training graph. Without the bridge the
+description gives 52. The default cascade (no last block, no bridge) has 1 + 48 + 1 = 50 on
+its path and 52 with its branches. The RGB convs start with bias 0.5, so that the clipped
+outputs start inside [0, 1] where the clip passes gradients.
 
-Identity priors (``Priors``): three SqueezeNet 1.1 classifiers (torchvision's, untrained),
-one per scale (48, 96, 192 px), each seeing the high-pass residual x - g_sigma * x with
-sigma 1/3, 1 and 7/3 (``prior_sigmas``; ``baselines.ssim_loss.high_pass``) of the face at
-its scale, and classifying its identity among the training set's identities (the number
-is set from the data before the first step and stored with the weights).
+Identity priors (``Priors``): three SqueezeNet classifiers (untrained), one per scale (48,
+96, 192 px), each seeing the high-pass residual x - g_sigma * x with sigma 1/3, 1 and 7/3
+(``prior_sigmas``; ``baselines.ssim_loss.high_pass``) of the face at its scale, and
+classifying its identity among the training set's identities (the number is set from the
+data before the first step and stored with the weights). ``prior_network``:
+  squeezenet1_1                  torchvision's SqueezeNet 1.1 (the default);
+  squeezenet1_0-complex-bypass   SqueezeNet 1.0 with Iandola et al.'s complex bypass (a
+                                 shortcut around each of fire2 .. fire9: identity where the
+                                 widths match, a 1x1 conv where they do not), the "complex
+                                 SqueezeNet architecture" of 001 Sec. 3.4. The paper says "9 fire
+                                 modules": SqueezeNet has 8, named fire2 .. fire9.
 
 Training (stages):
   priors   cross-entropy of each prior on the HR faces (rendered at its scale), summed;
-           needs identity labels;
+           needs identity labels. With ``prior_crop`` c > 0, each HR face is first shifted
+           by a random crop: edge-padded by c px, cropped back to its size at an offset
+           drawn from ``default_rng([seed, step, ...])`` (001 Sec. 3.4: "random horizontal
+           flipping and random crops"; the crop size is ours). Validation metrics (early
+           stopping, 001 Sec. 3.4 "accuracy improvements on the validation set"): each prior's
+           top-1 accuracy, ``accuracy_x2``, ``accuracy_x4``, ``accuracy_x8`` (named by its
+           scale factor), and their mean ``accuracy``;
   cascade  ssim = sum over the three scales of (1 - mean SSIM)/2 against the HR face at
            that scale (MATLAB bicubic, the same rule as the HR faces), identity = sum of the
            three priors' cross-entropies on the SR faces; the config weighs them 1 and
            alpha = 0.001. Only the cascade is optimised; the priors are fixed and in eval mode.
+           SSIM's constants: C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = ``ssim_data_range`` on
+           [0, 1] images (1, the default; 256/255 gives the paper's C1 = 6.55, C2 = 58.98 on
+           0..255, 001 Sec. 3.3). Validation metrics (001 Sec. 3.4: "if both SSIM and MSE show no improvements"):
+           ``ssim`` (mean SSIM map of the 8x output against the HR face, RGB in [0, 1]) and
+           ``mse`` (its pixel MSE).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Literal
 
 import numpy as np
 import torch
@@ -44,11 +80,15 @@ from torch import nn
 from benchmark.errors import AdapterError, ConfigError, DataError, IncompatibleModelError
 from benchmark.registry import MODELS
 
-from .ssim_loss import high_pass, ssim_loss
+from .ssim_loss import high_pass, ssim_loss, ssim_map
 from .training import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
 
 LRELU_SLOPE = 0.2
 PRIOR_MIN_SIDE = 17  # the smallest input SqueezeNet 1.1's three stride-2 poolings accept (SSIM needs 11)
+
+
+RESIDUAL_BLOCKS = ("conv-lrelu-conv", "conv-bn-lrelu-x2")
+PRIOR_NETWORKS = ("squeezenet1_1", "squeezenet1_0-complex-bypass")
 
 
 @dataclass
@@ -56,65 +96,160 @@ class CSRIPOptions:
     filters: List[int] = field(default_factory=lambda: [512, 256, 128])  # one 2x module each
     blocks: int = 7                                                       # residual blocks per module
     prior_sigmas: List[float] = field(default_factory=lambda: [1 / 3, 1.0, 7 / 3])  # per scale
+    # the module's final conv (before the sub-pixel layer); empty: 4 x the next module's width
+    upscale_filters: List[int] = field(default_factory=list)
+    final_block_filters: int = 0          # a last residual block at the output size (0: none)
+    residual_block: Literal["conv-lrelu-conv", "conv-bn-lrelu-x2"] = "conv-lrelu-conv"
+    prior_network: Literal["squeezenet1_1", "squeezenet1_0-complex-bypass"] = "squeezenet1_1"
+    prior_crop: int = 0                   # priors stage: random-crop shift in HR pixels (0: none)
+    # SSIM's data range L for C1 = (0.01 L)^2, C2 = (0.03 L)^2 on images in [0, 1]; 256/255 gives the
+    # paper's C1 = 6.55, C2 = 58.98 on the 0..255 scale (001 Sec. 3.3: (0.01 x 256)^2, (0.03 x 256)^2)
+    ssim_data_range: float = 1.0
+
+
+def _conv_unit(cin: int, cout: int, batch_norm: bool) -> List[nn.Module]:
+    """3x3 conv (+ BN, the conv then without bias) + LReLU."""
+    if batch_norm:
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(LRELU_SLOPE)]
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(LRELU_SLOPE)]
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, filters: int):
+    def __init__(self, filters: int, kind: str = "conv-lrelu-conv"):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(filters, filters, 3, padding=1), nn.LeakyReLU(LRELU_SLOPE),
-                                  nn.Conv2d(filters, filters, 3, padding=1))
+        if kind == "conv-bn-lrelu-x2":
+            self.body = nn.Sequential(*_conv_unit(filters, filters, True), *_conv_unit(filters, filters, True))
+        else:
+            self.body = nn.Sequential(nn.Conv2d(filters, filters, 3, padding=1), nn.LeakyReLU(LRELU_SLOPE),
+                                      nn.Conv2d(filters, filters, 3, padding=1))
 
     def forward(self, x):
         return x + self.body(x)
 
 
 class SRModule(nn.Module):
-    """Residual trunk at the input resolution, then a 2x sub-pixel upscaling to ``out_filters``."""
+    """Residual trunk at the input resolution, then a 2x sub-pixel upscaling: a conv to
+    ``upscale_filters`` channels, PixelShuffle(2) (a quarter of them at twice the size), LReLU."""
 
-    def __init__(self, filters: int, out_filters: int, blocks: int):
+    def __init__(self, filters: int, upscale_filters: int, blocks: int, kind: str = "conv-lrelu-conv"):
         super().__init__()
-        self.trunk = nn.Sequential(*[ResidualBlock(filters) for _ in range(blocks)],
+        self.trunk = nn.Sequential(*[ResidualBlock(filters, kind) for _ in range(blocks)],
                                    nn.Conv2d(filters, filters, 3, padding=1))
-        self.upscale = nn.Sequential(nn.Conv2d(filters, 4 * out_filters, 3, padding=1), nn.PixelShuffle(2),
+        self.upscale = nn.Sequential(nn.Conv2d(filters, upscale_filters, 3, padding=1), nn.PixelShuffle(2),
                                      nn.LeakyReLU(LRELU_SLOPE))
 
     def forward(self, x):
         return self.upscale(x + self.trunk(x))
 
 
-class Cascade(nn.Module):
-    def __init__(self, filters: List[int], blocks: int):
+class FinalBlock(nn.Module):
+    """The last residual block at the output size; a bridge conv when its width differs."""
+
+    def __init__(self, in_filters: int, filters: int, kind: str):
         super().__init__()
+        self.bridge = (nn.Sequential(*_conv_unit(in_filters, filters, kind == "conv-bn-lrelu-x2"))
+                       if in_filters != filters else nn.Identity())
+        self.block = ResidualBlock(filters, kind)
+
+    def forward(self, x):
+        return self.block(self.bridge(x))
+
+
+def upscale_widths(options: "CSRIPOptions") -> List[int]:
+    """Each module's final (pre-sub-pixel) conv width."""
+    if options.upscale_filters:
+        return list(options.upscale_filters)
+    f = list(options.filters)
+    return [4 * o for o in f[1:] + [f[-1]]]
+
+
+class Cascade(nn.Module):
+    def __init__(self, filters: List[int], blocks: int, upscale: List[int] = None, final_block: int = 0,
+                 kind: str = "conv-lrelu-conv"):
+        super().__init__()
+        upscale = list(upscale) if upscale else [4 * o for o in list(filters[1:]) + [filters[-1]]]
         self.head = nn.Sequential(nn.Conv2d(3, filters[0], 9, padding=4), nn.LeakyReLU(LRELU_SLOPE))
-        outs = list(filters[1:]) + [filters[-1]]
-        self.modules_ = nn.ModuleList(SRModule(f, o, blocks) for f, o in zip(filters, outs))
-        self.to_rgb = nn.ModuleList(nn.Conv2d(o, 3, 9, padding=4) for o in outs)
+        self.modules_ = nn.ModuleList(SRModule(f, u, blocks, kind) for f, u in zip(filters, upscale))
+        outs = [u // 4 for u in upscale]                      # channels after each PixelShuffle(2)
+        self.final = FinalBlock(outs[-1], final_block, kind) if final_block else None
+        rgb_in = outs[:-1] + [final_block or outs[-1]]
+        self.to_rgb = nn.ModuleList(nn.Conv2d(o, 3, 9, padding=4) for o in rgb_in)
         for conv in self.to_rgb:
             nn.init.constant_(conv.bias, 0.5)
 
     def forward(self, lr) -> List[torch.Tensor]:
-        """The clipped RGB faces at 2x, 4x, 8x (one per module)."""
+        """The clipped RGB faces at 2x, 4x, 8x (one per module; the last after the final block)."""
         x, outputs = self.head(lr), []
-        for module, to_rgb in zip(self.modules_, self.to_rgb):
+        last = len(self.modules_) - 1
+        for i, (module, to_rgb) in enumerate(zip(self.modules_, self.to_rgb)):
             x = module(x)
+            if i == last and self.final is not None:
+                x = self.final(x)
             outputs.append(to_rgb(x).clamp(0.0, 1.0))
         return outputs
 
 
-def squeezenet(n_classes: int) -> nn.Module:
+def squeezenet(n_classes: int, kind: str = "squeezenet1_1") -> nn.Module:
+    if kind == "squeezenet1_0-complex-bypass":
+        return squeezenet_complex_bypass(n_classes)
     from torchvision.models import squeezenet1_1
 
     return squeezenet1_1(weights=None, num_classes=n_classes)
 
 
+class BypassFire(nn.Module):
+    """A fire module with a shortcut: + input (same width) or + 1x1 conv of it (Iandola et al.)."""
+
+    def __init__(self, fire: nn.Module):
+        super().__init__()
+        self.fire = fire
+        cin = fire.squeeze.in_channels
+        cout = fire.expand1x1.out_channels + fire.expand3x3.out_channels
+        self.bypass = None
+        if cin != cout:
+            self.bypass = nn.Conv2d(cin, cout, 1)
+            nn.init.kaiming_uniform_(self.bypass.weight)  # torchvision's init of SqueezeNet's convs
+            nn.init.zeros_(self.bypass.bias)
+
+    def forward(self, x):
+        return self.fire(x) + (x if self.bypass is None else self.bypass(x))
+
+
+def squeezenet_complex_bypass(n_classes: int) -> nn.Module:
+    """SqueezeNet 1.0 (torchvision's layout and init) with the complex bypass of Iandola et al.
+    (arXiv 1602.07360, Fig. 2 right): a shortcut around every fire module (fire2 .. fire9)."""
+    from torchvision.models import squeezenet1_0
+    from torchvision.models.squeezenet import Fire
+
+    net = squeezenet1_0(weights=None, num_classes=n_classes)
+    for i, layer in enumerate(net.features):
+        if isinstance(layer, Fire):
+            net.features[i] = BypassFire(layer)
+    return net
+
+
+def prior_min_side(kind: str) -> int:
+    """The smallest square input the prior network accepts: its first conv (no padding,
+    stride 2) and three 3x3 stride-2 max-poolings (ceil mode) must leave >= 1 pixel."""
+    first = 7 if kind == "squeezenet1_0-complex-bypass" else 3
+    side = 1
+    while True:
+        h = (side - first) // 2 + 1 if side >= first else 0
+        for _ in range(3):
+            h = (h - 2) // 2 + 1 if h >= 2 else 0
+        if h >= 1:
+            return side
+        side += 1
+
+
 class Priors(nn.Module):
     """One SqueezeNet per scale on high-pass residuals; ``n_classes`` 0 until the data sets it."""
 
-    def __init__(self, sigmas: List[float], n_classes: int = 0):
+    def __init__(self, sigmas: List[float], n_classes: int = 0, kind: str = "squeezenet1_1"):
         super().__init__()
         self.sigmas = list(sigmas)
         self.register_buffer("n_classes", torch.tensor(n_classes))
-        self.nets = nn.ModuleList(squeezenet(n_classes) for _ in sigmas) if n_classes else nn.ModuleList()
+        self.nets = nn.ModuleList(squeezenet(n_classes, kind) for _ in sigmas) if n_classes else nn.ModuleList()
 
     def forward(self, faces: List[torch.Tensor]) -> List[torch.Tensor]:
         """Logits of each prior on the high-pass residual of the face at its scale."""
@@ -136,15 +271,28 @@ class CSRIP(nn.Module):
         if options.blocks < 0 or min(options.filters) < 1:
             raise ConfigError(f"csrip: blocks must be >= 0 and filters >= 1, got {options.blocks} and "
                               f"{options.filters}")
+        if options.upscale_filters and (len(options.upscale_filters) != n or
+                                        any(u < 4 or u % 4 for u in options.upscale_filters)):
+            raise ConfigError(f"csrip: upscale_filters needs one width per module ({n}), each a multiple of 4 "
+                              f"(PixelShuffle(2) keeps a quarter), got {options.upscale_filters}")
+        if options.upscale_filters and any(u // 4 != f for u, f in zip(options.upscale_filters, options.filters[1:])):
+            raise ConfigError(f"csrip: each module's upscale_filters / 4 must be the next module's filters: "
+                              f"{options.upscale_filters} after PixelShuffle(2) give "
+                              f"{[u // 4 for u in options.upscale_filters]}, filters are {options.filters}")
+        if options.final_block_filters < 0 or options.prior_crop < 0:
+            raise ConfigError(f"csrip: final_block_filters and prior_crop must be >= 0, got "
+                              f"{options.final_block_filters} and {options.prior_crop}")
         self.options, self.scale = options, scale
-        self.cascade = Cascade(options.filters, options.blocks)
-        self.priors = Priors(options.prior_sigmas)
+        self.cascade = Cascade(options.filters, options.blocks, upscale_widths(options),
+                               options.final_block_filters, options.residual_block)
+        self.priors = Priors(options.prior_sigmas, 0, options.prior_network)
 
     def forward(self, lr):
         return self.cascade(lr)[-1]
 
     def size_priors(self, n_classes: int) -> None:
-        self.priors = Priors(self.options.prior_sigmas, n_classes).to(self.priors.n_classes.device)
+        self.priors = Priors(self.options.prior_sigmas, n_classes,
+                             self.options.prior_network).to(self.priors.n_classes.device)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Sizes unsized priors from the weights first; sized ones must agree with them."""
@@ -167,9 +315,10 @@ def prepare(model: CSRIP, identity, data, config, device):
     """Before any step: the HR size and the priors' classes (the training set's identities)."""
     h, w = config.data.hr_size
     side = 2 ** len(model.options.filters)
-    if h % side or w % side or min(h, w) * 2 // side < PRIOR_MIN_SIDE:
+    least = max(PRIOR_MIN_SIDE, prior_min_side(model.options.prior_network))
+    if h % side or w % side or min(h, w) * 2 // side < least:
         raise config.error("data.hr_size", f"{h}x{w} does not fit C-SRIP: sides must be multiples of {side} and "
-                           f"the 2x output at least {PRIOR_MIN_SIDE} px for its SqueezeNet prior (the paper: "
+                           f"the 2x output at least {least} px for its SqueezeNet prior (the paper: "
                            f"192x192)")
     n = len(data.faces.identities) if data.has_labels else 0
     if n < 2:
@@ -197,8 +346,23 @@ def _prior_ce(logits: List[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
     return sum(F.cross_entropy(z.float(), labels) for z in logits)
 
 
+CROP_STREAM = 0xC809  # keeps the crop draws apart from other per-step streams
+
+
+def random_crops(hr: torch.Tensor, pad: int, seed: int, step: int) -> torch.Tensor:
+    """Each face edge-padded by ``pad`` px and cropped back to its size at an offset drawn
+    uniformly from [0, 2 pad] x [0, 2 pad] by ``default_rng([seed, step, CROP_STREAM])``."""
+    if pad <= 0:
+        return hr
+    h, w = hr.shape[-2:]
+    offsets = np.random.default_rng([seed, step, CROP_STREAM]).integers(0, 2 * pad + 1, size=(len(hr), 2))
+    padded = F.pad(hr, (pad,) * 4, mode="replicate")
+    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
+
+
 def priors_stage(ctx, batch):
-    targets = scale_targets(batch.hr, len(ctx.model.cascade.to_rgb))
+    hr = random_crops(batch.hr, ctx.model.options.prior_crop, ctx.seed, ctx.step)
+    targets = scale_targets(hr, len(ctx.model.cascade.to_rgb))
     return {"ce": _prior_ce(ctx.model.priors(targets), batch.labels)}
 
 
@@ -207,17 +371,38 @@ def cascade_stage(ctx, batch):
     model.priors.eval()  # fixed priors: no dropout, whatever mode the loop set
     outputs = model.cascade(batch.lr)
     targets = scale_targets(batch.hr, len(outputs))
-    return {"ssim": sum(ssim_loss(sr, hr) for sr, hr in zip(outputs, targets)),
+    dr = model.options.ssim_data_range
+    return {"ssim": sum(ssim_loss(sr, hr, dr) for sr, hr in zip(outputs, targets)),
             "identity": _prior_ce(model.priors(outputs), batch.labels)}
 
 
+def priors_validation(ctx, batch):
+    """Per face: each prior's top-1 hit (accuracy_x2, _x4, _x8 by scale factor) and their mean."""
+    targets = scale_targets(batch.hr, len(ctx.model.cascade.to_rgb))
+    hits = [(z.argmax(1) == batch.labels).double() for z in ctx.model.priors(targets)]
+    out = {f"accuracy_x{2 ** (i + 1)}": h for i, h in enumerate(hits)}
+    out["accuracy"] = torch.stack(hits).mean(0)
+    return out
+
+
+def cascade_validation(ctx, batch):
+    """Per face: the mean SSIM map and the pixel MSE of the 8x output against the HR face."""
+    sr = ctx.model.cascade(batch.lr)[-1].float()
+    hr = batch.hr.float()
+    ssim = ssim_map(sr, hr, ctx.model.options.ssim_data_range).mean((1, 2, 3)).double()
+    return {"ssim": ssim, "mse": ((sr - hr) ** 2).mean((1, 2, 3)).double()}
+
+
+PRIOR_METRICS = {"accuracy": "max", "accuracy_x2": "max", "accuracy_x4": "max", "accuracy_x8": "max"}
 STAGES = {
-    "priors": StageSpec(priors_stage, ("ce",), optimise={"priors": ("ce",)}, needs_identity_labels=True),
+    "priors": StageSpec(priors_stage, ("ce",), optimise={"priors": ("ce",)}, needs_identity_labels=True,
+                        validate=priors_validation, metrics=PRIOR_METRICS),
     "cascade": StageSpec(cascade_stage, ("ssim", "identity"), optimise={"cascade": ("ssim", "identity")},
-                         needs_identity_labels=True),
+                         needs_identity_labels=True, validate=cascade_validation,
+                         metrics={"ssim": "max", "mse": "min"}),
 }
-PAPER = ("Grm et al., IEEE TIP 2020: 24x24 -> 192x192 in about 15 ms per image in batch mode on a GPU "
-         "(../shared/DESIGN.md); no parameter count in the sources at hand")
+PAPER = ("Grm et al., IEEE TIP 2020: 24x24 -> 192x192 in about 15 ms per image in batch mode, 30 ms "
+         "single-sample, on a GPU (../shared/papers/001, Sec. 4.1); a 53-layer network, no parameter count")
 
 register_trainable(TrainableModel("csrip", "csrip", CSRIPOptions, build, STAGES, PAPER, prepare=prepare))
 

@@ -12,6 +12,8 @@ the protocols' ``hr_size`` uses).
 Each item is (lr, hr, label): the HR face, flipped left-right when the sampler says so,
 and LR = degradation(HR). Batches and flips (``StageBatches``) are a pure function of
 (seed, stage, epoch), so a resumed run sees exactly the batches an uninterrupted one does.
+``split_validation`` holds a fraction of each identity's faces out of training (a pure
+function of the seed), for the trainer's early stopping.
 """
 from __future__ import annotations
 
@@ -75,17 +77,45 @@ class FaceTrainingSet(torch.utils.data.Dataset):
         return {"lr": torch.from_numpy(lr[0]), "hr": torch.from_numpy(hr[0]), "label": label, "index": index}
 
 
+VALIDATION_STREAM = 0x7A11D  # keeps the hold-out draw apart from the batch streams
+
+
+def split_validation(faces: FaceSet, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(training indices, held-out indices) of ``faces``, both sorted: of each identity with
+    n faces, round(fraction x n) are held out (at most n - 1, so every identity keeps a
+    training face); without labels, round(fraction x n) of all n faces. A pure function of
+    (labels, fraction, seed): ``default_rng([seed, VALIDATION_STREAM])`` permutes each
+    identity's faces, identities in label order."""
+    n = len(faces.relpaths)
+    rng = np.random.default_rng([seed, VALIDATION_STREAM])
+    groups = ([np.arange(n)] if faces.labels is None else
+              [np.flatnonzero(np.asarray(faces.labels) == label) for label in np.unique(faces.labels)])
+    held = []
+    for members in groups:
+        k = min(int(round(fraction * len(members))), len(members) - 1)
+        order = rng.permutation(len(members))
+        held.extend(members[order[:k]].tolist())
+    held = np.array(sorted(held), dtype=np.int64)
+    train = np.setdiff1d(np.arange(n), held).astype(np.int64)
+    return train, held
+
+
 class StageBatches(torch.utils.data.Sampler):
     """Batch sampler for steps [start, stop) of one stage: each epoch is a permutation of
     the set (the last partial batch dropped) with a coin flip per face, drawn from
-    ``numpy.random.default_rng([seed, stage_index, epoch])``."""
+    ``numpy.random.default_rng([seed, stage_index, epoch])``. With ``indices`` (the faces not
+    held out for validation) the permutation runs over those positions and yields their
+    indices."""
 
     def __init__(self, n_items: int, batch_size: int, seed: int, stage_index: int,
-                 start: int, stop: int, flip: bool = True):
+                 start: int, stop: int, flip: bool = True, indices: Optional[np.ndarray] = None):
+        if indices is not None and len(indices) != n_items:
+            raise ValueError(f"StageBatches: {len(indices)} indices for {n_items} items")
         if n_items < batch_size:
             raise DataError(f"{n_items} training faces are fewer than one batch of {batch_size}")
         self.n, self.batch_size, self.seed, self.stage_index = n_items, batch_size, seed, stage_index
         self.start, self.stop, self.flip = start, stop, flip
+        self.indices = indices
         self.steps_per_epoch = n_items // batch_size
         self._epoch_cache: Optional[Tuple[int, np.ndarray, np.ndarray]] = None
 
@@ -100,6 +130,8 @@ class StageBatches(torch.utils.data.Sampler):
         epoch, position = divmod(step, self.steps_per_epoch)
         order, flips = self._epoch(epoch)
         chosen = order[position * self.batch_size:(position + 1) * self.batch_size]
+        if self.indices is not None:
+            return [(int(self.indices[i]), bool(flips[i])) for i in chosen]
         return [(int(i), bool(flips[i])) for i in chosen]
 
     def _epoch(self, epoch: int):

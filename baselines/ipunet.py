@@ -1,6 +1,11 @@
 """IPU-Net: the identity-preserving U-Net of Khazaie, Bayat & Mohsenzadeh, "IPU-Net: Multi
-Scale Identity-Preserved U-Net for Low Resolution Face Recognition" (arXiv 2010.12249, 2020;
-the authors' code: github.com/vahid0001/IPU-Net, train.py).
+Scale Identity-Preserved U-Net for Low Resolution Face Recognition" (arXiv 2010.12249, 2020; the
+text in ../shared/papers/002_*.txt; the authors' code: github.com/vahid0001/IPU-Net, train.py).
+The paper (002 Sec. 3) gives the structure (7 down and 7 up blocks, concatenating skips), the
+loss (embedding + beta x pixel, beta = 5), the 128x128 input, the ten LR sizes drawn with
+equal probability and bicubic resizing; it gives no optimiser, batch size or length (those
+come from train.py). It puts dropout in "each upsampling block"; train.py, followed here,
+in the first three.
 
 Generator (pix2pix-style, as the authors' train.py builds it), on 128x128 inputs:
   7 down blocks  [4x4 conv stride 2 (no bias), BN, LeakyReLU]; widths F, 2F, 4F, 8F, 8F, 8F, 8F
@@ -169,8 +174,10 @@ def prepare(model, identity, data, config, device):
     if h % 2 ** DEPTH or w % 2 ** DEPTH:
         raise config.error("data.hr_size", f"IPU-Net's {DEPTH} stride-2 blocks need sides that are multiples "
                            f"of {2 ** DEPTH}, got {h}x{w} (the paper trains at 128x128)")
-    if config.batch_size < 2:  # BatchNorm on the 1x1 bottleneck needs two values per channel
-        raise config.error("batch_size", "IPU-Net needs batch_size >= 2 (BatchNorm at its 1x1 bottleneck)")
+    for i, s in enumerate(config.stages):  # BatchNorm on the 1x1 bottleneck needs two values per channel
+        if config.stage_batch_size(s) < 2:
+            key = "batch_size" if s.batch_size is None else f"stages[{i}].batch_size"
+            raise config.error(key, "IPU-Net needs batch_size >= 2 (BatchNorm at its 1x1 bottleneck)")
     if not model.options.lr_sizes:
         raise config.error("model.lr_sizes", "needs at least one LR size")
     for i, (lh, lw) in enumerate(model.options.lr_sizes):

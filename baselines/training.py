@@ -25,6 +25,18 @@ Several parts of one model can be optimised in one stage with their own optimise
 (``StageSpec.optimise``: submodule -> the loss terms it descends); each part receives the
 gradient of its own terms only. Every check that can fail (config, stage names, loss
 weights, data, identity labels, identity network, checkpoints) runs before the first step.
+
+Epochs, per-stage batch sizes and early stopping (``baselines.config``): a stage may set
+its own ``batch_size``; an epoch is (training faces) // (that batch size) steps. With a
+``validation:`` block, a fraction of each identity's faces is held out of training
+(``facedata.split_validation``); a stage with ``early_stopping`` evaluates its stage kind's
+validation metrics (``StageSpec.validate``) on them every ``every`` units, right after the
+step that completes the unit (before that step's checkpoint), with the model in eval mode
+(BatchNorm on running statistics, no dropout; the training modes are restored after), and
+ends once ``patience`` evaluations in a row improved none of the metrics. Each evaluation is
+a ``validation`` line in scalars.jsonl; the best values and the count of evaluations without
+gain live in the stage state, which every checkpoint saves, so a resumed run stops exactly
+where an uninterrupted one does.
 """
 from __future__ import annotations
 
@@ -39,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,6 +101,11 @@ class StageSpec:
     needs_identity_network: bool = False
     needs_identity_labels: bool = False
     setup: Optional[Callable[[StageContext], None]] = None  # runs at the stage's (re)start
+    # validation for early stopping: (ctx, batch of held-out faces, unflipped) -> {metric: (N,)
+    # per-face values}, run under torch.no_grad with the model in eval mode; ``metrics`` names
+    # each metric's direction ("max": higher is better, "min": lower is better)
+    validate: Optional[Callable[[StageContext, Batch], Dict[str, torch.Tensor]]] = None
+    metrics: Optional[Dict[str, str]] = None
 
     def groups(self) -> Dict[str, Tuple[str, ...]]:
         return self.optimise if self.optimise is not None else {"": self.losses}
@@ -250,10 +268,27 @@ class _Run:
             if self.spec.stages[stage.name].needs_identity_labels and not self.data.has_labels:
                 raise DataError(f"stage {i} ({stage.name}) of {spec.name} needs identity labels, but the faces "
                                 f"in {faces.image_root} have none (lay them out as <identity>/<image>)")
-        if len(self.data) < config.batch_size:
-            raise DataError(f"{len(self.data)} training faces in {faces.image_root} are fewer than one "
-                            f"batch of {config.batch_size}")
-        self.stage_steps = [self._stage_length(s) for s in config.stages]
+        self.train_indices, self.val_indices = None, None  # None: every face trains
+        held_out = ""
+        if config.validation is not None:
+            from .facedata import split_validation
+
+            self.train_indices, self.val_indices = split_validation(faces, config.validation.fraction, config.seed)
+            if not len(self.val_indices):
+                raise DataError(f"validation.fraction {config.validation.fraction} holds out none of the "
+                                f"{len(self.data)} faces in {faces.image_root} (each identity keeps at least one "
+                                "training face): raise it or add faces")
+            if 0 < config.validation.max_images < len(self.val_indices):  # evenly spaced over the held-out faces
+                keep = np.unique(np.linspace(0, len(self.val_indices) - 1, config.validation.max_images).round())
+                self.val_indices = self.val_indices[keep.astype(np.int64)]
+            held_out = f" (after {len(self.data) - len(self.train_indices)} held out for validation)"
+        self.n_train = len(self.data) if self.train_indices is None else len(self.train_indices)
+        biggest = max(config.stage_batch_size(s) for s in config.stages)
+        if self.n_train < biggest:
+            raise DataError(f"{self.n_train} training faces in {faces.image_root}{held_out} are fewer than one "
+                            f"batch of {biggest}")
+        self.steps_per_epoch = [self.n_train // config.stage_batch_size(s) for s in config.stages]
+        self.stage_steps = [self._stage_length(i, s) for i, s in enumerate(config.stages)]
         self.identity = None
         if any(self.spec.stages[s.name].needs_identity_network for s in config.stages):
             if config.identity_network not in identity_network_names():
@@ -290,10 +325,23 @@ class _Run:
                 if all(stage.loss_weights[t] == AUTO for t in group_terms):
                     raise c.error(f"stages[{i}].loss_weights", f"the losses {', '.join(group_terms)} are all "
                                   "auto: auto balances a loss against fixed-weight ones")
+            if stage.early_stopping is not None:
+                known = self.spec.stages[stage.name].metrics or {}
+                if self.spec.stages[stage.name].validate is None or not known:
+                    raise c.error(f"stages[{i}].early_stopping", f"stage {stage.name} of {self.spec.name} has no "
+                                  "validation metrics to stop on")
+                for metric in stage.early_stopping.metrics:
+                    if metric not in known:
+                        raise c.error(f"stages[{i}].early_stopping.metrics", f"stage {stage.name} has no "
+                                      f"validation metric {metric!r} (its metrics: {', '.join(known)})")
 
     def _check_options(self, ckpt: dict, where) -> None:
         mine = dataclasses.asdict(self.config.model_options)
-        if ckpt["model_options"] != mine:
+        try:  # options added since the checkpoint was written take their defaults (today's behaviour)
+            theirs = dataclasses.asdict(self.spec.options(**ckpt["model_options"]))
+        except TypeError:
+            theirs = ckpt["model_options"]
+        if theirs != mine:
             raise ConfigError(f"{where} was trained with model options {ckpt['model_options']}, "
                               f"but {self.config.source} asks for {mine}")
 
@@ -307,10 +355,10 @@ class _Run:
             raise ConfigError(f"{self.last} is a run with stages {before}, but {self.config.source} has "
                               f"stages {now}; resume with the same stages or use another output folder")
 
-    def _stage_length(self, stage: StageConfig) -> int:
+    def _stage_length(self, index: int, stage: StageConfig) -> int:
         if stage.steps is not None:
             return stage.steps
-        return stage.epochs * (len(self.data) // self.config.batch_size)
+        return stage.epochs * self.steps_per_epoch[index]
 
     # -- the loop --
     def run(self, max_steps: Optional[int]) -> TrainResult:
@@ -334,7 +382,8 @@ class _Run:
         bar = tqdm(total=total, initial=step, desc=self.spec.name, unit="step", disable=None, dynamic_ncols=True)
         try:
             while stage_index < len(c.stages):
-                if stage_step >= self.stage_steps[stage_index]:  # the stage is done: the next starts afresh
+                # the stage is done (all its steps, or stopped early): the next starts afresh
+                if stage_step >= self.stage_steps[stage_index] or stage_state.get("early_stopped") is not None:
                     stage_index, stage_step, stage_state, optimiser_state = stage_index + 1, 0, {}, None
                     self._optimisers = {}
                     continue
@@ -369,6 +418,9 @@ class _Run:
             spec.setup(ctx)
         weights = stage_state.get("loss_weights") or dict(stage.loss_weights)
         n_steps = self.stage_steps[stage_index]
+        per_epoch = self.steps_per_epoch[stage_index]
+        es = stage.early_stopping
+        es_interval = None if es is None else es.every * (per_epoch if es.unit == "epochs" else 1)
         stop = min(n_steps, stage_step + (limit - step))
         sampler = self._sampler(stage_index, stage_step, stop)
         loader = torch.utils.data.DataLoader(
@@ -379,7 +431,7 @@ class _Run:
         for item in loader:
             batch = Batch(item["lr"].to(self.device, non_blocking=True), item["hr"].to(self.device, non_blocking=True),
                           item["label"].to(self.device) if self.data.has_labels else None, item["index"])
-            lr_now = _learning_rate(stage, stage_step, n_steps)
+            lr_now = _learning_rate(stage, stage_step, n_steps, per_epoch)
             for opt in self._optimisers.values():
                 for g in opt.param_groups:
                     g["lr"] = lr_now
@@ -407,7 +459,10 @@ class _Run:
             stage_step, step = stage_step + 1, step + 1
             window.add(terms, sum(group_losses), len(batch.hr))
             bar.update(1)
-            if step % c.log_every == 0 or stage_step == stop:
+            stopped = False
+            if es_interval is not None and stage_step % es_interval == 0:
+                stopped = self._early_stopping(spec, ctx, stage_state, stage_step, step, scalars)
+            if step % c.log_every == 0 or stage_step == stop or stopped:
                 record = window.flush(step, stage.name, lr_now)
                 if not self.amp and not math.isfinite(record["loss"]):
                     raise FhbenchError(f"{self.spec.name}: the loss became {record['loss']} at step {step} "
@@ -416,7 +471,66 @@ class _Run:
                 bar.set_postfix(loss=f"{record['loss']:.4g}", stage=stage.name)
             if step % c.checkpoint_every == 0:
                 self._save_checkpoint(stage_index, stage_step, step, stage_state)
+            if stopped:
+                log.info("%s: stage %s stopped early at its step %d (step %d): no validation gain in %d "
+                         "evaluations", self.spec.name, stage.name, stage_step, step, es.patience)
+                break
         return stage_step, step
+
+    # -- validation and early stopping --
+    def _early_stopping(self, spec: StageSpec, ctx: StageContext, stage_state: dict, stage_step: int, step: int,
+                        scalars) -> bool:
+        """Evaluate the validation metrics, update the stage state; True: stop the stage now."""
+        es = ctx.stage.early_stopping
+        values = self._validate(spec, ctx)
+        state = stage_state.setdefault("early_stopping", {"best": {}, "bad": 0, "evaluations": 0})
+        improved = []
+        for metric in es.metrics:
+            if metric not in values:
+                raise FhbenchError(f"{self.spec.name}: stage {ctx.stage.name}'s validation returned no metric "
+                                   f"{metric!r} (it returned {', '.join(sorted(values))})")
+            value, best = values[metric], state["best"].get(metric)
+            higher = spec.metrics[metric] == "max"
+            if best is None or (value > best + es.min_delta if higher else value < best - es.min_delta):
+                state["best"][metric] = value
+                improved.append(metric)
+        state["bad"] = 0 if improved else state["bad"] + 1
+        state["evaluations"] += 1
+        stop = state["bad"] >= es.patience
+        if stop:
+            stage_state["early_stopped"] = stage_step
+        scalars.write({"step": step, "stage": ctx.stage.name, "validation": values, "improved": improved,
+                       "evaluations_without_gain": state["bad"], "early_stopped": stop})
+        return stop
+
+    def _validate(self, spec: StageSpec, ctx: StageContext) -> Dict[str, float]:
+        """Mean of each validation metric over the held-out faces (unflipped, in index order),
+        the model in eval mode throughout (every module's flag set directly, so that wrappers
+        with sticky modes also use running BatchNorm statistics); the modes are restored."""
+        modes = [(m, m.training) for m in self.model.modules()]
+        for m, _ in modes:
+            m.training = False
+        size = self.config.validation.batch_size or self.config.batch_size
+        sums: Dict[str, float] = {}
+        count = 0
+        try:
+            with torch.no_grad():
+                for s in range(0, len(self.val_indices), size):
+                    items = [self.data[(int(i), False)] for i in self.val_indices[s:s + size]]
+                    batch = Batch(torch.stack([it["lr"] for it in items]).to(self.device),
+                                  torch.stack([it["hr"] for it in items]).to(self.device),
+                                  torch.tensor([it["label"] for it in items]).to(self.device)
+                                  if self.data.has_labels else None,
+                                  torch.tensor([it["index"] for it in items]))
+                    with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                        values = spec.validate(ctx, batch)
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0.0) + float(v.detach().double().sum())
+                    count += len(items)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return {k: v / count for k, v in sums.items()}
 
     def _make_optimisers(self, spec: StageSpec, stage: StageConfig):
         """{submodule: (optimiser, params, loss terms)}; the parts must not overlap."""
@@ -436,8 +550,8 @@ class _Run:
     def _sampler(self, stage_index, start, stop):
         from .facedata import StageBatches
 
-        return StageBatches(len(self.data), self.config.batch_size, self.config.seed, stage_index, start, stop,
-                            self.config.data.flip)
+        return StageBatches(self.n_train, self.config.stage_batch_size(self.config.stages[stage_index]),
+                            self.config.seed, stage_index, start, stop, self.config.data.flip, self.train_indices)
 
     # -- checkpoints --
     def _checkpoint_body(self, step, complete=None) -> dict:
@@ -485,10 +599,15 @@ def balance_weights(weights: Dict[str, object], terms: Dict[str, float],
     return out
 
 
-def _learning_rate(stage: StageConfig, k: int, n_steps: int) -> float:
+def _learning_rate(stage: StageConfig, k: int, n_steps: int, steps_per_epoch: int = 1) -> float:
+    """The lr at step k (from 0) of a stage of n_steps; ``unit: epochs`` counts epochs of
+    ``steps_per_epoch`` steps (the epoch of step k is k // steps_per_epoch)."""
     s = stage.schedule
+    unit = k // steps_per_epoch if s.unit == "epochs" else k
     if s.kind == "step":
-        return stage.lr * s.gamma ** (k // s.every)
+        return stage.lr * s.gamma ** (unit // s.every)
+    if s.kind == "multistep":  # x gamma at the end of each milestone: from unit m on
+        return stage.lr * s.gamma ** sum(unit >= m for m in s.milestones)
     if s.kind == "cosine":
         return s.final_lr + (stage.lr - s.final_lr) * 0.5 * (1 + math.cos(math.pi * k / max(1, n_steps)))
     return stage.lr

@@ -90,8 +90,11 @@ def make_faces(root: Path, n: int) -> str:
 def stage_config(raw: dict, stage: dict, batch: int, steps: int, notes: list) -> dict:
     raw = json.loads(json.dumps(raw))
     stage = dict(stage)
-    stage.pop("epochs", None)
+    # a fixed number of steps at the benchmark's batch: no epochs, per-stage batch or early stop
+    for key in ("epochs", "batch_size", "early_stopping"):
+        stage.pop(key, None)
     stage["steps"] = steps
+    raw.pop("validation", None)  # no faces held out: every face trains
     raw.update({"stages": [stage], "batch_size": batch, "log_every": 1, "checkpoint_every": 10 ** 9,
                 "keep_checkpoints": 1, "init_weights": None})
     raw["data"]["workers"] = 0
