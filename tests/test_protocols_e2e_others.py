@@ -18,7 +18,6 @@ from benchmark.templates import ARCFACE_112x112, SPHEREFACE_112x96, FaceTemplate
 
 from conftest import DATA, LFW_ALIGNED
 from e2e_protocols import (  # noqa: F401 (calls, oracle: fixtures, used by name)
-from test_scface import SCALE, independent_parse, place, stems_of
     bicubic_sr,
     calls,
     CELEBA_LISTS,
@@ -39,6 +38,7 @@ from test_scface import SCALE, independent_parse, place, stems_of
     stored_arrays,
     tenfold_loop,
 )
+from test_scface import SCALE, independent_parse, place, stems_of
 
 
 # --- CelebA ---------------------------------------------------------------------------------------
