@@ -428,7 +428,7 @@ class CSRIPAdapter(CheckpointAdapter):
         except IncompatibleModelError as err:
             h, w = self.output_size
             raise IncompatibleModelError(
-                f"{err} (csrip turns {self.input_size[0]}x{self.input_size[1]} LR faces into {h}x{w}: run it on "
-                f"lfw-psnr, or on a protocol with hr_size: [{h}, {w}] at x{self.scale}, e.g. a copy of lfw-blufr "
-                "in a folder named by $FHBENCH_PROTOCOLS)") from None
+                f"{err} (csrip turns {self.input_size[0]}x{self.input_size[1]} LR faces into {h}x{w}: run it at "
+                f"x{self.scale} on a protocol that pins no HR size, such as lfw-10fold or lfw-blufr, where the faces "
+                f"are rendered at {h}x{w}, or on one that pins [{h}, {w}], such as lfw-psnr)") from None
 

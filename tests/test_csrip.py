@@ -316,7 +316,7 @@ def test_scale_and_hr_size_are_checked_before_any_step(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_trained_weights_carry_the_priors_and_the_adapter_declares_its_sizes(tmp_path):
+def test_trained_weights_carry_the_priors_and_the_adapter_declares_its_sizes(tmp_path, tiny_lfw):
     faces = _faces(tmp_path / "faces")
     result = train("csrip", _config(tmp_path), faces, tmp_path / "out")
     adapter = CSRIPAdapter(scale=8, weights=result.weights)
@@ -325,9 +325,17 @@ def test_trained_weights_carry_the_priors_and_the_adapter_declares_its_sizes(tmp
     sr = adapter.super_resolve(torch.rand(2, 3, 9, 9), ["a", "b"])
     assert sr.shape == (2, 3, 72, 72)
     with pytest.raises(AdapterError, match=r"outputs 72x72 but the protocol's HR size is 112x96 \(csrip turns "
-                                           r"9x9 LR faces into 72x72: run it on lfw-psnr, or on a protocol with "
-                                           r"hr_size: \[72, 72\] at x8"):
+                                           r"9x9 LR faces into 72x72: run it at x8 on a protocol that pins no HR "
+                                           r"size, such as lfw-10fold or lfw-blufr"):
         adapter.check_compatible((14, 12), (112, 96), 8)
+    # lfw-10fold pins no HR size: the trained model runs there in its own 72x72 frame (issue 12)
+    from benchmark import runner
+
+    run = runner.run(runner.RunOptions(model="csrip", weights=str(result.weights), protocol="lfw-10fold", scale=8,
+                                       data_root=str(tiny_lfw), store=str(tmp_path / "r.sqlite"), cache_dir="",
+                                       progress=False))
+    assert tuple(run["manifest"]["data"]["hr_size"]) == (72, 72) and run["manifest"]["data"]["hr_size_from"] == "model"
+    assert 0.0 <= run["metrics"]["accuracy"] <= 1.0 and run["metrics"]["psnr"] > 10
     # resuming on faces of another number of identities is refused
     more = _faces(tmp_path / "more", people=4)
     longer = _config(tmp_path, TINY.replace("{name: cascade, steps: 1", "{name: cascade, steps: 2"))
