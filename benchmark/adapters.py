@@ -63,6 +63,15 @@ class SRAdapter:
             self._fingerprint = model_fingerprint(self, **self._fingerprint_parts())
         return self._fingerprint
 
+    def identity(self) -> Optional[str]:
+        """The fingerprint without fhbench's own model code: which model a stored row holds
+        (an fhbench upgrade that edits a baseline's source keeps its rows' identity)."""
+        if "_identity" not in self.__dict__:
+            from .fingerprint import model_identity
+
+            self._identity = model_identity(self, **self._fingerprint_parts())
+        return self._identity
+
     def _fingerprint_parts(self) -> dict:
         return {"extra_sources": self.__dict__.get("spec_sources", ())}
 

@@ -13,6 +13,11 @@ fingerprint covers everything that can change its output:
 
 ``None`` means the model cannot be fingerprinted (a function with no source file, e.g. one
 typed into an interactive session): its results are then never cached.
+
+``model_identity`` is the same hash without fhbench's own code (``baselines/``): what makes a
+stored row "the same model" for ``--name``. An upgrade of fhbench that edits a baseline's
+source invalidates its cached results, but does not turn ``srresnet --weights W`` into
+another model whose row must be ``--replace``d.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import torch
 
 # Code whose behaviour is pinned by the environment the manifest records, not hashed here.
 _VERSIONED_PACKAGES = ("benchmark", "torch", "torchvision", "numpy", "builtins", "onnxruntime")
+_FHBENCH_PACKAGES = ("baselines",)  # fhbench's own models: hashed for the cache, not for identity
 
 
 class NotFingerprintable(Exception):
@@ -47,10 +53,11 @@ def module_state_sha256(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _source_file(obj) -> Optional[Path]:
-    """The file defining ``obj`` (a class, function or module), or None for versioned code."""
+def _source_file(obj, skip=_VERSIONED_PACKAGES) -> Optional[Path]:
+    """The file defining ``obj`` (a class, function or module), or None for code of the
+    packages in ``skip`` (versioned elsewhere)."""
     module_name = getattr(obj, "__module__", None) if not inspect.ismodule(obj) else obj.__name__
-    if module_name and module_name.split(".")[0] in _VERSIONED_PACKAGES:
+    if module_name and module_name.split(".")[0] in skip:
         return None
     try:
         path = inspect.getsourcefile(obj)
@@ -86,28 +93,31 @@ def _held_modules(obj) -> List[torch.nn.Module]:
     return [v for v in vars(obj).values() if isinstance(v, torch.nn.Module)] if hasattr(obj, "__dict__") else []
 
 
-def _class_files(modules: Iterable[torch.nn.Module]) -> set:
+def _class_files(modules: Iterable[torch.nn.Module], skip) -> set:
     files = set()
     for m in modules:
         if isinstance(m, torch.jit.ScriptModule):  # its code is inside the file hashed as weights
             continue
         for sub in m.modules():
-            path = _source_file(type(sub))
+            path = _source_file(type(sub), skip)
             if path:
                 files.add(path)
     return files
 
 
-def model_fingerprint(adapter, callable_fn=None, extra_sources: Iterable[Path] = ()) -> Optional[str]:
+def model_fingerprint(adapter, callable_fn=None, extra_sources: Iterable[Path] = (),
+                      own_code: bool = True) -> Optional[str]:
     """SHA256 identifying ``adapter``'s behaviour (see the module docstring), or None.
 
     ``callable_fn``: the tensor function a ``TorchModuleAdapter`` wraps; ``extra_sources``:
-    files that built the model (the module named by ``pkg.module:build``)."""
+    files that built the model (the module named by ``pkg.module:build``); ``own_code=False``
+    leaves fhbench's own model code out (``model_identity``)."""
+    skip = _VERSIONED_PACKAGES if own_code else _VERSIONED_PACKAGES + _FHBENCH_PACKAGES
     try:
         weights = adapter.weights_sha256()
         modules = _held_modules(adapter)
         files = {Path(p).resolve() for p in extra_sources}
-        own = _source_file(type(adapter))
+        own = _source_file(type(adapter), skip)
         if own:
             files.add(own)
         if callable_fn is not None:
@@ -115,12 +125,12 @@ def model_fingerprint(adapter, callable_fn=None, extra_sources: Iterable[Path] =
             if not isinstance(callable_fn, torch.nn.Module):
                 fn = callable_fn if inspect.isfunction(callable_fn) or inspect.ismethod(callable_fn) \
                     else type(callable_fn)
-                path = _source_file(fn)
+                path = _source_file(fn, skip)
                 if path:
                     files.add(path)
                 if inspect.isfunction(callable_fn):
                     modules += _reachable_modules(callable_fn)
-        files |= _class_files(modules)
+        files |= _class_files(modules, skip)
     except NotFingerprintable:
         return None
     h = hashlib.sha256()
@@ -132,6 +142,11 @@ def model_fingerprint(adapter, callable_fn=None, extra_sources: Iterable[Path] =
         if not (isinstance(m, torch.jit.ScriptModule) and weights):
             h.update(f"module\0{module_state_sha256(m)}\n".encode())
     return h.hexdigest()
+
+
+def model_identity(adapter, **parts) -> Optional[str]:
+    """``model_fingerprint`` without fhbench's own model code: a stored row's model identity."""
+    return model_fingerprint(adapter, own_code=False, **parts)
 
 
 def folder_content_sha256(folder: Path) -> str:

@@ -165,7 +165,7 @@ def prepare(opts: RunOptions) -> RunSetup:
                          clamp=opts.clamp, device=opts.device, upsampled_input=opts.upsampled_input)
     scale, levels = _levels(protocol, model, opts.scale)
     name = opts.name or model.name
-    model_manifest = {**model.describe(), "spec": opts.model, "clamp": opts.clamp}
+    model_manifest = {**model.describe(), "identity": model.identity(), "spec": opts.model, "clamp": opts.clamp}
     evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device)
     check_run_name(name)
     if not opts.replace:  # a name taken by another model fails now, not after the work

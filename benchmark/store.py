@@ -65,12 +65,15 @@ class RunNameTaken(FhbenchError):
 
 
 def same_model(manifest_a, manifest_b) -> bool:
-    """Whether two runs' manifests describe the same model: equal fingerprints; where either
-    row predates fingerprints (or its model had none), equal kind and weights hash. A manifest
+    """Whether two runs' manifests describe the same model: equal identities (the fingerprint
+    without fhbench's own model code); where a row has none, equal fingerprints; where either
+    predates fingerprints (or its model had none), equal kind and weights hash. A manifest
     without a model (written by hand) matches anything."""
     a, b = (m.get("model") if isinstance(m, dict) else None for m in (manifest_a, manifest_b))
     if not isinstance(a, dict) or not isinstance(b, dict):
         return True
+    if a.get("identity") and b.get("identity"):
+        return a["identity"] == b["identity"]
     if a.get("fingerprint") and b.get("fingerprint"):
         return a["fingerprint"] == b["fingerprint"]
     if a.get("kind") != b.get("kind"):

@@ -447,3 +447,25 @@ def test_compare_json_against_the_hr_row_is_strict_json(tiny_lfw, tmp_path):
     assert res.exit_code == 0, res.output
     json.loads(res.output, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert {i["metric"] for i in strict_json.loads(res.output)["intervals"]} >= {"accuracy", "ssim"}
+
+
+def test_an_fhbench_upgrade_of_a_baselines_code_keeps_its_rows_identity(monkeypatch):
+    """The cache key sees baselines/srresnet.py change (a new fhbench); the row's identity does
+    not, so re-running the same weights after an upgrade updates its row without --replace."""
+    from pathlib import Path
+
+    from benchmark import fingerprint
+    from benchmark.adapters import create_model
+    from benchmark.store import same_model
+
+    weights = Path(__file__).resolve().parents[1] / "results" / "srresnet-cpu-demo" / "srresnet-cpu-demo-x8.pt"
+    before = create_model("srresnet", weights=str(weights))
+    before.fingerprint(), before.identity()  # computed (and kept) before the 'upgrade'
+    real = fingerprint.sha256_bytes
+    monkeypatch.setattr(fingerprint, "sha256_bytes", lambda data: real(data + b"# an edit\n"))
+    after = create_model("srresnet", weights=str(weights))  # the same weights, 'edited' source files
+    assert after.fingerprint() != before.fingerprint()
+    assert after.identity() == before.identity() and before.identity() is not None
+    rows = [{"model": {"identity": m.identity(), "fingerprint": m.fingerprint()}} for m in (before, after)]
+    assert same_model(*rows)
+    assert not same_model(rows[0], {"model": {"identity": "another", "fingerprint": before.fingerprint()}})
