@@ -41,6 +41,7 @@ where an uninterrupted one does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -57,6 +58,7 @@ from torch import nn
 
 from benchmark.adapters import SRAdapter
 from benchmark.errors import AdapterError, ConfigError, DataError, FhbenchError, UnknownNameError
+from benchmark.registry import TRAINERS
 from benchmark.templates import FaceTemplate
 
 from .config import AUTO, StageConfig, TrainConfig, load_config, make_data_degradation
@@ -129,9 +131,12 @@ TRAINABLE: Dict[str, TrainableModel] = {}
 
 
 def register_trainable(model: TrainableModel) -> TrainableModel:
-    if model.name in TRAINABLE and TRAINABLE[model.name] is not model:
-        raise ValueError(f"trainable model {model.name!r} is registered twice")
+    if model.name in TRAINABLE:
+        if TRAINABLE[model.name] is not model:
+            raise ValueError(f"trainable model {model.name!r} is registered twice")
+        return model
     TRAINABLE[model.name] = model
+    TRAINERS.add(model.name, functools.partial(train, model.name), summary=f"train {model.name}")
     return model
 
 

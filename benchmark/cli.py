@@ -294,10 +294,11 @@ def report(output, data_root, images, title, weights, store):
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
 def train(name, config_path, data_root, out_dir, max_steps, scale, device):
     """Train a reference model (resumes from OUT/NAME/last.pt when it exists)."""
-    from baselines.training import train as train_model
+    from .registry import TRAINERS
 
+    train_model = TRAINERS.get(name)
     try:
-        result = train_model(name, config_path, data_root, out_dir, device=device, max_steps=max_steps, scale=scale)
+        result = train_model(config_path, data_root, out_dir, device=device, max_steps=max_steps, scale=scale)
     except KeyboardInterrupt:  # the engine-wide message is about the results store
         click.echo(f"fhbench: interrupted; run the same command again to resume from the last checkpoint "
                    f"in {out_dir}/{name}/", err=True)

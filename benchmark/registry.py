@@ -100,6 +100,9 @@ def import_submodules(package: str) -> None:
 
 
 MODELS = Registry("model", ("benchmark.adapters", "baselines"))
+# name -> train(config_path, data_root, out_dir, device=, max_steps=, scale=): `fhbench train`
+# finds the reference trainers here, so the engine never imports the papers' models.
+TRAINERS = Registry("trainable model", ("baselines",))
 EVALUATORS = Registry("evaluator", ("benchmark.evaluators",))
 DEGRADATIONS = Registry("degradation", ("benchmark.degrade",))
 DATASETS = Registry("dataset", ("benchmark.data",))

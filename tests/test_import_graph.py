@@ -6,9 +6,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("benchmark", "baselines")
-# The last upward import: `fhbench train` runs the generic trainer, which still lives in
-# baselines/ (issue 12 moves it to benchmark/training/; then this list is empty).
-KNOWN_UPWARD = {("benchmark.cli", "baselines.training")}
 
 
 def module_files():
@@ -86,4 +83,4 @@ def test_no_import_cycle_in_benchmark_or_baselines():
 def test_the_engine_never_imports_the_papers_models():
     upward = {(m, t) for m, targets in import_graph().items() if m.startswith("benchmark")
               for t in targets if t.startswith("baselines")}
-    assert upward == KNOWN_UPWARD
+    assert upward == set()
