@@ -105,7 +105,6 @@ class RunSetup:
     scale: int
     levels: List[Level]
     name: str                  # the row's name
-    model_manifest: dict
     evaluator: object
     task: object
     faces: object
@@ -134,7 +133,8 @@ def run(opts: RunOptions) -> dict:
         model.check_compatible(lr_hw, hr_hw, None if setup.scale == LR_SIZES_SCALE else setup.scale)
     # the registered per-image metrics (PSNR, SSIM, plug-ins), where the protocol has a true HR
     pixel_metrics = per_image_metrics() if protocol.image_metrics else []
-    hr_cache, sr_caches = _caches(setup, hr_source.frame, hr_hw, pixel_metrics, opts)
+    description = model.describe()  # after check_compatible: the model as it runs here
+    hr_cache, sr_caches = _caches(setup, hr_source.frame, hr_hw, pixel_metrics, opts, description)
     computed = _compute_missing(model, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache, sr_caches,
                                 evaluator, protocol, pixel_metrics, opts, timer,
                                 f"{setup.name} {protocol.name} {_level_label(setup.scale, levels)}")
@@ -143,7 +143,7 @@ def run(opts: RunOptions) -> dict:
     timer.add("score", t0)
     manifest = {
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **_manifest(setup, opts, hr_source, data_hash, hr_cache, sr_caches, computed,
+        **_manifest(setup, opts, description, hr_source, data_hash, hr_cache, sr_caches, computed,
                     "protocol" if protocol.hr_size else "model" if native else "dataset frame"),
         "timing_seconds": timer.seconds, "images_per_second": timer.rates()}
     run_id = setup.store.save(setup.name, protocol.name, setup.scale, evaluator.name, metrics, manifest, arrays,
@@ -165,22 +165,27 @@ def prepare(opts: RunOptions) -> RunSetup:
                          clamp=opts.clamp, device=opts.device, upsampled_input=opts.upsampled_input)
     scale, levels = _levels(protocol, model, opts.scale)
     name = opts.name or model.name
-    model_manifest = {**model.describe(), "identity": model.identity(), "spec": opts.model, "clamp": opts.clamp}
     evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device)
     check_run_name(name)
     if not opts.replace:  # a name taken by another model fails now, not after the work
-        store.check_name(name, protocol.name, scale, evaluator.name, {"model": model_manifest})
+        store.check_name(name, protocol.name, scale, evaluator.name, {"model": _model_record(model, opts)})
     task = TASKS.get(protocol.task)(protocol, opts.data_root)
     faces = task.faces()
     if len(faces) == 0:
         raise DataError(f"protocol {protocol.name} selected no images under {opts.data_root}")
     degraded = task.degraded()
     degraded = np.arange(len(faces)) if degraded is None else np.asarray(degraded, dtype=np.int64)
-    return RunSetup(protocol, store, cache_root, model, scale, levels, name, model_manifest, evaluator, task,
+    return RunSetup(protocol, store, cache_root, model, scale, levels, name, evaluator, task,
                     faces, degraded)
 
 
-def _caches(setup: RunSetup, frame, hr_hw, pixel_metrics, opts):
+def _model_record(model, opts, description: Optional[dict] = None) -> dict:
+    """The manifest's model: its description, its identity (``same_model``) and how it was named."""
+    return {**(description or model.describe()), "identity": model.identity(), "spec": opts.model,
+            "clamp": opts.clamp}
+
+
+def _caches(setup: RunSetup, frame, hr_hw, pixel_metrics, opts, description: dict):
     """(HR cache, {level: SR cache}): keyed by everything that can change a cached value."""
     model, evaluator, protocol = setup.model, setup.evaluator, setup.protocol
     # a model that cannot be fingerprinted may have changed since its results were cached
@@ -188,7 +193,7 @@ def _caches(setup: RunSetup, frame, hr_hw, pixel_metrics, opts):
     dim = evaluator.embedding_dim
     common = {"frame": frame.name, "hr_hw": hr_hw, "evaluator": evaluator.describe()}
     hr_cache = ImageResultCache(setup.cache_root, "hr", common, dim=dim)
-    sr_setting = {**common, "model": model.describe(), "clamp": opts.clamp, "crop_border": protocol.crop_border,
+    sr_setting = {**common, "model": description, "clamp": opts.clamp, "crop_border": protocol.crop_border,
                   "image_metrics": protocol.image_metrics,
                   # a conv net's output moves (~1e-7) with the batch size; pure per-pixel code does not
                   "batch_size": None if model.batch_invariant else opts.batch_size}
@@ -233,7 +238,8 @@ def _score(setup: RunSetup, keys, hr_cache, sr_caches, pixel_metrics):
     return metrics, arrays
 
 
-def _manifest(setup: RunSetup, opts, hr_source, data_hash, hr_cache, sr_caches, computed, hr_size_from) -> dict:
+def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache, sr_caches, computed,
+              hr_size_from) -> dict:
     """The run's record: versions, seed, protocol, levels, model, evaluator, data, cache."""
     levels, faces, hr_hw = setup.levels, setup.faces, hr_source.hr_size
     return {
@@ -241,7 +247,7 @@ def _manifest(setup: RunSetup, opts, hr_source, data_hash, hr_cache, sr_caches, 
         "protocol": setup.protocol.spec(), "scale": setup.scale,
         "levels": {lv.name: lv.degradation.spec() if lv.degradation else None for lv in levels},
         "degradation": levels[0].degradation.spec() if len(levels) == 1 and levels[0].degradation else None,
-        "model": setup.model_manifest,
+        "model": _model_record(setup.model, opts, description),
         "evaluator": setup.evaluator.describe(),
         "data": {"root": str(Path(opts.data_root).resolve()), "image_root": str(Path(faces.image_root).resolve()),
                  "n_images": len(faces), "n_degraded": int(len(setup.degraded)), "sha256": data_hash,

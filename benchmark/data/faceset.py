@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -13,6 +12,7 @@ import numpy as np
 from ..errors import DataError
 from ..templates import FaceTemplate
 from .images import read_image_bytes
+from .roots import stays_inside
 
 
 @dataclass
@@ -32,7 +32,7 @@ class FaceSet:
         # Everyone joins image_root / relpath (runner, caches, SR folders): the last guard
         # against a list entry that leads out of the dataset (readers check first, by name).
         for rel in self.relpaths:
-            if not _stays_inside(rel):
+            if not stays_inside(rel):
                 raise DataError(f"{self.dataset} face set: image {rel!r} is not a path inside {self.image_root}")
 
     def __len__(self):
@@ -73,10 +73,3 @@ class FaceSet:
             h.update(extra.name.encode() + b"\0" + hashlib.sha256(extra.read_bytes()).digest())
         return h.hexdigest()
 
-
-def _stays_inside(rel) -> bool:
-    """A relative path, without NUL, that does not climb out of its folder (lexically)."""
-    if not isinstance(rel, str) or not rel or "\0" in rel or os.path.isabs(rel):
-        return False
-    norm = os.path.normpath(rel)
-    return norm != ".." and not norm.startswith("../") and norm != "."

@@ -47,15 +47,27 @@ def inside_root(root, relative, what: str, error=DataError, allow_absolute: bool
         raise error(f"{what} must be a file name, got {relative!r}")
     if not text or "\0" in text:
         raise error(f"{what} {text!r} is not a usable file name (empty, or holds NUL)")
-    if os.path.isabs(text) and not allow_absolute:
-        raise error(f"{what} {text!r} is an absolute path; name a file inside {root}")
-    base = os.path.normpath(os.path.abspath(os.fspath(root)))
-    target = os.path.normpath(os.path.join(base, text))
-    if os.path.commonpath([base, target]) != base or target == base:
-        raise error(f"{what} {text!r} leads outside {root}; name a file inside it")
     if os.path.isabs(text):
+        if not allow_absolute:
+            raise error(f"{what} {text!r} is an absolute path; name a file inside {root}")
+        base = os.path.normpath(os.path.abspath(os.fspath(root)))
+        target = os.path.normpath(text)
+        if os.path.commonpath([base, target]) != base or target == base:
+            raise error(f"{what} {text!r} leads outside {root}; name a file inside it")
         return Path(text)
+    if not stays_inside(text):
+        raise error(f"{what} {text!r} leads outside {root}; name a file inside it")
     return Path(root) / text
+
+
+def stays_inside(rel) -> bool:
+    """Whether ``rel`` is a relative path, without NUL, naming something strictly inside its
+    folder (lexically: ``..`` may not climb out). The one rule ``inside_root`` and ``FaceSet``
+    apply to every name joined to a dataset folder."""
+    if not isinstance(rel, str) or not rel or "\0" in rel or os.path.isabs(rel):
+        return False
+    norm = os.path.normpath(rel)
+    return norm not in (".", "..") and not norm.startswith("../")
 
 
 def path_component(name: str, what: str, error=DataError) -> str:
