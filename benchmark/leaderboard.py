@@ -135,7 +135,8 @@ def _is_best(table: Table, best: Dict[str, Optional[float]], row: dict, metric: 
 
 
 def _cell(metrics, metric, with_std: bool):
-    factor, digits = metric_spec(metric).factor, metric_spec(metric).digits
+    spec = metric_spec(metric)
+    factor, digits = spec.factor, spec.digits
     v = metrics.get(metric)
     if v is None:
         return "-"

@@ -389,7 +389,8 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
         raise FhbenchError(f"{metric} is nan or inf in every SR run of {protocol} with {sel.evaluator}: "
                            "nothing to plot")
     with_std = f"{metric}_std" in spec.metrics
-    header, factor = metric_spec(metric).header, metric_spec(metric).factor
+    metric_info = metric_spec(metric)
+    header, factor = metric_info.header, metric_info.factor
     fig = _figure()
     with matplotlib.rc_context(STYLE):
         ax = fig.add_subplot()
@@ -451,7 +452,8 @@ def plot_metric_vs_level(store: ResultStore, protocol: str, metric: Optional[str
                            f"({', '.join(levels)}); metrics stored: {', '.join(stored)}")
     if all(r.scale == NO_DEGRADATION_SCALE for r in shown):
         raise FhbenchError(f"only the hr run of {protocol} is stored; metric vs LR size needs an SR run")
-    header, factor = metric_spec(metric).header, metric_spec(metric).factor
+    metric_info = metric_spec(metric)
+    header, factor = metric_info.header, metric_info.factor
     finite = {r.id: [i for i, k in enumerate(keys) if k in r.metrics and _finite(r.metrics[k])] for r in shown}
     if not any(finite[r.id] for r in shown if r.scale != NO_DEGRADATION_SCALE):
         raise FhbenchError(f"{metric} is nan or inf at every LR size in every SR run of {protocol} with "
