@@ -10,7 +10,7 @@ Networks
                  strides 2, 1, 2, 1, 2, 1, 2; dense 1024, LReLU(0.2), dense 1 (a logit). The
                  first dense layer's size depends on the HR size (``model.hr_size``, which must
                  equal ``data.hr_size``); it sees faces on [-1, 1], as SRGAN scales HR images;
-  recognition    a trainable COPY of the identity network phi (``baselines.identity``), made
+  recognition    a trainable COPY of the identity network phi (``benchmark.training.identity``), made
                  before the first step and saved in the checkpoints; the frozen original
                  chooses the compare faces. Not used by the adapter (which runs the generator).
 
@@ -109,9 +109,9 @@ from torch import nn
 from benchmark.errors import ConfigError, DataError
 from benchmark.registry import MODELS
 
-from .losses import mse_loss
-from .srresnet import SRResNet
-from .training import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
+from benchmark.training.losses import mse_loss
+from baselines.srresnet import SRResNet
+from benchmark.training.trainer import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +431,7 @@ def compare_faces(data, identity: nn.Module, k: int, device, batch_size: int = 6
                   cache_root: Optional[Path] = None) -> np.ndarray:
     """The compare-face table of a ``FaceTrainingSet`` (see the module docstring), from the
     cache when this data, network, HR size and k were seen before."""
-    from benchmark.cache import default_cache_dir, key_hash
+    from benchmark.engine.cache import default_cache_dir, key_hash
 
     key = {"version": COMPARE_CACHE_VERSION, "data": data.faces.content_hash(), "hr_size": list(data.hr_size),
            "frame": data.frame.name, "k": k, "identity": getattr(identity, "name", type(identity).__name__),
@@ -458,9 +458,9 @@ def compare_faces(data, identity: nn.Module, k: int, device, batch_size: int = 6
 
 def read_hr_faces(paths, hr_size) -> np.ndarray:
     """Aligned faces (any size each) as the training set renders them: (N, 3, H, W) in [0, 1]."""
-    from benchmark.data.images import read_batch
+    from benchmark.faces.images import read_batch
 
-    from benchmark.frames import fit_to_hr_size
+    from benchmark.faces.frames import fit_to_hr_size
 
     return np.concatenate([fit_to_hr_size(read_batch([p]), tuple(hr_size)) for p in paths])
 

@@ -38,7 +38,7 @@ outputs start inside [0, 1] where the clip passes gradients.
 
 Identity priors (``Priors``): three SqueezeNet classifiers (untrained), one per scale (48,
 96, 192 px), each seeing the high-pass residual x - g_sigma * x with sigma 1/3, 1 and 7/3
-(``prior_sigmas``; ``baselines.ssim_loss.high_pass``) of the face at its scale, and
+(``prior_sigmas``; ``benchmark.training.ssim_loss.high_pass``) of the face at its scale, and
 classifying its identity among the training set's identities (the number is set from the
 data before the first step and stored with the weights). ``prior_network``:
   squeezenet1_1                  torchvision's SqueezeNet 1.1 (the default);
@@ -80,8 +80,8 @@ from torch import nn
 from benchmark.errors import AdapterError, ConfigError, DataError, IncompatibleModelError
 from benchmark.registry import MODELS
 
-from .ssim_loss import high_pass, ssim_loss, ssim_map
-from .training import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
+from benchmark.training.ssim_loss import high_pass, ssim_loss, ssim_map
+from benchmark.training.trainer import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
 
 LRELU_SLOPE = 0.2
 PRIOR_MIN_SIDE = 17  # the smallest input SqueezeNet 1.1's three stride-2 poolings accept (SSIM needs 11)
@@ -330,7 +330,7 @@ def prepare(model: CSRIP, identity, data, config, device):
 
 def scale_targets(hr: torch.Tensor, n: int) -> List[torch.Tensor]:
     """The HR face at each of the n cascade scales (1/2^(n-1) ... 1 of its size), MATLAB bicubic."""
-    from benchmark.degrade import imresize
+    from benchmark.faces.resize import imresize
 
     h, w = hr.shape[-2:]
     out = []

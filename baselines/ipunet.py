@@ -29,7 +29,7 @@ bicubic, the runner's own upsampling at evaluation. (train.py uses TF's bicubic 
 Loss: embedding MSE + 5 x pixel MSE (train.py: BETA = 5), with
   pixel     = mean((SR - HR)^2) on the network's [-1, 1] scale (= 4 x the MSE on [0, 1]),
   embedding = mean((phi(SR) - phi(HR))^2) over batch and embedding dimensions, phi the
-              frozen identity network (``baselines.identity``: L2-normalised embeddings;
+              frozen identity network (``benchmark.training.identity``: L2-normalised embeddings;
               train.py feeds FaceNet's raw ones, so the two terms' balance differs).
 In train.py both embeddings are computed outside the gradient tape, so the identity term
 sends no gradient to the U-Net; here it does (gradient through phi(SR), as the paper
@@ -49,12 +49,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.degrade import imresize, to_uint8_levels, upsampled_model_input
+from benchmark.faces.resize import imresize, to_uint8_levels, upsampled_model_input
 from benchmark.errors import AdapterError
-from benchmark.frames import fit_to_hr_size, padded_size
+from benchmark.faces.frames import fit_to_hr_size, padded_size
 from benchmark.registry import MODELS
 
-from .training import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
+from benchmark.training.trainer import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
 
 DOWN_WIDTHS = (1, 2, 4, 8, 8, 8, 8)   # x filters
 UP_WIDTHS = (8, 8, 8, 8, 4, 2)        # x filters
@@ -217,7 +217,7 @@ class IPUNetAdapter(CheckpointAdapter):
         self.hr_size = tuple(hr_hw)
 
     def frame_in(self, x: np.ndarray) -> np.ndarray:
-        """Protocol frame -> training frame: the pad-then-resize rule of benchmark.frames, clipped
+        """Protocol frame -> training frame: the pad-then-resize rule of benchmark.faces.frames, clipped
         to [0, 1] as its training inputs were."""
         return np.clip(fit_to_hr_size(x, self.trained_size), 0.0, 1.0)
 

@@ -24,8 +24,8 @@ from torch import nn
 from benchmark.errors import ConfigError
 from benchmark.registry import MODELS
 
-from .losses import fr_loss, mse_loss
-from .training import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
+from benchmark.training.losses import fr_loss, mse_loss
+from benchmark.training.trainer import CheckpointAdapter, StageSpec, TrainableModel, register_trainable
 
 
 @dataclass

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .errors import FhbenchError
+from benchmark.errors import FhbenchError
 
 DEFAULT_STORE = os.environ.get("FHBENCH_STORE", "results/fhbench.sqlite")
 DEFAULT_DATA = os.environ.get("FHBENCH_DATA", "data")
@@ -57,8 +57,8 @@ def main():
 def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_weights, batch_size,
         cache_dir, no_cache, clamp, upsampled_input, name, replace, device, quiet):
     """Run one model on one protocol (or all) and store the result."""
-    from .runner import RunOptions, run_all
-    from .runner import run as run_protocol
+    from benchmark.engine.runner import RunOptions, run_all
+    from benchmark.engine.runner import run as run_protocol
 
     if no_cache and cache_dir:
         raise click.UsageError("--no-cache and --cache-dir exclude each other")
@@ -83,8 +83,8 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
 
 
 def _print_result(result, store):
-    from .leaderboard import scale_label
-    from .metrics.registry import known_metric, metric_spec
+    from benchmark.reporting.leaderboard import scale_label
+    from benchmark.metrics.registry import known_metric, metric_spec
 
     click.echo(f"{result['model']} on {result['protocol']} ({scale_label(result['scale'])}, "
                f"evaluator {result['evaluator']}):")
@@ -110,7 +110,7 @@ def _print_result(result, store):
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
 def leaderboard(protocol, scale, evaluator, fmt, write_dir, store):
     """Ranked tables of the stored runs, one per protocol, scale and evaluator."""
-    from .leaderboard import build_tables, format_tables, write_results
+    from benchmark.reporting.leaderboard import build_tables, format_tables, write_results
 
     results = _open_store(store)
     tables = build_tables(results, protocol, scale, evaluator)
@@ -125,7 +125,7 @@ def _open_store(path):
     """An existing results store (a missing one is an error, not a new empty file)."""
     from pathlib import Path
 
-    from .store import ResultStore
+    from benchmark.engine.store import ResultStore
 
     if not Path(path).exists():
         raise FhbenchError(f"no results store at {path}; run `fhbench run` first or pass --store")
@@ -146,7 +146,7 @@ def _print_entries(entries, detail=None):
 @main.command()
 def models():
     """Registered SR models (other kinds: pkg.mod:build, *.pt, *.onnx, a folder)."""
-    from .registry import MODELS
+    from benchmark.registry import MODELS
 
     _print_entries(MODELS.entries())
     click.echo("also: --model pkg.module:build | file.pt (TorchScript) | file.onnx | folder/ of SR images")
@@ -155,7 +155,7 @@ def models():
 @main.command()
 def evaluators():
     """Face-recognition evaluators, and why any cannot run here."""
-    from .registry import EVALUATORS
+    from benchmark.registry import EVALUATORS
 
     # the weights' terms travel with the numbers they produce
     _print_entries(EVALUATORS.entries(), lambda e: f"licence: {getattr(e.obj, 'licence', '') or 'not stated'}")
@@ -164,7 +164,7 @@ def evaluators():
 @main.command()
 def protocols():
     """Protocols (one YAML file each in protocols/)."""
-    from .protocols import list_protocols, load_protocol
+    from benchmark.engine.protocols import list_protocols, load_protocol
 
     for name in list_protocols():
         p = load_protocol(name)
@@ -180,10 +180,10 @@ def protocols():
                    "your licence and are never fetched)")
 def datasets(data_root, fetch):
     """Dataset readers: what --data-root holds for each, what is missing, where to get it."""
-    from .data.survey import survey_datasets
+    from benchmark.faces.survey import survey_datasets
 
     if fetch:
-        from .data.fetch import fetch_lfw
+        from benchmark.faces.fetch import fetch_lfw
 
         click.echo(f"LFW is in {fetch_lfw(data_root, log=click.echo)}")
     for s in survey_datasets(data_root):
@@ -225,11 +225,11 @@ def _names(text):
 def plot(kind, protocol, scale, level, evaluator, models, upsampled_input, metric, log_far, no_title, images,
          data_root, weights, store, output):
     """Paper figures: CMC, ROC, CSD, BLUFR VR/DIR, metric vs scale (or vs LR size), sample grids."""
-    from .plots import check_output, draw, plot_sample_grid, save_figure
+    from benchmark.reporting.plots import check_output, draw, plot_sample_grid, save_figure
 
     check_output(output)
     if kind == "samples":
-        from .samples import ModelSpec, parse_weights, render_samples, stored_models
+        from benchmark.reporting.samples import ModelSpec, parse_weights, render_samples, stored_models
 
         specs = ({n: ModelSpec(n, upsampled_input) for n in _names(models) or []}
                  or stored_models(_open_store(store), protocol, scale, evaluator))
@@ -256,7 +256,7 @@ def plot(kind, protocol, scale, level, evaluator, models, upsampled_input, metri
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
 def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed, confidence, fmt, store):
     """Is B better than A? McNemar on pair decisions, paired bootstrap CIs of B - A."""
-    from .compare import compare_models, format_comparison
+    from benchmark.reporting.compare import compare_models, format_comparison
 
     result = compare_models(_open_store(store), protocol, model_a, model_b, scale, evaluator, level=level,
                             n_resamples=resamples, seed=seed, confidence=confidence)
@@ -273,8 +273,8 @@ def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
 def report(output, data_root, images, title, weights, store):
     """One self-contained HTML file: leaderboards, figures, samples, manifests."""
-    from .report import build_report
-    from .samples import parse_weights
+    from benchmark.reporting.report import build_report
+    from benchmark.reporting.samples import parse_weights
 
     path = build_report(_open_store(store), output, data_root, _names(images), title, parse_weights(weights))
     click.echo(f"wrote {path}")
@@ -294,7 +294,7 @@ def report(output, data_root, images, title, weights, store):
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
 def train(name, config_path, data_root, out_dir, max_steps, scale, device):
     """Train a reference model (resumes from OUT/NAME/last.pt when it exists)."""
-    from .registry import TRAINERS
+    from benchmark.registry import TRAINERS
 
     train_model = TRAINERS.get(name)
     try:

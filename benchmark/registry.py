@@ -1,19 +1,26 @@
-"""One small registry per kind of plug-in (models, protocols, evaluators, degradations,
-datasets, tasks).
+"""One small registry per kind of plug-in (models, evaluators, degradations, datasets,
+tasks, metrics, trainers).
 
-A plug-in registers itself with a decorator in its own module; the package that holds
-the plug-ins imports all of its modules (see ``import_submodules``) so adding one file
-is enough to make a new plug-in appear in ``fhbench models`` & co.
+A plug-in registers itself with a decorator in its own module. The modules are found
+through package entry points, one group per kind (``fhbench.models``,
+``fhbench.evaluators``, ...): fhbench declares its built-in ones in ``setup.cfg``, and a
+third-party package adds a model or an evaluator by declaring its own, as pytest and timm
+plug-ins do. An entry point names a package (each public module in it except ``base`` is
+imported, so a new built-in plug-in is one new file), a module (imported, so its decorators
+run) or an object (registered under the entry point's name). Nothing is imported until a
+registry is used.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 import pkgutil
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, Optional
 
-from .errors import UnknownNameError
+from benchmark.errors import ConfigError, UnknownNameError
 
 
 @dataclass
@@ -30,11 +37,15 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, kind: str, plugin_packages: tuple = ()):
+    def __init__(self, kind: str, group: Optional[str] = None, plugin_packages: tuple = ()):
+        """``group``: the entry-point group its plug-ins are declared in; ``plugin_packages``:
+        packages whose every public module is a plug-in (for plug-ins not installed as a
+        distribution, e.g. a test's)."""
         self.kind = kind
+        self.group = group
         self._entries: Dict[str, Entry] = {}
         self._plugin_packages = plugin_packages
-        self._loaded = not plugin_packages
+        self._loaded = not (group or plugin_packages)
 
     def register(self, name: str, summary: str = "", unavailable_reason=None, **info):
         """Decorator: ``@MODELS.register("bicubic", summary=...)``."""
@@ -52,11 +63,16 @@ class Registry:
         self._entries[name] = Entry(name, obj, summary or (doc[0] if doc else ""),
                                     unavailable_reason, dict(info))
 
-    def _load(self):
+    def load(self) -> None:
+        """Import every declared plug-in of this kind (once)."""
         if not self._loaded:
             self._loaded = True
+            if self.group:
+                load_entry_points(self)
             for pkg in self._plugin_packages:
                 import_submodules(pkg)
+
+    _load = load
 
     def entry(self, name: str) -> Entry:
         self._load()
@@ -92,18 +108,34 @@ class Registry:
 
 
 def import_submodules(package: str) -> None:
-    """Import ``package`` and every module in it so their ``@register`` decorators run."""
+    """Import ``package`` and every plug-in module in it so their ``@register`` decorators run."""
     pkg = importlib.import_module(package)
     for mod in pkgutil.iter_modules(getattr(pkg, "__path__", [])):  # a plain module has none
-        if not mod.name.startswith("_"):
+        if not mod.name.startswith("_") and mod.name != "base":  # base: the kind's interface
             importlib.import_module(f"{package}.{mod.name}")
 
 
-MODELS = Registry("model", ("benchmark.adapters", "baselines"))
+def load_entry_points(registry: Registry) -> None:
+    """Import (or register) every entry point of ``registry.group``; a plug-in that fails to
+    load is one line naming it, not a traceback from deep inside the registry."""
+    for ep in importlib.metadata.entry_points(group=registry.group):
+        try:
+            obj = ep.load()
+        except Exception as e:  # a broken third-party plug-in: name it
+            raise ConfigError(f"{registry.group} plug-in {ep.name!r} ({ep.value}) failed to load: "
+                              f"{type(e).__name__}: {e}") from e
+        if isinstance(obj, types.ModuleType):
+            if hasattr(obj, "__path__"):  # a package of plug-in modules
+                import_submodules(obj.__name__)
+        elif ep.name not in registry._entries:
+            registry.add(ep.name, obj)
+
+
+MODELS = Registry("model", "fhbench.models")
 # name -> train(config_path, data_root, out_dir, device=, max_steps=, scale=): `fhbench train`
 # finds the reference trainers here, so the engine never imports the papers' models.
-TRAINERS = Registry("trainable model", ("baselines",))
-EVALUATORS = Registry("evaluator", ("benchmark.evaluators",))
-DEGRADATIONS = Registry("degradation", ("benchmark.degrade",))
-DATASETS = Registry("dataset", ("benchmark.data",))
-TASKS = Registry("task", ("benchmark.tasks",))
+TRAINERS = Registry("trainable model", "fhbench.trainers")
+EVALUATORS = Registry("evaluator", "fhbench.evaluators")
+DEGRADATIONS = Registry("degradation", "fhbench.degradations")
+DATASETS = Registry("dataset", "fhbench.datasets")
+TASKS = Registry("task", "fhbench.tasks")

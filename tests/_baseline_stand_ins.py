@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from baselines import identity
-from benchmark.templates import SPHEREFACE_112x96
+from benchmark.training import identity
+from benchmark.faces.templates import SPHEREFACE_112x96
 
 TINY_IDENTITY = "tiny-test-identity"
 LFW_ALIGNED = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw" / "aligned-112x96"

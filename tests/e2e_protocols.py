@@ -2,7 +2,7 @@
 test_protocols_e2e_others.py): how they run a protocol and check its rows, the fixtures in each
 dataset's layout, and the independent oracles.
 
-The tests run every shipped protocol end to end through ``benchmark.runner.run`` (lfw-psnr through the
+The tests run every shipped protocol end to end through ``benchmark.engine.runner.run`` (lfw-psnr through the
 CLI) on small fixtures in each dataset's exact on-disk layout, with ``--model bicubic`` and
 ``--model hr``.
 
@@ -49,15 +49,16 @@ from click.testing import CliRunner
 from skimage.metrics import structural_similarity
 from sklearn.neighbors import KNeighborsClassifier
 
-from benchmark import runner
+from benchmark.engine import runner
 from benchmark.cli import main
-from benchmark.data.alignment import MtcnnAligner, warp_face
-from benchmark.degrade import make_degradation, upsample_bicubic
+from benchmark.faces.alignment import MtcnnAligner, warp_face
+from benchmark.degradations.base import make_degradation
+from benchmark.faces.resize import upsample_bicubic
 from benchmark.evaluators import create_evaluator
 from benchmark.evaluators.sface import SFace
-from benchmark.protocols import PROTOCOL_DIRS, parse_protocol
-from benchmark.store import ResultStore
-from benchmark.templates import SPHEREFACE_112x96, similarity_transform
+from benchmark.engine.protocols import PROTOCOL_DIRS, parse_protocol
+from benchmark.engine.store import ResultStore
+from benchmark.faces.templates import SPHEREFACE_112x96, similarity_transform
 
 from conftest import DATA
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.adapters import RANGE_TOLERANCE, SRAdapter, check_sr_batch, create_model
+from benchmark.models.adapters import create_model
+from benchmark.models.base import RANGE_TOLERANCE, SRAdapter, check_sr_batch
 from benchmark.errors import AdapterError, UnknownNameError
 
 
@@ -101,7 +102,7 @@ def user_module(tmp_path, monkeypatch):
     SRAdapter subclass and a non-callable."""
     (tmp_path / "fhb_user_sr.py").write_text(textwrap.dedent("""
         import torch
-        from benchmark.adapters import SRAdapter
+        from benchmark.models.base import SRAdapter
 
         class Up(torch.nn.Module):
             def __init__(self, s):

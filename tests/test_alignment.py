@@ -8,11 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmark.data import alignment
-from benchmark.data.alignment import (MtcnnAligner, choose_face, fallback_crop_box,
-                                      fallback_matrix, warp_face)
+from benchmark.faces import alignment
+from benchmark.faces.alignment import MtcnnAligner, choose_face, fallback_crop_box, fallback_matrix, warp_face
 from benchmark.errors import DataError
-from benchmark.templates import SPHEREFACE_112x96
+from benchmark.faces.templates import SPHEREFACE_112x96
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RAW = DATA / "lfw-raw-mini"

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmark.data.ar import AR, RAW_BYTES, parse_name, read_ar_raw
-from benchmark.data.images import read_rgb_uint8
+from benchmark.datasets.ar import AR, parse_name
+from benchmark.faces.images import RAW_BYTES, read_ar_raw
+from benchmark.faces.images import read_rgb_uint8
 from benchmark.errors import DataError
 from benchmark.registry import DATASETS
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from benchmark.data.blufr import BLUFR_URL, load_blufr_config
+from benchmark.faces.blufr import BLUFR_URL, load_blufr_config
 from benchmark.errors import DataError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

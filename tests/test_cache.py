@@ -5,7 +5,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from benchmark.cache import ImageResultCache
+from benchmark.engine.cache import ImageResultCache
 from benchmark.errors import FhbenchError
 
 

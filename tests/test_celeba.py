@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data.celeba import CelebA, CelebaLists, write_pair_draw, write_pairs_file
-from benchmark.data.images import read_rgb_uint8
-from benchmark.data.seeded import SeededDraw
+from benchmark.datasets.celeba import CelebA, CelebaLists, write_pair_draw, write_pairs_file
+from benchmark.faces.images import read_rgb_uint8
+from benchmark.faces.seeded import SeededDraw
 from benchmark.errors import DataError
 from benchmark.registry import DATASETS
 

@@ -12,15 +12,15 @@ import yaml
 from torch import nn
 
 from baselines import cface
-from baselines.config import load_config
-from baselines.facedata import FaceTrainingSet, open_training_faces
-from baselines.identity import load_identity_network
-from baselines.training import TRAINABLE, Batch, StageContext, read_checkpoint, train
-from benchmark.adapters import create_model
-from benchmark.data.images import read_batch
-from benchmark.degrade import make_degradation
+from benchmark.training.config import load_config
+from benchmark.training.facedata import FaceTrainingSet, open_training_faces
+from benchmark.training.identity import load_identity_network
+from benchmark.training.trainer import TRAINABLE, Batch, StageContext, read_checkpoint, train
+from benchmark.models.adapters import create_model
+from benchmark.faces.images import read_batch
+from benchmark.degradations.base import make_degradation
 from benchmark.errors import AdapterError, ConfigError, DataError
-from benchmark.frames import fit_to_hr_size
+from benchmark.faces.frames import fit_to_hr_size
 
 from _baseline_stand_ins import (TINY_IDENTITY, TinyIdentityNet, register_tiny_identity,
                                  register_tiny_perceptual, synthetic_faces)

@@ -9,10 +9,9 @@ from click.testing import CliRunner
 from scipy.stats import binomtest
 
 from benchmark.cli import main
-from benchmark.compare import (bootstrap_difference, compare_models, compare_runs, format_comparison,
-                               mcnemar_exact, verification_correct)
+from benchmark.reporting.compare import bootstrap_difference, compare_models, compare_runs, format_comparison, mcnemar_exact, verification_correct
 from benchmark.errors import FhbenchError
-from benchmark.store import ResultStore
+from benchmark.engine.store import ResultStore
 
 PROTOCOL = "lfw-10fold"
 

@@ -13,11 +13,11 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
 from baselines.csrip import CSRIP, CSRIPAdapter, CSRIPOptions, _prior_ce, cascade_stage, squeezenet
-from baselines.ssim_loss import high_pass, ssim_loss, ssim_map
-from baselines.training import Batch, StageContext, train
+from benchmark.training.ssim_loss import high_pass, ssim_loss, ssim_map
+from benchmark.training.trainer import Batch, StageContext, train
 from benchmark.errors import AdapterError, ConfigError, DataError
 from benchmark.metrics.image import ssim_y
-from benchmark.templates import ARCFACE_112x112
+from benchmark.faces.templates import ARCFACE_112x112
 
 
 def conv(k, cin, cout):
@@ -49,8 +49,8 @@ def squeezenet10_bypass(n_classes):
 
 
 def _paper_options():
-    from baselines.config import load_config
-    from baselines.training import TRAINABLE
+    from benchmark.training.config import load_config
+    from benchmark.training.trainer import TRAINABLE
 
     return load_config("baselines/configs/csrip.yaml", {n: m.options for n, m in TRAINABLE.items()}).model_options
 
@@ -329,7 +329,7 @@ def test_trained_weights_carry_the_priors_and_the_adapter_declares_its_sizes(tmp
                                            r"size, such as lfw-10fold or lfw-blufr"):
         adapter.check_compatible((14, 12), (112, 96), 8)
     # lfw-10fold pins no HR size: the trained model runs there in its own 72x72 frame (issue 12)
-    from benchmark import runner
+    from benchmark.engine import runner
 
     run = runner.run(runner.RunOptions(model="csrip", weights=str(result.weights), protocol="lfw-10fold", scale=8,
                                        data_root=str(tiny_lfw), store=str(tmp_path / "r.sqlite"), cache_dir="",

@@ -10,11 +10,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from benchmark import runner
+from benchmark.engine import runner
 from benchmark.cli import main
-from benchmark.data.gallery_probe import GalleryProbe
-from benchmark.data.images import read_batch
-from benchmark.degrade import make_degradation, upsample_bicubic
+from benchmark.faces.gallery_probe import GalleryProbe
+from benchmark.faces.images import read_batch
+from benchmark.degradations.base import make_degradation
+from benchmark.faces.resize import upsample_bicubic
 from benchmark.errors import ConfigError, IncompatibleModelError
 from benchmark.evaluators import create_evaluator
 from benchmark.evaluators.sface import SFace
@@ -78,7 +79,7 @@ def test_a_model_of_fixed_scale_is_refused_before_any_work(tiny_lfw, tmp_path, p
                  metrics=["accuracy@14x12"], primary_metric="accuracy@14x12")
     (tmp_path / "fourx.py").write_text(textwrap.dedent("""
         import torch
-        from benchmark.adapters import SRAdapter
+        from benchmark.models.base import SRAdapter
         class FourTimes(SRAdapter):
             name, scale = "fourx", 4
             def __init__(self, **_):
@@ -115,8 +116,8 @@ def gallery_probe_dataset():
     and 3 the probes; each probe's image number is its group."""
     from dataclasses import dataclass
 
-    from benchmark.data.lfw import LFW
-    from benchmark.data.selections import selection
+    from benchmark.datasets.lfw import LFW
+    from benchmark.faces.selections import selection
 
     @dataclass
     class ToySplit(GalleryProbe):

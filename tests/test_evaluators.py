@@ -112,7 +112,7 @@ def test_facenet_loads_a_checkpoint_from_torch_home(monkeypatch, tmp_path):
     x = _faces(2)
     emb = ev.embed(x)
     # Oracle: the same network fed the ArcFace crop rendered at 160x160 by hand.
-    from benchmark.templates import ARCFACE_112x112, SPHEREFACE_112x96, warp_to_template
+    from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96, warp_to_template
     crops = warp_to_template(x, SPHEREFACE_112x96, ARCFACE_112x112.resized(160, 160))
     with torch.no_grad():
         ref = net(torch.from_numpy((crops * 255 - 127.5) / 128).float()).numpy()
@@ -123,7 +123,7 @@ def test_facenet_loads_a_checkpoint_from_torch_home(monkeypatch, tmp_path):
 @needs_lfw
 @pytest.mark.parametrize("name", OFFLINE_EVALUATORS)
 def test_same_person_scores_higher_than_different_people(name):
-    from benchmark.data.images import read_batch
+    from benchmark.faces.images import read_batch
 
     people = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez"]
     paths = [ALIGNED / p / f"{p}_{i:04d}.jpg" for p in people for i in (1, 2, 3)]

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from benchmark.cli import main
-from benchmark.data import fetch
-from benchmark.data.fetch import LFW_URL, fetch_lfw
-from benchmark.data.lfw import LFW
+from benchmark.faces import fetch
+from benchmark.faces.fetch import LFW_URL, fetch_lfw
+from benchmark.datasets.lfw import LFW
 from benchmark.errors import DataError
 
 from conftest import LFW_SHARED

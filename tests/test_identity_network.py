@@ -1,4 +1,4 @@
-"""The frozen identity network of the training losses (baselines.identity).
+"""The frozen identity network of the training losses (benchmark.training.identity).
 
 Oracles: the SFace evaluator (onnxruntime, its own crop and pixel feed) for the embeddings,
 cv2.warpAffine for the differentiable frame warp, hand-made zero padding for 112x96 -> 112x112.
@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from baselines.identity import Backend, FrameWarp, IdentityNetwork, load_identity_network
+from benchmark.training.identity import Backend, FrameWarp, IdentityNetwork, load_identity_network
 from benchmark.evaluators import create_evaluator
 from benchmark.registry import EVALUATORS
-from benchmark.templates import ARCFACE_112x112, SPHEREFACE_112x96, FaceTemplate, template_transform
+from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96, FaceTemplate, template_transform
 
 PEOPLE = ["Ariel_Sharon", "Colin_Powell", "Donald_Rumsfeld", "George_W_Bush", "Hugo_Chavez", "Tony_Blair"]
 
@@ -91,7 +91,7 @@ def test_sface_identity_network_matches_the_sface_evaluator(lfw_shared):
     why = EVALUATORS.entry("sface").why_unavailable()
     if why:
         pytest.skip(why)
-    from benchmark.data.images import read_batch
+    from benchmark.faces.images import read_batch
 
     faces = read_batch([lfw_shared / "aligned-112x96" / p / f"{p}_0001.jpg" for p in PEOPLE])
     reference = create_evaluator("sface").embed(faces)          # onnxruntime, its own crop and feed
@@ -112,7 +112,7 @@ def test_sface_identity_network_matches_the_sface_evaluator(lfw_shared):
 def test_training_backend_is_derived_from_the_evaluators_spec(name):
     """One spec per network (issue 12): the loss's crop and pixel feed are the evaluator's own,
     and its network gives the evaluator's embeddings on the same crops."""
-    from baselines.identity import BACKENDS
+    from benchmark.training.identity import BACKENDS
 
     cls = EVALUATORS.get(name)
     backend = BACKENDS[name]()

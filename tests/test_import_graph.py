@@ -1,11 +1,32 @@
-"""The import graph of benchmark/ and baselines/ (issue 12): no cycle anywhere, and the engine
-never imports the papers' models. Imports inside functions count too: a lazy import is still a
+"""The import graph of benchmark/ and baselines/ (issue 12): no cycle anywhere, no module
+imports a higher layer (docs/ARCHITECTURE.md), and the engine never imports the papers' models. Imports inside functions count too: a lazy import is still a
 dependency. Parsed from the source, nothing imported."""
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("benchmark", "baselines")
+# Layers, bottom to top (docs/ARCHITECTURE.md): a module may import its own layer and below.
+LAYERS = [
+    ("benchmark", "benchmark.errors", "benchmark.registry"),
+    ("benchmark.faces",),
+    ("benchmark.models", "benchmark.metrics", "benchmark.degradations", "benchmark.datasets",
+     "benchmark.evaluators", "benchmark.tasks"),
+    ("benchmark.engine",),
+    ("benchmark.reporting", "benchmark.training"),
+    ("benchmark.cli",),
+    ("baselines",),
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer of the longest matching prefix (``benchmark`` itself is the base)."""
+    best, rank = "", None
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > len(best):
+                best, rank = p, i
+    return rank
 
 
 def module_files():
@@ -84,3 +105,16 @@ def test_the_engine_never_imports_the_papers_models():
     upward = {(m, t) for m, targets in import_graph().items() if m.startswith("benchmark")
               for t in targets if t.startswith("baselines")}
     assert upward == set()
+
+
+def test_the_layer_map_knows_the_layers():
+    assert layer_of("benchmark.engine.runner") == 3 and layer_of("benchmark.errors") == 0
+    assert layer_of("benchmark.faces.images") == 1 and layer_of("baselines.csrip") == 6
+
+
+def test_no_module_imports_a_higher_layer():
+    graph = import_graph()
+    assert all(layer_of(m) is not None for m in graph), [m for m in graph if layer_of(m) is None]
+    upward = sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                    if layer_of(t) > layer_of(m))
+    assert upward == []

@@ -9,9 +9,10 @@ import yaml
 from torch import nn
 
 from baselines import ipunet
-from baselines.training import read_checkpoint, train
-from benchmark.adapters import create_model
-from benchmark.degrade import imresize, make_degradation, upsample_bicubic
+from benchmark.training.trainer import read_checkpoint, train
+from benchmark.models.adapters import create_model
+from benchmark.faces.resize import imresize, upsample_bicubic
+from benchmark.degradations.base import make_degradation
 from benchmark.errors import AdapterError, ConfigError
 
 from _baseline_stand_ins import register_tiny_identity, synthetic_faces
@@ -137,8 +138,8 @@ def _config(tmp_path, name="ipunet.yaml", **changes):
 
 
 def test_config_file_reads_and_carries_the_paper_settings():
-    from baselines.config import load_config
-    from baselines.training import TRAINABLE
+    from benchmark.training.config import load_config
+    from benchmark.training.trainer import TRAINABLE
 
     c = load_config("baselines/configs/ipunet.yaml", {n: m.options for n, m in TRAINABLE.items()})
     assert c.model == "ipunet" and c.data.hr_size == (128, 128) and c.batch_size == 64

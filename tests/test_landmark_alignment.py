@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmark.data.faceset import FaceSet
-from benchmark.data.landmark_alignment import align_faces, align_image, landmark_matrix, template_points
+from benchmark.faces.faceset import FaceSet
+from benchmark.faces.landmark_alignment import align_faces, align_image, landmark_matrix, template_points
 from benchmark.errors import DataError
-from benchmark.templates import ARCFACE_112x112, SPHEREFACE_112x96
+from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96
 
 from conftest import LFW_ALIGNED
 

@@ -15,14 +15,14 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from benchmark import plots
+from benchmark.reporting import plots
 from benchmark.cli import main
-from benchmark.compare import compare_models
+from benchmark.reporting.compare import compare_models
 from benchmark.errors import FhbenchError
-from benchmark.leaderboard import build_tables, format_tables
-from benchmark.report import build_report
-from benchmark.samples import ModelSpec, render_samples
-from benchmark.store import ResultStore
+from benchmark.reporting.leaderboard import build_tables, format_tables
+from benchmark.reporting.report import build_report
+from benchmark.reporting.samples import ModelSpec, render_samples
+from benchmark.engine.store import ResultStore
 from conftest import LFW_ALIGNED, lines_by_label
 
 LEVELS = ["16x14", "7x6", "14x12"]

@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmark.data.identity_folder import IdentityFolder
-from benchmark.data.images import read_batch, read_rgb_uint8, write_rgb
-from benchmark.data.lfw import LFW
+from benchmark.datasets.identity_folder import IdentityFolder
+from benchmark.faces.images import read_batch, read_rgb_uint8, write_rgb
+from benchmark.datasets.lfw import LFW
 from benchmark.errors import DataError
 from benchmark.registry import DATASETS
-from benchmark.templates import SPHEREFACE_112x96
+from benchmark.faces.templates import SPHEREFACE_112x96
 
 
 def relpath(name, number):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from benchmark.data.lfw import LFW
+from benchmark.datasets.lfw import LFW
 from benchmark.errors import DataError
 
 from conftest import LFW_ALIGNED, TINY_IMAGES_PER_PERSON, TINY_PEOPLE

@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 
-from benchmark import runner
-from benchmark.compare import compare_models
+from benchmark.engine import runner
+from benchmark.reporting.compare import compare_models
 from benchmark.errors import ConfigError
-from benchmark.leaderboard import build_tables
+from benchmark.reporting.leaderboard import build_tables
 from benchmark.metrics.registry import MetricSpec, metric_spec
-from benchmark.plots import cumulative_score_distribution, plot_csd
-from benchmark.protocols import load_protocol
-from benchmark.store import ResultStore
+from benchmark.reporting.plots import cumulative_score_distribution, plot_csd
+from benchmark.engine.protocols import load_protocol
+from benchmark.engine.store import ResultStore
 
 ROOT_PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols"
 
@@ -80,8 +80,9 @@ def test_a_per_image_metric_registered_here_is_computed_cached_ranked_compared_a
     results = {m: run(m) for m in ("hr", "bicubic", "nearest")}
     results["dim"] = run("test_metric_registry:dim_nearest", name="dim")
     # computed: the mean and std over the 24 images, and the per-image array for paired tests
-    from benchmark.data.images import read_batch
-    from benchmark.degrade import make_degradation, upsampled_model_input
+    from benchmark.faces.images import read_batch
+    from benchmark.degradations.base import make_degradation
+    from benchmark.faces.resize import upsampled_model_input
     from conftest import pairs_txt_images
 
     hr = read_batch(pairs_txt_images(tiny_lfw))

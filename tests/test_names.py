@@ -1,5 +1,5 @@
-"""Run names (``benchmark.names``: which names a run may have; any name as a safe file-name
-component) and strict JSON with inf/nan (``benchmark.strict_json``)."""
+"""Run names (``benchmark.engine.names``: which names a run may have; any name as a safe file-name
+component) and strict JSON with inf/nan (``benchmark.engine.strict_json``)."""
 import hashlib
 import json
 import math
@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from benchmark import strict_json
+from benchmark.engine import strict_json
 from benchmark.errors import ConfigError, FhbenchError
-from benchmark.names import HASH_DIGITS, MAX_RUN_NAME, SLUG_MAX, check_run_name, slug
+from benchmark.engine.names import HASH_DIGITS, MAX_RUN_NAME, SLUG_MAX, check_run_name, slug
 
 SAFE = re.compile(r"^[A-Za-z0-9._+@-]+$")
 

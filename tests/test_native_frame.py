@@ -10,16 +10,16 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from benchmark import runner
-from benchmark.adapters import SRAdapter
+from benchmark.engine import runner
+from benchmark.models.base import SRAdapter
 from benchmark.cli import main
-from benchmark.data.images import read_batch
-from benchmark.degrade import make_degradation
+from benchmark.faces.images import read_batch
+from benchmark.degradations.base import make_degradation
 from benchmark.errors import IncompatibleModelError
-from benchmark.frames import fit_to_hr_size
-from benchmark.leaderboard import build_tables, format_tables
+from benchmark.faces.frames import fit_to_hr_size
+from benchmark.reporting.leaderboard import build_tables, format_tables
 from benchmark.metrics.image import psnr_y
-from benchmark.store import ResultStore
+from benchmark.engine.store import ResultStore
 from conftest import pairs_txt_images
 
 

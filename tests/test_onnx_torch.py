@@ -1,4 +1,4 @@
-"""ONNX -> torch conversion of the face-recognition graphs (benchmark.evaluators.onnx_torch).
+"""ONNX -> torch conversion of the face-recognition graphs (benchmark.models.onnx_torch).
 
 Oracle: onnxruntime running the same ONNX file, on real aligned LFW faces; gradients are
 checked against central finite differences in float64.
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from benchmark.evaluators import create_evaluator
-from benchmark.evaluators.onnx_torch import (OnnxConversionError, convert_onnx, identity_network)
+from benchmark.models.onnx_torch import (OnnxConversionError, convert_onnx, identity_network)
 from benchmark.registry import EVALUATORS
-from benchmark.templates import SPHEREFACE_112x96, warp_to_template
+from benchmark.faces.templates import SPHEREFACE_112x96, warp_to_template
 
 onnx = pytest.importorskip("onnx")
 
@@ -31,7 +31,7 @@ def _needs(name):
 
 
 def _lfw_crops(lfw_root: Path, evaluator) -> np.ndarray:
-    from benchmark.data.images import read_batch
+    from benchmark.faces.images import read_batch
 
     faces = read_batch([lfw_root / "aligned-112x96" / p / f"{p}_0001.jpg" for p in PEOPLE])
     return warp_to_template(faces, SPHEREFACE_112x96, evaluator.template)

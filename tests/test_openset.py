@@ -15,7 +15,7 @@ import pytest
 
 from conftest import exact_unit_rows
 
-from benchmark.data.blufr import BlufrConfig, load_blufr_config
+from benchmark.faces.blufr import BlufrConfig, load_blufr_config
 from benchmark.errors import MetricError
 from benchmark.metrics import identification, openset
 from benchmark.metrics.openset import (

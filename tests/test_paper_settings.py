@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines.config import load_config
-from baselines.training import TRAINABLE, _learning_rate, trainable
+from benchmark.training.config import load_config
+from benchmark.training.trainer import TRAINABLE, _learning_rate, trainable
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "baselines" / "configs"

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from PIL import Image
 from sklearn.metrics import roc_curve
 
-from benchmark import plots
+from benchmark.reporting import plots
 from benchmark.cli import main
 from benchmark.errors import FhbenchError
-from benchmark.samples import ModelSpec, render_samples, stored_models
-from benchmark.store import ResultStore
+from benchmark.reporting.samples import ModelSpec, render_samples, stored_models
+from benchmark.engine.store import ResultStore
 from conftest import lines_by_label
 
 N_PAIRS_PER_FOLD, N_IMAGES, N_RANKS, N_TRIALS = 6, 30, 12, 10
@@ -327,7 +327,7 @@ def test_styles_are_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = ("import json; from benchmark.plots import model_style, model_styles; "
+    code = ("import json; from benchmark.reporting.plots import model_style, model_styles; "
             "print(json.dumps([model_style('alpha'), model_styles(['alpha', 'model-0', 'model-2'])]))")
     outputs = set()
     for seed in ("1", "2"):  # str hashing is salted per process; SHA-1 is not
@@ -340,7 +340,7 @@ def test_styles_are_the_same_in_every_process():
 
 
 def test_sample_grid_sizes_and_formats(tmp_path):
-    from benchmark.samples import SampleGrid
+    from benchmark.reporting.samples import SampleGrid
 
     rng = np.random.default_rng(0)
     for n_models, width in ((3, plots.COLUMN_WIDTH), (4, plots.TEXT_WIDTH)):  # 5 columns fit one column, 6 not

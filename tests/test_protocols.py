@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from benchmark.errors import ConfigError, UnknownNameError
-from benchmark.protocols import list_protocols, load_protocol, parse_protocol
+from benchmark.engine.protocols import list_protocols, load_protocol, parse_protocol
 from benchmark.registry import DATASETS, DEGRADATIONS, TASKS
 
 SHIPPED = Path(__file__).resolve().parents[1] / "protocols"

@@ -10,9 +10,9 @@ import pytest
 import scipy.io
 from sklearn.metrics import roc_auc_score
 
-from benchmark.degrade import imresize
-from benchmark.protocols import parse_protocol
-from benchmark.templates import SPHEREFACE_112x96
+from benchmark.faces.resize import imresize
+from benchmark.engine.protocols import parse_protocol
+from benchmark.faces.templates import SPHEREFACE_112x96
 
 from conftest import LFW_ALIGNED
 from e2e_protocols import (  # noqa: F401 (calls, oracle: fixtures, used by name)

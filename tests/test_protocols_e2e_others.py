@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from benchmark.data.celeba import CelebA
-from benchmark.data.landmark_alignment import align_image
-from benchmark.data.scface import parse_stem
-from benchmark.frames import hr_frame
-from benchmark.protocols import parse_protocol
-from benchmark.templates import ARCFACE_112x112, SPHEREFACE_112x96, FaceTemplate
+from benchmark.datasets.celeba import CelebA
+from benchmark.faces.landmark_alignment import align_image
+from benchmark.datasets.scface import parse_stem
+from benchmark.faces.frames import hr_frame
+from benchmark.engine.protocols import parse_protocol
+from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96, FaceTemplate
 
 from conftest import DATA, LFW_ALIGNED
 from e2e_protocols import (  # noqa: F401 (calls, oracle: fixtures, used by name)

@@ -17,7 +17,7 @@ def plugin_package(tmp_path, monkeypatch):
     pkg.mkdir()
     (pkg / "__init__.py").write_text(textwrap.dedent("""
         from benchmark.registry import Registry
-        THINGS = Registry("thing", ("fhb_test_plugins",))
+        THINGS = Registry("thing", plugin_packages=("fhb_test_plugins",))
     """))
     (pkg / "sharpen.py").write_text(textwrap.dedent('''
         from . import THINGS
@@ -102,3 +102,71 @@ def test_availability():
     reg.add("needs-weights", object(), unavailable_reason=lambda: "weights missing")
     assert reg.entry("ok").why_unavailable() is None
     assert reg.entry("needs-weights").why_unavailable() == "weights missing"
+
+
+def _third_party_distribution(root, entry_points: str, modules: dict):
+    """An installed distribution as pip leaves one: modules plus a dist-info with entry points."""
+    for name, text in modules.items():
+        (root / name).write_text(textwrap.dedent(text))
+    info = root / "fhb_third_party-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fhb-third-party\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
+
+
+def test_a_third_party_package_adds_plug_ins_by_declaring_entry_points(tmp_path, monkeypatch):
+    _third_party_distribution(tmp_path, """
+        [fhbench.test_things]
+        fancy = fhb_tp_models
+        plain = fhb_tp_objects:Plain
+    """, {"fhb_tp_models.py": """
+        from benchmark.registry import Registry
+        import fhb_tp_registry
+        @fhb_tp_registry.THINGS.register("fancy-sr")
+        class Fancy:
+            '''A third party's model.'''
+    """, "fhb_tp_objects.py": """
+        class Plain:
+            '''Registered under its entry point's name.'''
+    """, "fhb_tp_registry.py": """
+        from benchmark.registry import Registry
+        THINGS = Registry("thing", "fhbench.test_things")
+    """})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fhb_tp_registry
+
+    try:
+        things = fhb_tp_registry.THINGS
+        assert things.names() == ["fancy-sr", "plain"]
+        assert things.entry("plain").summary == "Registered under its entry point's name."
+    finally:
+        for name in ("fhb_tp_registry", "fhb_tp_models", "fhb_tp_objects"):
+            sys.modules.pop(name, None)
+
+
+def test_a_broken_plug_in_is_one_line_naming_it(tmp_path, monkeypatch):
+    from benchmark.errors import ConfigError
+
+    _third_party_distribution(tmp_path, """
+        [fhbench.test_broken]
+        broken = fhb_tp_broken
+    """, {"fhb_tp_broken.py": "import numpy\nraise RuntimeError('needs a GPU driver')\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("thing", "fhbench.test_broken")
+    with pytest.raises(ConfigError, match=r"fhbench.test_broken plug-in 'broken' \(fhb_tp_broken\) failed "
+                                          r"to load: RuntimeError: needs a GPU driver"):
+        reg.names()
+    sys.modules.pop("fhb_tp_broken", None)
+
+
+def test_fhbench_declares_its_built_in_plug_ins_as_entry_points():
+    """The installed metadata lists each kind's plug-ins (so a non-editable install finds them),
+    and every built-in plug-in module is in a declared package or named itself."""
+    from benchmark.registry import DATASETS, DEGRADATIONS, EVALUATORS, MODELS, TASKS, TRAINERS
+
+    assert {"bicubic", "hr", "nearest", "csrip", "srresnet-fr"} <= set(MODELS.names())
+    assert {"sface", "arcface-mbf", "dlib"} <= set(EVALUATORS.names())
+    assert set(DEGRADATIONS.names()) >= {"bicubic", "blur-decimate", "none"}
+    assert {"lfw", "celeba", "ar", "scface"} <= set(DATASETS.names())
+    assert {"pairs-10fold", "blufr"} <= set(TASKS.names())
+    assert set(TRAINERS.names()) == {"srresnet", "srresnet-fr", "csrip", "ipunet", "cface"}

@@ -11,8 +11,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from benchmark import cache as cache_mod
-from benchmark.cache import ImageResultCache, check_cache_dir
+from benchmark.engine import cache as cache_mod
+from benchmark.engine.cache import ImageResultCache, check_cache_dir
 from benchmark.errors import FhbenchError
 
 DIM = 4

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmark.data import images
-from benchmark.data.images import MAX_IMAGE_PIXELS, read_batch, read_rgb_uint8
+from benchmark.faces import images
+from benchmark.faces.images import MAX_IMAGE_PIXELS, read_batch, read_rgb_uint8
 from benchmark.errors import ConfigError, DataError
 
 
@@ -116,7 +116,7 @@ def test_corrupt_headers_are_still_reported_by_the_decoder(tmp_path):
 
 def test_a_decoder_registered_for_a_suffix_reads_those_files(tmp_path, monkeypatch):
     """Image decoders are registered by suffix (issue 12): one function adds a format."""
-    from benchmark.data import images
+    from benchmark.faces import images
 
     monkeypatch.setitem(images.DECODERS, ".grey8", lambda path: np.full((4, 5, 3), 7, np.uint8))
     (tmp_path / "a.grey8").write_bytes(b"anything")

@@ -14,22 +14,23 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark import plots, runner, strict_json
-from benchmark.data import faceset as faceset_mod
-from benchmark.data.blufr import load_blufr_config
-from benchmark.data.celeba import CelebA
-from benchmark.data.faceset import FaceSet
-from benchmark.data.lfw import LFW
-from benchmark.data.roots import inside_root
-from benchmark.data.scface import ScfaceSplit, _checked
-from benchmark.data.selections import selection, selection_names
+from benchmark.reporting import plots
+from benchmark.engine import runner, strict_json
+from benchmark.faces import faceset as faceset_mod
+from benchmark.faces.blufr import load_blufr_config
+from benchmark.datasets.celeba import CelebA
+from benchmark.faces.faceset import FaceSet
+from benchmark.datasets.lfw import LFW
+from benchmark.faces.roots import inside_root
+from benchmark.datasets.scface import ScfaceSplit, _checked
+from benchmark.faces.selections import selection, selection_names
 from benchmark.errors import ConfigError, DataError, FhbenchError
-from benchmark.leaderboard import build_tables, write_results
-from benchmark.protocols import PROTOCOL_DIRS, load_protocol, parse_protocol
+from benchmark.reporting.leaderboard import build_tables, write_results
+from benchmark.engine.protocols import PROTOCOL_DIRS, load_protocol, parse_protocol
 from benchmark.registry import DATASETS, TASKS, Entry
-from benchmark.report import build_report, render_report
-from benchmark.samples import SampleGrid
-from benchmark.store import ResultStore
+from benchmark.reporting.report import build_report, render_report
+from benchmark.reporting.samples import SampleGrid
+from benchmark.engine.store import ResultStore
 from benchmark.tasks.pairs_10fold import check_folds
 from conftest import TINY_PAIRS
 from test_blufr_config import valid_contents, write as write_mat

@@ -14,10 +14,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from benchmark import runner
+from benchmark.engine import runner
 from benchmark.cli import main
 from benchmark.errors import AdapterError, ConfigError, FhbenchError
-from benchmark.store import ResultStore
+from benchmark.engine.store import ResultStore
 
 
 def cli(*args):
@@ -90,9 +90,9 @@ def test_run_options_are_checked_when_called_from_python(tiny_lfw, tmp_path):
 def test_sr_loop_refuses_to_score_slots_it_did_not_fill(tiny_lfw):
     """The guard behind the --batch-size bug: a batch loop that never runs is an error, never
     an uninitialised buffer scored as a result."""
-    from benchmark.adapters import create_model
-    from benchmark.degrade import make_degradation
-    from benchmark.data.faceset import FaceSet
+    from benchmark.models.adapters import create_model
+    from benchmark.degradations.base import make_degradation
+    from benchmark.faces.faceset import FaceSet
 
     hr = np.random.default_rng(0).random((3, 3, 16, 16)).astype(np.float32)
     faces = FaceSet("toy", tiny_lfw, ["a", "b", "c"], np.arange(3), ["a", "b", "c"], None)
@@ -178,7 +178,7 @@ def test_model_without_source_is_never_cached_and_the_manifest_says_so(tiny_lfw,
 
 
 def test_folder_model_fingerprint_follows_content_not_listing(tmp_path):
-    from benchmark.adapters import create_model
+    from benchmark.models.adapters import create_model
 
     folder = tmp_path / "sr" / "mine"
     folder.mkdir(parents=True)
@@ -218,7 +218,7 @@ def build(scale=None, weights=None):
 def test_resumed_conv_model_sees_the_uninterrupted_batches_and_stores_identical_results(tiny_lfw, tmp_path,
                                                                                           models_dir):
     write_module(models_dir, "tiny_sr", CONV_MODEL)
-    from benchmark import adapters
+    from benchmark.models import adapters
 
     seen = []
     real = adapters.TorchModuleAdapter.super_resolve
@@ -281,7 +281,7 @@ def test_folder_named_like_a_registered_model_does_not_replace_its_row(tiny_lfw,
     assert cli(*run_args(tiny_lfw, store, cache, "--model", "bicubic")).exit_code == 0
     before = rows(store)
     # a folder of (nearest-upsampled) SR images that happens to be called "bicubic"
-    from benchmark.data.images import read_batch, write_rgb
+    from benchmark.faces.images import read_batch, write_rgb
     from conftest import pairs_txt_images
 
     folder = tmp_path / "sr" / "other" / "bicubic"
@@ -437,7 +437,7 @@ def test_protocol_all_fails_on_a_corrupt_image_and_still_runs_the_rest(tiny_lfw,
 
 
 def test_compare_json_against_the_hr_row_is_strict_json(tiny_lfw, tmp_path):
-    from benchmark import strict_json
+    from benchmark.engine import strict_json
 
     store, cache = tmp_path / "r.sqlite", tmp_path / "cache"
     for model in ("hr", "bicubic"):
@@ -454,9 +454,9 @@ def test_an_fhbench_upgrade_of_a_baselines_code_keeps_its_rows_identity(monkeypa
     not, so re-running the same weights after an upgrade updates its row without --replace."""
     from pathlib import Path
 
-    from benchmark import fingerprint
-    from benchmark.adapters import create_model
-    from benchmark.store import same_model
+    from benchmark.models import fingerprint
+    from benchmark.models.adapters import create_model
+    from benchmark.engine.store import same_model
 
     weights = Path(__file__).resolve().parents[1] / "results" / "srresnet-cpu-demo" / "srresnet-cpu-demo-x8.pt"
     before = create_model("srresnet", weights=str(weights))

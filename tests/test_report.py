@@ -20,13 +20,13 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from baselines.training import train
+from benchmark.training.trainer import train
 from benchmark.cli import main
 from benchmark.errors import FhbenchError
-from benchmark.leaderboard import build_tables, format_tables, write_results
+from benchmark.reporting.leaderboard import build_tables, format_tables, write_results
 from benchmark.metrics.registry import MetricSpec
-from benchmark.report import build_report
-from benchmark.store import ResultStore
+from benchmark.reporting.report import build_report
+from benchmark.engine.store import ResultStore
 
 PROTOCOL = "lfw-10fold"
 N_IMAGES = 11   # see test_report_is_self_contained

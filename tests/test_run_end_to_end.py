@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from benchmark.cli import main
-from benchmark.data.images import read_batch
-from benchmark.degrade import make_degradation, upsample_bicubic
+from benchmark.faces.images import read_batch
+from benchmark.degradations.base import make_degradation
+from benchmark.faces.resize import upsample_bicubic
 from benchmark.evaluators import create_evaluator
 from benchmark.metrics.image import psnr_y
 from conftest import pairs_txt_images
@@ -176,7 +177,7 @@ def test_corrupt_image_and_bad_pairs_are_named(mini_lfw_jpg_names, tmp_path):
 
 
 def test_interrupted_run_writes_nothing_and_resumes_from_cache(mini_lfw_jpg_names, tmp_path, monkeypatch):
-    from benchmark import runner
+    from benchmark.engine import runner
     from benchmark.evaluators.sface import SFace
 
     store, cache = tmp_path / "r.sqlite", tmp_path / "cache"

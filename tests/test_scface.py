@@ -13,12 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmark.data.landmark_alignment import align_faces, template_points
-from benchmark.data.images import read_rgb_uint8
-from benchmark.data.scface import SCface, parse_stem, read_annotations
+from benchmark.faces.landmark_alignment import align_faces, template_points
+from benchmark.faces.images import read_rgb_uint8
+from benchmark.datasets.scface import SCface, parse_stem, read_annotations
 from benchmark.errors import DataError
 from benchmark.registry import DATASETS
-from benchmark.templates import SPHEREFACE_112x96
+from benchmark.faces.templates import SPHEREFACE_112x96
 
 from conftest import DATA, LFW_ALIGNED
 

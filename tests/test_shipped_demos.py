@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from baselines.config import load_config
-from baselines.training import TRAINABLE, read_checkpoint, trainable
-from benchmark.adapters import create_model
+from benchmark.training.config import load_config
+from benchmark.training.trainer import TRAINABLE, read_checkpoint, trainable
+from benchmark.models.adapters import create_model
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 DEMOS = ["srresnet-cpu-demo", "srresnet-mse-cpu-demo-ft", "srresnet-fr-cpu-demo"]
@@ -58,7 +58,7 @@ def test_fr_demo_and_its_control_differ_only_in_the_loss():
 
 def test_every_shipped_json_is_strict_json():
     """Strict parsers (browsers, jq) refuse Infinity/NaN: the hr row's inf PSNR is written as
-    null plus its place in ``non_finite`` (benchmark.strict_json)."""
+    null plus its place in ``non_finite`` (benchmark.engine.strict_json)."""
     files = sorted(RESULTS.rglob("*.json"))
     assert files
     for path in files:

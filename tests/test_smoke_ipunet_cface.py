@@ -18,11 +18,12 @@ import torch
 from click.testing import CliRunner
 
 from baselines import cface, ipunet
-from baselines.training import read_checkpoint
+from benchmark.training.trainer import read_checkpoint
 from benchmark.cli import main
-from benchmark.data.images import read_batch
-from benchmark.degrade import make_degradation, upsample_bicubic
-from benchmark.frames import fit_to_hr_size
+from benchmark.faces.images import read_batch
+from benchmark.degradations.base import make_degradation
+from benchmark.faces.resize import upsample_bicubic
+from benchmark.faces.frames import fit_to_hr_size
 from benchmark.metrics.image import psnr_y
 from conftest import pairs_txt_images
 

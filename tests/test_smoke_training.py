@@ -16,8 +16,8 @@ import torch
 from click.testing import CliRunner
 
 from benchmark.cli import main
-from benchmark.data.images import read_batch
-from benchmark.degrade import make_degradation
+from benchmark.faces.images import read_batch
+from benchmark.degradations.base import make_degradation
 from benchmark.evaluators.base import sha256_file
 from benchmark.metrics.image import psnr_y
 from conftest import pairs_txt_images
@@ -106,7 +106,7 @@ def test_csrip_smoke_trains_and_evaluates(train_faces, tiny_lfw, tmp_path):
     # by hand: 112x96 padded 8 px left and right to the 112x112 square, MATLAB-bicubic to 192x192,
     # LR = MATLAB-bicubic 24x24 (8-bit), SR = the cascade's 8x output; PSNR on Y, mean over images
     from baselines.csrip import CSRIP, CSRIPOptions
-    from benchmark.degrade import imresize
+    from benchmark.faces.resize import imresize
 
     ckpt = torch.load(weights, weights_only=True)
     net = CSRIP(CSRIPOptions(**ckpt["model_options"]), 8)

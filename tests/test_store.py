@@ -9,10 +9,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from benchmark import store as store_mod
+from benchmark.engine import store as store_mod
 from benchmark.errors import FhbenchError
-from benchmark.leaderboard import build_tables, format_tables
-from benchmark.store import ResultStore
+from benchmark.reporting.leaderboard import build_tables, format_tables
+from benchmark.engine.store import ResultStore
 
 PROTOCOL = "lfw-10fold"  # the shipped protocol: primary metric accuracy
 

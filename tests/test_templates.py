@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from skimage.transform import SimilarityTransform
 
-from benchmark.templates import (ARCFACE_112x112, SPHEREFACE_112x96, TEMPLATES, FaceTemplate,
-                                 similarity_transform, warp_to_template)
+from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96, TEMPLATES, FaceTemplate, similarity_transform, warp_to_template
 
 
 def skimage_similarity(src, dst) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The training framework (baselines.training, config, losses) on tiny synthetic data.
+"""The training framework (benchmark.training.trainer, config, losses) on tiny synthetic data.
 
 Each test trains models of a few hundred parameters on 6-9 synthetic 112x96 faces at a
 16x16 HR size for a few steps, so it runs in seconds. A toy model registered here gives
@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines import training
-from baselines.losses import fr_loss, mse_loss
+from benchmark.training import trainer as training
+from benchmark.training.losses import fr_loss, mse_loss
 from baselines.srresnet import SRResNetAdapter
-from baselines.training import TRAINABLE, balance_weights, read_checkpoint, train
+from benchmark.training.trainer import TRAINABLE, balance_weights, read_checkpoint, train
 from benchmark.errors import AdapterError, ConfigError, DataError
 
 from training_fixtures import (  # noqa: F401 (fixtures are used by name)
@@ -179,7 +179,7 @@ def test_fr_loss_hand_checked():
 
 
 def test_learning_rate_schedules_hand_checked():
-    from baselines.config import ScheduleConfig, StageConfig
+    from benchmark.training.config import ScheduleConfig, StageConfig
 
     step = StageConfig("mse", steps=10, lr=0.1, schedule=ScheduleConfig("step", every=4, gamma=0.5))
     assert [training._learning_rate(step, k, 10) for k in (0, 3, 4, 9)] == pytest.approx([0.1, 0.1, 0.05, 0.025])

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines import training
-from baselines.training import TRAINABLE, StageSpec, TrainableModel, train
+from benchmark.training import trainer as training
+from benchmark.training.trainer import TRAINABLE, StageSpec, TrainableModel, train
 from benchmark.errors import ConfigError, DataError
 
 from training_fixtures import (  # noqa: F401 (fixtures are used by name)
@@ -24,7 +24,7 @@ from training_fixtures import (  # noqa: F401 (fixtures are used by name)
 # --- epochs, per-stage batch sizes, schedules in epochs, validation hold-out, early stopping ------
 
 def test_multistep_and_epoch_schedules_hand_checked():
-    from baselines.config import ScheduleConfig, StageConfig
+    from benchmark.training.config import ScheduleConfig, StageConfig
 
     # C-SRIP's cascade (../shared/papers/001 Sec. 3.4): x 1/3 at the end of epochs 10, 25, 50, 80
     multi = StageConfig("cascade", epochs=100, lr=0.9,
@@ -47,7 +47,7 @@ def test_multistep_and_epoch_schedules_hand_checked():
 
 
 def test_split_validation_per_identity_is_seeded_and_keeps_a_training_face(faces):
-    from baselines.facedata import StageBatches, open_training_faces, split_validation
+    from benchmark.training.facedata import StageBatches, open_training_faces, split_validation
 
     fs = open_training_faces(faces)                      # 3 people x 3 faces
     train_i, held = split_validation(fs, 0.34, seed=0)   # round(1.02) = 1 of each identity
@@ -119,7 +119,7 @@ def test_early_stopping_stops_after_patience_evaluations_without_gain(tmp_path, 
         [(3, ["score"], 0, False), (6, [], 1, False), (9, [], 2, True)]
     assert checks[0]["validation"]["score"] == pytest.approx(0.5)
     # validation is on the 3 held-out faces, never trained on
-    from baselines.facedata import open_training_faces, split_validation
+    from benchmark.training.facedata import open_training_faces, split_validation
 
     _, held = split_validation(open_training_faces(faces), 0.34, 0)
     assert checks[0]["validation"]["index"] == pytest.approx(float(np.mean(held)))
@@ -197,7 +197,7 @@ def test_resuming_a_checkpoint_written_before_an_option_existed(tmp_path, faces,
 
 
 def test_validation_max_images_takes_evenly_spaced_held_out_faces(tmp_path, faces, es_model):
-    from baselines.facedata import open_training_faces, split_validation
+    from benchmark.training.facedata import open_training_faces, split_validation
 
     text = ES.replace("validation: {fraction: 0.34}", "validation: {fraction: 0.67, max_images: 2}")
     result = train("toy-es", _config(tmp_path, text), faces, tmp_path / "out", max_steps=3)

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines import identity as identity_mod
-from baselines.training import TRAINABLE, StageSpec, TrainableModel
-from benchmark.templates import ARCFACE_112x112
+from benchmark.training import identity as identity_mod
+from benchmark.training.trainer import TRAINABLE, StageSpec, TrainableModel
+from benchmark.faces.templates import ARCFACE_112x112
 
 
 # --- fixtures ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Face-recognition evaluators: one module each, registered in ``EVALUATORS``."""
-from ..registry import EVALUATORS
+from benchmark.registry import EVALUATORS
 
 
 def create_evaluator(name: str, weights=None, batch_size: int = 64, device: str = "cpu"):

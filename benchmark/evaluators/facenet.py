@@ -14,10 +14,10 @@ import os
 import pickle
 from pathlib import Path
 
-from ..errors import EvaluatorUnavailable
-from ..registry import EVALUATORS
-from ..templates import ARCFACE_112x112
-from .base import Evaluator, PixelFeed, sha256_file, short_error
+from benchmark.errors import EvaluatorUnavailable
+from benchmark.registry import EVALUATORS
+from benchmark.faces.templates import ARCFACE_112x112
+from benchmark.evaluators.base import Evaluator, PixelFeed, sha256_file, short_error
 
 RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 

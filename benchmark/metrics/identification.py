@@ -26,8 +26,8 @@ from typing import Any, Dict, Iterable, Iterator, Tuple
 
 import numpy as np
 
-from ..errors import MetricError
-from .registry import MetricSpec, register_metric
+from benchmark.errors import MetricError
+from benchmark.metrics.registry import MetricSpec, register_metric
 
 BLOCK_ROWS = 1024  # 1024 x 10,000 float32 scores = 40 MB per block
 

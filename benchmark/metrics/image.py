@@ -28,8 +28,8 @@ from typing import Any, Dict
 import numpy as np
 from scipy.ndimage import correlate1d
 
-from ..errors import MetricError
-from .registry import MetricSpec, register_metric
+from benchmark.errors import MetricError
+from benchmark.metrics.registry import MetricSpec, register_metric
 
 PEAK = 255.0
 SSIM_WINDOW = 11

@@ -39,9 +39,9 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import MetricError
-from .identification import first_correct_match, label_codes, normalized_rows
-from .registry import MetricSpec, register_metric
+from benchmark.errors import MetricError
+from benchmark.metrics.identification import first_correct_match, label_codes, normalized_rows
+from benchmark.metrics.registry import MetricSpec, register_metric
 
 BLOCK_ROWS = 1024  # rows of the test-set score matrix scored at once (1024 x 10,000 float32 = 40 MB)
 FLUSH_SCORES = 1 << 20  # candidate impostor scores gathered before a selection pass
@@ -369,7 +369,7 @@ class BlufrResult:
 def blufr_trials(features: Any, labels: Any, config, vr_fars: Sequence[float] = (0.001,),
                  dir_fars: Sequence[float] = (0.01,), vr_curve_fars: Sequence[float] = VR_CURVE_FARS,
                  dir_curve_fars: Sequence[float] = DIR_CURVE_FARS) -> BlufrResult:
-    """BLUFR over every trial of ``config`` (a ``benchmark.data.blufr.BlufrConfig``).
+    """BLUFR over every trial of ``config`` (a ``benchmark.faces.blufr.BlufrConfig``).
 
     ``features`` row i and ``labels[i]`` belong to ``config.image_list[i]`` (normally
     ``labels = config.labels``). Per trial: VR at ``vr_fars`` and along ``vr_curve_fars`` over

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
-from ..errors import ConfigError
-from ..registry import Registry
+from benchmark.errors import ConfigError
+from benchmark.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class MetricSpec:
                        std=f"{base}@{level}_std" if self.std else None)
 
 
-METRICS = Registry("metric", ("benchmark.metrics",))
+METRICS = Registry("metric", "fhbench.metrics")
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:

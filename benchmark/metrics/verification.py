@@ -22,8 +22,8 @@ from typing import Any, NamedTuple, Tuple
 
 import numpy as np
 
-from ..errors import MetricError
-from .registry import MetricSpec, register_metric
+from benchmark.errors import MetricError
+from benchmark.metrics.registry import MetricSpec, register_metric
 
 N_FOLDS = 10
 

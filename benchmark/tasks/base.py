@@ -12,10 +12,10 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..data.faceset import FaceSet
-from ..data.selections import call_selection
-from ..errors import ConfigError
-from ..registry import DATASETS
+from benchmark.faces.faceset import FaceSet
+from benchmark.faces.selections import call_selection
+from benchmark.errors import ConfigError
+from benchmark.registry import DATASETS
 
 Scores = Tuple[Dict[str, float], Dict[str, np.ndarray]]
 
@@ -25,7 +25,7 @@ def selected(task: "Task", option: str):
     keyword arguments in ``<option>_args`` (e.g. ``selection: people``, ``selection_args:
     {min_images: 4}`` -> ``LFW.people(min_images=4)``). Only methods the reader marks
     ``@selection`` can be named; arguments are checked against the method's signature
-    (``benchmark.data.selections``)."""
+    (``benchmark.faces.selections``)."""
     return call_selection(task.dataset, task.options[option], task.options.get(f"{option}_args", {}),
                           f"protocol {task.protocol.name}", option)
 

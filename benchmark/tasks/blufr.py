@@ -1,9 +1,9 @@
 """LFW BLUFR (Liao et al. 2014): verification rate and open-set identification over 10 trials."""
 from __future__ import annotations
 
-from ..metrics.openset import blufr_trials
-from ..registry import TASKS
-from .base import Task
+from benchmark.metrics.openset import blufr_trials
+from benchmark.registry import TASKS
+from benchmark.tasks.base import Task
 
 
 @TASKS.register("blufr", summary="BLUFR: VR at a FAR over all test pairs, DIR at rank 1 open-set (10 trials)")

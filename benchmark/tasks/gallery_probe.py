@@ -5,13 +5,13 @@ import dataclasses
 
 import numpy as np
 
-from ..data.faceset import FaceSet
-from ..data.gallery_probe import GalleryProbe
-from ..errors import ConfigError, DataError
-from ..metrics.identification import cmc_gallery_probe, gallery_probe_split
-from ..registry import TASKS
-from .base import Task, selected
-from .loo_identification import rank_metrics
+from benchmark.faces.faceset import FaceSet
+from benchmark.faces.gallery_probe import GalleryProbe
+from benchmark.errors import ConfigError, DataError
+from benchmark.metrics.identification import cmc_gallery_probe, gallery_probe_split
+from benchmark.registry import TASKS
+from benchmark.tasks.base import Task, selected
+from benchmark.tasks.loo_identification import rank_metrics
 
 
 @TASKS.register("gallery-probe", summary="rank-k and CMC of SR probes against an HR gallery")

@@ -1,8 +1,8 @@
 """Image quality only: PSNR, SSIM and FR loss over a face set (the runner computes them all)."""
 from __future__ import annotations
 
-from ..registry import TASKS
-from .base import SelectionTask
+from benchmark.registry import TASKS
+from benchmark.tasks.base import SelectionTask
 
 
 @TASKS.register("image-quality", summary="PSNR, SSIM and FR loss per image, with their distributions")

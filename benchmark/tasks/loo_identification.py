@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics.identification import cmc_leave_one_out, knn_leave_one_out
-from ..registry import TASKS
-from .base import SelectionTask
+from benchmark.metrics.identification import cmc_leave_one_out, knn_leave_one_out
+from benchmark.registry import TASKS
+from benchmark.tasks.base import SelectionTask
 
 
 @TASKS.register("loo-identification", summary="leave-one-out k-NN accuracy and CMC over SR faces")

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..metrics.verification import N_FOLDS, eer, roc_auc, ten_fold_accuracy
-from ..registry import TASKS
-from .base import Task, selected
+from benchmark.errors import ConfigError, DataError
+from benchmark.metrics.verification import N_FOLDS, eer, roc_auc, ten_fold_accuracy
+from benchmark.registry import TASKS
+from benchmark.tasks.base import Task, selected
 
 PAIR_MODES = ("sr-sr", "sr-hr")
 

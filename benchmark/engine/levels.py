@@ -1,0 +1,73 @@
+"""Levels of an ``lr_sizes`` protocol (lfw-ident, ar-cmc) for figures, comparisons and samples.
+
+Such a protocol scores every fixed LR size in ONE run (stored at scale 0, ``LR_SIZES_SCALE``;
+its hr run at scale 1 has the same names) and names the metrics and arrays of each size
+``<name>@<level>`` (``rank1@16x14``, ``rank1@16x14_std``, ``cmc@16x14``, ``psnr@16x14``).
+A figure or a comparison shows one level: ``--level 16x14``. Protocols with ``scales`` have
+no levels (one run per scale: ``--scale``).
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+from benchmark.errors import FhbenchError
+from benchmark.engine.protocols import LR_SIZES_SCALE, Protocol
+
+
+def normalize_level(level: Optional[str]) -> Optional[str]:
+    """``16×14`` and ``16X14`` mean ``16x14``."""
+    if level is None:
+        return None
+    return str(level).strip().replace("×", "x").replace("X", "x")
+
+
+def resolve_level(spec: Protocol, level: Optional[str], scale: Optional[int] = None) -> Optional[str]:
+    """The level to show: required (and checked) for an ``lr_sizes`` protocol, refused for a
+    protocol with scales. ``scale`` is the ``--scale`` the user also gave (None: none)."""
+    level = normalize_level(level)
+    names = spec.level_names
+    if spec.lr_sizes:
+        if scale is not None and scale not in (LR_SIZES_SCALE, 1):
+            raise FhbenchError(f"protocol {spec.name} has no scales: one run covers its LR sizes "
+                               f"{', '.join(names)}; pass --level instead of --scale {scale}")
+        if level is None:
+            raise FhbenchError(f"protocol {spec.name} scores every LR size in one run; pass --level, one of "
+                               f"{', '.join(names)}")
+        if level not in names:
+            raise FhbenchError(f"protocol {spec.name} has no level {level!r} (levels: {', '.join(names)})")
+        return level
+    if level is not None:
+        raise FhbenchError(f"protocol {spec.name} has scales ({', '.join(names)}), not LR-size levels: "
+                           f"pass --scale instead of --level {level}")
+    return None
+
+
+def level_size(spec: Protocol, level: str) -> Tuple[int, int]:
+    """(h, w) of the LR faces at ``level``."""
+    return dict(zip(spec.level_names, spec.lr_sizes))[level]
+
+
+def level_label(level: str) -> str:
+    """``16x14`` -> ``LR 16×14`` (for titles and captions)."""
+    return "LR " + level.replace("x", "×")
+
+
+def split_level(spec: Protocol, name: str) -> Tuple[str, Optional[str]]:
+    """``rank1@16x14`` -> (``rank1``, ``16x14``) and ``rank1@16x14_std`` -> (``rank1_std``,
+    ``16x14``) when the suffix is one of the protocol's levels; any other name (``rank1``,
+    SCface's probe group ``rank1@4.20m``) -> (name, None)."""
+    base, at, level = name.rpartition("@")
+    std = "_std" if level.endswith("_std") else ""
+    level = level[:-len(std)] if std else level
+    if at and level in spec.level_names:
+        return base + std, level
+    return name, None
+
+
+def arrays_at_level(arrays: Dict, level: Optional[str]) -> Dict:
+    """The arrays of one level under their plain names (``cmc@16x14`` -> ``cmc``); all of
+    them unchanged when ``level`` is None."""
+    if level is None:
+        return arrays
+    suffix = f"@{level}"
+    return {k[:-len(suffix)]: v for k, v in arrays.items() if k.endswith(suffix)}

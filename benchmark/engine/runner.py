@@ -1,0 +1,507 @@
+"""The protocol engine: degrade -> super-resolve -> embed -> metrics -> store.
+
+One run = one model on one protocol at one level (a scale; or every fixed LR size of an
+``lr_sizes`` protocol) with one evaluator. Per image, the HR embedding and, per level, the SR
+embedding, PSNR and SSIM are cached on disk by image content (``cache.py``): a second protocol
+over the same images and degradation, or a re-run, or a run resumed after a kill, computes only
+what is missing. Nothing reaches the store until every image is done and every metric is
+computed; then the row, manifest and arrays are written in one transaction.
+
+The ``hr`` model is the upper bound: no degradation, SR = HR (PSNR inf, SSIM 1, FR loss 0 by
+definition), stored at scale 1.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from benchmark.engine import manifest as manifest_mod
+from benchmark.models.adapters import create_model
+from benchmark.models.base import check_sr_batch
+from benchmark.engine.cache import ImageResultCache, check_cache_dir, default_cache_dir
+from benchmark.faces.images import read_batch
+from benchmark.degradations.base import make_degradation
+from benchmark.faces.resize import upsampled_model_input
+from benchmark.errors import AdapterError, ConfigError, DataError, DataMissing, FhbenchError, IncompatibleModelError
+from benchmark.evaluators import create_evaluator
+from benchmark.faces.frames import fit_to_hr_size, hr_frame
+from benchmark.metrics.image import fr_loss, summarize
+from benchmark.metrics.registry import per_image_metrics
+from benchmark.engine.names import check_run_name
+from benchmark.engine.protocols import LR_SIZES_SCALE, NO_DEGRADATION_SCALE, list_protocols, load_protocol
+from benchmark.registry import TASKS
+from benchmark.engine.store import ResultStore
+from benchmark.tasks.base import at_level
+from benchmark.faces.templates import SPHEREFACE_112x96
+
+SEED = 0
+
+
+@dataclass
+class RunOptions:
+    model: str
+    protocol: str
+    scale: Optional[int] = None
+    evaluator: str = "sface"
+    data_root: str = "data"
+    store: str = "results/fhbench.sqlite"
+    weights: Optional[str] = None
+    evaluator_weights: Optional[str] = None
+    batch_size: int = 32
+    chunk_size: int = 512
+    cache_dir: Optional[str] = None   # None: default_cache_dir(); "" keeps results in memory only
+    clamp: bool = False
+    upsampled_input: bool = False
+    device: str = "cpu"
+    progress: bool = True
+    name: Optional[str] = None        # the row's model name (default: the model's own)
+    replace: bool = False             # replace a row of the same name that holds another model
+
+    def check(self) -> None:
+        """Refuse options out of range before any work (the CLI's click ranges say the same)."""
+        for option, value, low in (("--batch-size", self.batch_size, 1), ("chunk_size", self.chunk_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{option} must be an integer >= {low}, got {value!r}")
+        if self.scale is not None and (isinstance(self.scale, bool) or not isinstance(self.scale, int)
+                                       or self.scale < 1):
+            raise ConfigError(f"--scale must be a positive integer, got {self.scale!r}")
+        if self.name is not None:
+            check_run_name(self.name)
+
+
+@dataclass
+class StageTimer:
+    seconds: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)
+
+    def add(self, stage, t0, n_images=0):
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+        self.images[stage] = self.images.get(stage, 0) + n_images
+
+    def rates(self) -> dict:
+        """Images per second of each stage that processed images."""
+        return {k: self.images[k] / v for k, v in self.seconds.items() if v > 0 and self.images.get(k)}
+
+
+@dataclass
+class Level:
+    """One degradation level of a run: ``name`` (``x8``, ``16x12``) and its degradation
+    (None for the ``hr`` model: the faces as they are)."""
+    name: str
+    degradation: object
+
+
+@dataclass
+class RunSetup:
+    """What one run is, decided and checked before any image is read."""
+    protocol: object
+    store: ResultStore
+    cache_root: Optional[Path]
+    model: object
+    scale: int
+    levels: List[Level]
+    name: str                  # the row's name
+    evaluator: object
+    task: object
+    faces: object
+    degraded: np.ndarray       # indices of the faces the protocol degrades
+
+
+def run(opts: RunOptions) -> dict:
+    """Run one model on one protocol at one level; store and return the result."""
+    opts.check()
+    torch.manual_seed(SEED)
+    np.random.seed(SEED)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    setup = prepare(opts)
+    protocol, model, levels, evaluator = setup.protocol, setup.model, setup.levels, setup.evaluator
+    timer = StageTimer()
+    t0 = time.perf_counter()
+    keys = setup.faces.image_keys()
+    data_hash = setup.faces.content_hash(keys)
+    timer.add("hash", t0, len(setup.faces))
+    # the protocol's HR size; where it pins none, the model's native one; else the dataset's frame
+    native = None if model.is_reference_hr else model.native_hr_size()
+    hr_source = HRSource(setup.faces, protocol.hr_size or native, opts, timer)
+    hr_hw = hr_source.hr_size  # every path renders faces at hr_size
+    for level in levels:
+        lr_hw = level.degradation.lr_size(hr_hw) if level.degradation else hr_hw
+        model.check_compatible(lr_hw, hr_hw, None if setup.scale == LR_SIZES_SCALE else setup.scale)
+    # the registered per-image metrics (PSNR, SSIM, plug-ins), where the protocol has a true HR
+    pixel_metrics = per_image_metrics() if protocol.image_metrics else []
+    description = model.describe()  # after check_compatible: the model as it runs here
+    hr_cache, sr_caches = _caches(setup, hr_source.frame, hr_hw, pixel_metrics, opts, description)
+    computed = _compute_missing(model, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache, sr_caches,
+                                evaluator, protocol, pixel_metrics, opts, timer,
+                                f"{setup.name} {protocol.name} {_level_label(setup.scale, levels)}")
+    t0 = time.perf_counter()
+    metrics, arrays = _score(setup, keys, hr_cache, sr_caches, pixel_metrics)
+    timer.add("score", t0)
+    manifest = {
+        "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **_manifest(setup, opts, description, hr_source, data_hash, hr_cache, sr_caches, computed,
+                    "protocol" if protocol.hr_size else "model" if native else "dataset frame"),
+        "timing_seconds": timer.seconds, "images_per_second": timer.rates()}
+    run_id = setup.store.save(setup.name, protocol.name, setup.scale, evaluator.name, metrics, manifest, arrays,
+                              replace=opts.replace)
+    return {"id": run_id, "model": setup.name, "protocol": protocol.name, "scale": setup.scale,
+            "evaluator": evaluator.name, "metrics": metrics, "manifest": manifest}
+
+
+def prepare(opts: RunOptions) -> RunSetup:
+    """Resolve and check everything a run needs, cheapest and likeliest failures first, so a
+    bad option, store, model, name or list fails in seconds, before any image work."""
+    protocol = load_protocol(opts.protocol)
+    store = ResultStore(opts.store)
+    store.check_writable()
+    cache_root = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir())
+    if cache_root is not None:
+        check_cache_dir(cache_root)
+    model = create_model(opts.model, scale=opts.scale or protocol.default_scale, weights=opts.weights,
+                         clamp=opts.clamp, device=opts.device, upsampled_input=opts.upsampled_input)
+    scale, levels = _levels(protocol, model, opts.scale)
+    name = opts.name or model.name
+    evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device)
+    check_run_name(name)
+    if not opts.replace:  # a name taken by another model fails now, not after the work
+        store.check_name(name, protocol.name, scale, evaluator.name, {"model": _model_record(model, opts)})
+    task = TASKS.get(protocol.task)(protocol, opts.data_root)
+    faces = task.faces()
+    if len(faces) == 0:
+        raise DataError(f"protocol {protocol.name} selected no images under {opts.data_root}")
+    degraded = task.degraded()
+    degraded = np.arange(len(faces)) if degraded is None else np.asarray(degraded, dtype=np.int64)
+    return RunSetup(protocol, store, cache_root, model, scale, levels, name, evaluator, task,
+                    faces, degraded)
+
+
+def _model_record(model, opts, description: Optional[dict] = None) -> dict:
+    """The manifest's model: its description, its identity (``same_model``) and how it was named."""
+    return {**(description or model.describe()), "identity": model.identity(), "spec": opts.model,
+            "clamp": opts.clamp}
+
+
+def _caches(setup: RunSetup, frame, hr_hw, pixel_metrics, opts, description: dict):
+    """(HR cache, {level: SR cache}): keyed by everything that can change a cached value."""
+    model, evaluator, protocol = setup.model, setup.evaluator, setup.protocol
+    # a model that cannot be fingerprinted may have changed since its results were cached
+    sr_cache_root = setup.cache_root if model.fingerprint() is not None else None
+    dim = evaluator.embedding_dim
+    common = {"frame": frame.name, "hr_hw": hr_hw, "evaluator": evaluator.describe()}
+    hr_cache = ImageResultCache(setup.cache_root, "hr", common, dim=dim)
+    sr_setting = {**common, "model": description, "clamp": opts.clamp, "crop_border": protocol.crop_border,
+                  "image_metrics": protocol.image_metrics,
+                  # a conv net's output moves (~1e-7) with the batch size; pure per-pixel code does not
+                  "batch_size": None if model.batch_invariant else opts.batch_size}
+    sr_caches = {lv.name: ImageResultCache(sr_cache_root, "sr", {**sr_setting, "degradation": lv.degradation.spec()},
+                                           dim=dim, metrics=[m.name for m in pixel_metrics])
+                 for lv in setup.levels if lv.degradation is not None}
+    return hr_cache, sr_caches
+
+
+def _score(setup: RunSetup, keys, hr_cache, sr_caches, pixel_metrics):
+    """(metrics, arrays): the task's metrics of every level, and the per-image metrics' mean,
+    std and per-image array (``<name>@<level>`` for a protocol with fixed LR sizes)."""
+    protocol, degraded, dim = setup.protocol, setup.degraded, setup.evaluator.embedding_dim
+    hr_emb = hr_cache.get(keys, dim)["emb"]
+    counts_inf = {m.name for m in pixel_metrics if m.counts_inf}
+    level_embs, image_metrics, arrays = {}, {}, {}
+    name_levels = bool(protocol.lr_sizes)
+    for level in setup.levels:
+        emb = hr_emb.copy()
+        if level.degradation is None:  # SR = HR: each metric's value for identical images
+            n = len(degraded)
+            per_image = {m.name: np.full(n, np.nan if m.identical is None else m.identical) for m in pixel_metrics}
+            per_image["fr_loss"] = np.zeros(n)
+        else:
+            res = sr_caches[level.name].get([keys[i] for i in degraded], dim)
+            emb[degraded] = res["emb"]
+            per_image = {m.name: res[m.name] for m in pixel_metrics}
+            per_image["fr_loss"] = fr_loss(res["emb"], hr_emb[degraded])
+        level_embs[level.name] = emb
+        if protocol.image_metrics:
+            suffix = level.name if name_levels else None
+            for key, values in per_image.items():
+                s = summarize(values)
+                image_metrics[at_level(key, suffix)] = s["mean"]
+                image_metrics[at_level(f"{key}_std", suffix)] = s["std"]
+                if key in counts_inf:  # how many images a mean left out (PSNR of identical images)
+                    image_metrics[at_level(f"{key}_n_inf", suffix)] = s["n_inf"]
+                arrays[at_level(key, suffix)] = values
+    metrics, task_arrays = setup.task.score(hr_emb, level_embs, name_levels)
+    metrics.update(image_metrics)
+    arrays.update(task_arrays)
+    return metrics, arrays
+
+
+def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache, sr_caches, computed,
+              hr_size_from) -> dict:
+    """The run's record: versions, seed, protocol, levels, model, evaluator, data, cache."""
+    levels, faces, hr_hw = setup.levels, setup.faces, hr_source.hr_size
+    return {
+        "environment": manifest_mod.environment(), "seed": SEED,
+        "protocol": setup.protocol.spec(), "scale": setup.scale,
+        "levels": {lv.name: lv.degradation.spec() if lv.degradation else None for lv in levels},
+        "degradation": levels[0].degradation.spec() if len(levels) == 1 and levels[0].degradation else None,
+        "model": _model_record(setup.model, opts, description),
+        "evaluator": setup.evaluator.describe(),
+        "data": {"root": str(Path(opts.data_root).resolve()), "image_root": str(Path(faces.image_root).resolve()),
+                 "n_images": len(faces), "n_degraded": int(len(setup.degraded)), "sha256": data_hash,
+                 "hr_size": hr_hw, "frame": hr_source.frame.name, "hr_size_from": hr_size_from,
+                 "lr_sizes": {lv.name: lv.degradation.lr_size(hr_hw) if lv.degradation else hr_hw
+                              for lv in levels},
+                 "extra_files": [str(p) for p in faces.extra_files],
+                 # what the selection left out and why (e.g. AR people lacking a session)
+                 "notes": list(setup.task.notes), **hr_source.alignment_report()},
+        "cache": {"hr": str(hr_cache.path), "sr": {k: str(c.path) for k, c in sr_caches.items()},
+                  "sr_cached": setup.cache_root is not None and setup.model.fingerprint() is not None,
+                  **({} if setup.model.fingerprint() is not None or setup.cache_root is None else
+                     {"why_not": "the model cannot be fingerprinted (no source file): its results are "
+                                 "recomputed on every run"}),
+                  # images this run computed (the rest came from the cache)
+                  "computed": computed},
+        "batch_size": opts.batch_size,
+    }
+
+
+def _levels(protocol, model, scale: Optional[int]):
+    """(the store's scale, the run's levels) for this protocol, model and ``--scale``."""
+    if protocol.lr_sizes:
+        if scale is not None and not model.is_reference_hr:
+            raise ConfigError(f"protocol {protocol.name} runs every LR size of its own "
+                              f"({', '.join(protocol.level_names)}) in one run; leave out --scale")
+        names = protocol.level_names
+        if model.is_reference_hr:
+            return NO_DEGRADATION_SCALE, [Level(n, None) for n in names]
+        return LR_SIZES_SCALE, [Level(n, make_degradation(protocol.degradation, size=tuple(size),
+                                                          **protocol.degradation_options))
+                                for n, size in zip(names, protocol.lr_sizes)]
+    if model.is_reference_hr:
+        return NO_DEGRADATION_SCALE, [Level("hr", None)]
+    scale = scale or protocol.default_scale
+    if scale not in protocol.scales:
+        raise ConfigError(f"protocol {protocol.name} runs at scales {protocol.scales}, not {scale}")
+    return scale, [Level(f"x{scale}", make_degradation(protocol.degradation, scale=scale,
+                                                       **protocol.degradation_options))]
+
+
+def _level_label(scale, levels) -> str:
+    if scale == NO_DEGRADATION_SCALE:
+        return "hr"
+    return levels[0].name if len(levels) == 1 else f"{len(levels)} LR sizes"
+
+
+def _first_of_each_key(indices: np.ndarray, keys: List[str]) -> np.ndarray:
+    """``indices`` without repeats of an image key (identical files are computed once)."""
+    seen, out = set(), []
+    for i in indices:
+        if keys[i] not in seen:
+            seen.add(keys[i])
+            out.append(i)
+    return np.array(out, dtype=np.int64)
+
+
+def _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
+                     protocol, pixel_metrics, opts, timer, desc) -> Dict[str, int]:
+    """Fill the caches: HR embeddings of every face, SR results of every degraded face and level.
+    Returns how many images of each kind this call computed (``hr`` and each level's name).
+
+    The SR model sees fixed batches: the unique degraded images in protocol order, cut every
+    ``batch_size`` images, whatever is cached. A batch with any image missing is recomputed
+    whole, so a run resumed after a kill feeds the model exactly the batches an uninterrupted
+    run does, and stores bit-identical results (a conv net's output moves with its batch).
+    Only the missing images of a batch are written: a cached value is never overwritten."""
+    unique = _first_of_each_key(np.arange(len(faces)), keys)
+    hr_todo = set(unique[hr_cache.missing([keys[i] for i in unique])].tolist())
+    sr_unique = _first_of_each_key(degraded, keys)
+    bs = opts.batch_size
+    batches = [sr_unique[s:s + bs] for s in range(0, len(sr_unique), bs)]
+    sr_todo = {}  # level -> (indices of the batches to compute, set of the images to write)
+    for name, cache in sr_caches.items():
+        missing = set(sr_unique[cache.missing([keys[i] for i in sr_unique])].tolist())
+        sr_todo[name] = ([b for b, batch in enumerate(batches) if missing.intersection(batch.tolist())], missing)
+    # Chunks of whole batches bound the images in memory; the HR work rides along.
+    per_chunk = max(1, opts.chunk_size // bs)
+    plan = []  # (images to load, {level: indices of the batches to compute})
+    for c in range(0, len(batches), per_chunk):
+        chunk = range(c, min(c + per_chunk, len(batches)))
+        wanted = {name: [b for b in todo if b in chunk] for name, (todo, _) in sr_todo.items()}
+        for_sr = {int(i) for todo in wanted.values() for b in todo for i in batches[b]}
+        need = [int(i) for b in chunk for i in batches[b] if i in hr_todo or i in for_sr]
+        if need:
+            plan.append((np.array(need, dtype=np.int64), wanted))
+    hr_only = sorted(hr_todo - set(sr_unique.tolist()))
+    plan += [(np.array(hr_only[s:s + opts.chunk_size], dtype=np.int64), {})
+             for s in range(0, len(hr_only), opts.chunk_size)]
+    computed = {"hr": 0, **{name: 0 for name in sr_caches}}
+    total = sum(len(need) for need, _ in plan)
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not opts.progress or total == 0)
+    for need, wanted in plan:
+        hr = hr_source.load(need)
+        _embed_hr(need, hr, hr_todo, keys, hr_cache, evaluator, hr_source.frame, timer, computed)
+        row_of = {int(i): r for r, i in enumerate(need)}
+        for level in levels:
+            if not wanted.get(level.name):
+                continue
+            idx = np.concatenate([batches[b] for b in wanted[level.name]])
+            rows = np.array([row_of[int(i)] for i in idx], dtype=np.int64)
+            result = _super_resolve(model, level, hr[rows], idx, faces, protocol, pixel_metrics, opts, evaluator,
+                                    hr_source.frame, timer)
+            write = np.array([k for k, i in enumerate(idx) if i in sr_todo[level.name][1]], dtype=np.int64)
+            if len(write):
+                sr_caches[level.name].put([keys[i] for i in idx[write]], **{k: v[write] for k, v in result.items()})
+            computed[level.name] += len(idx)
+        bar.update(len(need))
+    bar.close()
+    return computed
+
+
+def _embed_hr(idx, hr, hr_todo, keys, hr_cache, evaluator, frame, timer, computed) -> None:
+    rows = np.array([r for r, i in enumerate(idx) if i in hr_todo], dtype=np.int64)
+    if len(rows):
+        t0 = time.perf_counter()
+        hr_cache.put([keys[i] for i in idx[rows]], evaluator.embed(hr[rows], frame))
+        timer.add("embed", t0, len(rows))
+        computed["hr"] += len(rows)
+
+
+def _super_resolve(model, level, hr, idx, faces, protocol, pixel_metrics, opts, evaluator, frame, timer) -> Dict:
+    """SR, per-image metrics and SR embeddings of ``idx``: whole batches of ``batch_size``."""
+    names = [faces.relpaths[i] for i in idx]
+    t0 = time.perf_counter()
+    lr = level.degradation(hr)
+    if model.wants_upsampled_input:
+        lr = upsampled_model_input(lr, hr.shape[-2:])
+    timer.add("degrade", t0, len(idx))
+    t0 = time.perf_counter()
+    sr = np.empty_like(hr)
+    written = np.zeros(len(idx), dtype=bool)
+    for s in range(0, len(idx), opts.batch_size):
+        e = min(s + opts.batch_size, len(idx))
+        batch = torch.from_numpy(np.ascontiguousarray(lr[s:e]))
+        out = _call_model(model, batch, names[s:e], int(idx[s]))
+        sr[s:e] = check_sr_batch(model.name, out, (e - s,) + hr.shape[1:], first_index=int(idx[s]), keys=names[s:e])
+        written[s:e] = True
+    if not written.all():  # never score an uninitialised buffer
+        raise FhbenchError(f"internal error: model {model.name} was not called for image "
+                           f"{int(idx[np.flatnonzero(~written)[0]])}; nothing was stored")
+    timer.add("sr", t0, len(idx))
+    values = {}
+    if pixel_metrics:
+        t0 = time.perf_counter()
+        values = {m.name: np.asarray(m.per_image(sr, hr, crop_border=protocol.crop_border), dtype=np.float64)
+                  for m in pixel_metrics}
+        timer.add("image_metrics", t0, len(idx))
+    t0 = time.perf_counter()
+    emb = evaluator.embed(sr, frame)
+    timer.add("embed", t0, len(idx))
+    return {"emb": emb, **values}
+
+
+def _call_model(model, batch, names, first_index):
+    """The model's output for one batch; its exceptions (even ``sys.exit``) become one line
+    naming the model and the batch."""
+    where = f"images {first_index}..{first_index + len(batch) - 1} (first: {names[0]})"
+    try:
+        return model.super_resolve(batch, names)
+    except FhbenchError:
+        raise
+    except SystemExit as err:
+        raise AdapterError(f"model {model.name} called sys.exit({err.code!r}) on {where}; nothing was stored") from None
+    except Exception as err:
+        message = str(err).strip().splitlines()
+        raise AdapterError(f"model {model.name} raised {type(err).__name__} on {where}: "
+                           f"{message[0] if message else ''}") from None
+
+
+class HRSource:
+    """HR faces in the run's frame: pre-aligned images read as they are, raw photos aligned by
+    their given landmarks or by MTCNN; then rendered at the protocol's ``hr_size``."""
+
+    def __init__(self, faces, hr_size, opts, timer):
+        self.faces, self.timer = faces, timer
+        base = faces.aligned_frame or SPHEREFACE_112x96
+        self.hr_size = tuple(hr_size) if hr_size else base.size
+        self.frame = hr_frame(base, self.hr_size)
+        self.aligner = None
+        self.fallbacks = []
+        if faces.aligned_frame is None and faces.landmarks is None:
+            from benchmark.faces.alignment import MtcnnAligner
+
+            cache = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir()) / "alignment"
+            self.aligner = MtcnnAligner(template=self.frame, cache_dir=cache, device=opts.device)
+
+    def load(self, idx) -> np.ndarray:
+        t0 = time.perf_counter()
+        paths = [self.faces.image_root / self.faces.relpaths[i] for i in idx]
+        if self.faces.aligned_frame is not None:
+            hr = read_batch(paths, expect_hw=self.faces.aligned_frame.size)
+            if hr.shape[-2:] != self.hr_size:
+                hr = fit_to_hr_size(hr, self.hr_size)
+        elif self.faces.landmarks is not None:
+            from benchmark.faces.landmark_alignment import align_faces
+
+            hr = align_faces(self.faces, self.frame, idx)
+        else:
+            result = self.aligner.align_files(paths)
+            hr = result.images
+            for i, fb in zip(idx, result.fallback):
+                if fb and self.faces.relpaths[i] not in self.fallbacks:
+                    self.fallbacks.append(self.faces.relpaths[i])
+        self.timer.add("load", t0, len(idx))
+        return hr
+
+    def alignment_report(self) -> dict:
+        if self.faces.aligned_frame is not None:
+            return {"alignment": "pre-aligned"}
+        if self.aligner is None:
+            return {"alignment": "given landmarks"}
+        return {"alignment": "mtcnn", "no_face_fallback": "centre crop",
+                "n_fallback": len(self.fallbacks), "fallback_images": self.fallbacks}
+
+
+@dataclass
+class AllResult:
+    results: List[dict]
+    skipped: Dict[str, str]   # protocol -> why it did not run (its data is absent, ...)
+    failed: Dict[str, str] = field(default_factory=dict)  # protocol -> the error that stopped it
+
+
+def run_all(opts: RunOptions, protocols: Optional[List[str]] = None, on_result=None) -> AllResult:
+    """``--protocol all``: every protocol whose data is present under ``opts.data_root``.
+
+    A protocol is skipped, with the reason, when its data is absent (``DataMissing``), when
+    ``opts.scale`` is not one of its scales, or when the model cannot run it (its scale or
+    input size: ``IncompatibleModelError``). ``opts.scale`` does not apply to ``lr_sizes``
+    protocols: they run their own sizes. Corrupt or malformed data (any other DataError) fails
+    that protocol: the others still run, and the caller reports the failure (non-zero exit).
+    Other errors (a model returning NaN, ...) stop everything, as in a single run.
+    """
+    opts.check()
+    results, skipped, failed = [], {}, {}
+    for name in protocols or list_protocols():
+        protocol = load_protocol(name)
+        scale = opts.scale
+        if protocol.lr_sizes:
+            scale = None
+        elif scale is not None and scale not in protocol.scales:
+            skipped[name] = f"runs at scales {protocol.scales}, not {scale}"
+            continue
+        try:
+            result = run(RunOptions(**{**opts.__dict__, "protocol": name, "scale": scale}))
+        except (DataMissing, IncompatibleModelError) as err:
+            skipped[name] = str(err)
+            continue
+        except DataError as err:
+            failed[name] = str(err)
+            continue
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return AllResult(results, skipped, failed)

@@ -1,0 +1,358 @@
+"""Training configs: one YAML file -> a tree of dataclasses, checked before any training step.
+
+Layout (every key optional unless marked; defaults below)::
+
+    model: {name: srresnet, <the model's own options, e.g. blocks: 10>}   # name required
+    data:  {hr_size: [112, 96], scale: 4, degradation: bicubic, degradation_params: {},
+            frame: sphereface-112x96, flip: true, workers: 0}
+    stages:                                                                 # required, >= 1
+      - {name: mse, steps: 1000 | epochs: 10, batch_size: null, optimizer: adam | sgd, lr: 1.0e-4,
+         betas: [0.9, 0.999], momentum: 0.9, weight_decay: 0.0,
+         schedule: {kind: constant | step | multistep | cosine, every: 0, milestones: [],
+                    gamma: 0.1, final_lr: 0.0, unit: steps | epochs},
+         loss_weights: {mse: 1.0, fr: auto},
+         early_stopping: null | {metrics: [ssim, mse], patience: 10, every: 1, unit: epochs,
+                                 min_delta: 0.0}}
+    validation: null | {fraction: 0.1, max_images: 0, batch_size: 0}
+    batch_size: 16, checkpoint_every: 1000, keep_checkpoints: 3, log_every: 50, seed: 0,
+    identity_network: auto, mixed_precision: true, init_weights: null
+
+A loss weight ``auto`` is set on the stage's first batch so that the term equals the sum
+of the fixed-weight terms optimised with it (a 50/50 balance for two terms).
+
+Epochs: an epoch of a stage is ``(training faces) // (the stage's batch size)`` steps (the
+last partial batch is dropped), where the training faces are those not held out by
+``validation``. ``epochs: N`` is N such epochs; a schedule with ``unit: epochs`` counts
+``every`` and ``milestones`` in them (``step``: lr x gamma every ``every`` epochs;
+``multistep``: lr x gamma at the end of each epoch in ``milestones``).
+
+Early stopping (``stages[i].early_stopping``) needs ``validation``: that fraction of each
+identity's faces (of all faces when unlabelled) is held out of training, by a pure function
+of the seed. Every ``every`` units the stage kind's validation metrics are computed on the
+held-out faces (model in eval mode, no flips); the stage ends early once ``patience``
+evaluations in a row improved none of ``metrics`` (by more than ``min_delta``). The state
+(best values, evaluations without gain) is checkpointed, so a resumed run stops where an
+uninterrupted one does. Without ``validation`` every face trains, as before.
+
+Any unknown key or wrong type raises ``ConfigError`` naming the file and the dotted key
+(``stages[1].loss_weights.fr``). YAML 1.1 reads ``1e-4`` as a string: write ``1.0e-4``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
+
+import yaml
+
+from benchmark.errors import ConfigError, FhbenchError
+
+AUTO = "auto"
+
+
+@dataclass
+class ScheduleConfig:
+    kind: Literal["constant", "step", "multistep", "cosine"] = "constant"
+    every: int = 0           # step: multiply the lr by gamma every `every` units of the stage
+    gamma: float = 0.1
+    final_lr: float = 0.0    # cosine: the lr reached at the stage's last step
+    milestones: List[int] = field(default_factory=list)  # multistep: x gamma at the end of each
+    unit: Literal["steps", "epochs"] = "steps"           # what every and milestones count
+
+
+@dataclass
+class EarlyStoppingConfig:
+    metrics: List[str]       # validation metrics of the stage kind; the stage stops when none improves
+    patience: int = 10       # evaluations in a row without any metric improving
+    every: int = 1           # evaluate every `every` units of the stage
+    unit: Literal["steps", "epochs"] = "epochs"
+    min_delta: float = 0.0   # an improvement must exceed this
+
+
+@dataclass
+class StageConfig:
+    name: str                # one of the model's stage kinds (e.g. mse, fr-finetune)
+    steps: Optional[int] = None
+    epochs: Optional[int] = None
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-4
+    betas: Tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9    # sgd only
+    weight_decay: float = 0.0
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss_weights: Dict[str, Union[float, Literal["auto"]]] = field(default_factory=dict)
+    batch_size: Optional[int] = None   # null: the config's batch_size
+    early_stopping: Optional[EarlyStoppingConfig] = None
+
+
+@dataclass
+class ValidationConfig:
+    fraction: float = 0.1    # of each identity's faces (of all faces without labels) held out of training
+    max_images: int = 0      # evaluate on at most this many of them, evenly spaced (0: all)
+    batch_size: int = 0      # images per validation batch (0: the config's batch_size)
+
+
+@dataclass
+class DataConfig:
+    hr_size: Tuple[int, int] = (112, 96)
+    scale: int = 4
+    degradation: str = "bicubic"          # a benchmark.degrade name
+    degradation_params: Dict[str, Union[bool, int, float]] = field(default_factory=dict)
+    frame: str = "sphereface-112x96"      # the template the training images are aligned to
+    flip: bool = True                     # random horizontal flips
+    workers: int = 0                      # DataLoader worker processes
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    model_options: Any                    # the model's own options dataclass
+    stages: List[StageConfig]
+    data: DataConfig = field(default_factory=DataConfig)
+    batch_size: int = 16
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3             # periodic checkpoints kept besides last.pt (0: all)
+    log_every: int = 50
+    seed: int = 0
+    identity_network: str = "auto"        # see benchmark.training.identity.load_identity_network
+    mixed_precision: bool = True          # used on CUDA only
+    init_weights: Optional[str] = None    # start from these weights (same architecture and scale)
+    validation: Optional[ValidationConfig] = None  # faces held out of training (for early stopping)
+    source: Path = Path("?")              # the YAML file (not a key)
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {message}")
+
+    def stage_batch_size(self, stage: StageConfig) -> int:
+        return stage.batch_size if stage.batch_size is not None else self.batch_size
+
+    def to_dict(self) -> dict:
+        """Plain JSON-like dict (what checkpoints record)."""
+        out = dataclasses.asdict(self)
+        out["source"] = str(self.source)
+        return _plain(out)
+
+
+def load_config(path, options_types: Mapping[str, type]) -> TrainConfig:
+    """Read and check a training config. ``options_types`` maps each trainable model name
+    to the dataclass of its ``model:`` options."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"training config {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    return parse_config(raw, path, options_types)
+
+
+def parse_config(raw: dict, path: Path, options_types: Mapping[str, type]) -> TrainConfig:
+    raw = dict(raw)
+    model = raw.pop("model", None)
+    if not isinstance(model, dict) or "name" not in model:
+        raise ConfigError(f"{path}: model: needs a mapping with at least 'name' (e.g. model: {{name: srresnet}})")
+    model = dict(model)
+    name = model.pop("name")
+    if name not in options_types:
+        raise ConfigError(f"{path}: model.name: unknown trainable model {name!r} "
+                          f"(known: {', '.join(sorted(options_types))})")
+    options = _convert(model, options_types[name], "model", path)
+    if "source" in raw or "model_options" in raw:
+        key = "source" if "source" in raw else "model_options"
+        raise ConfigError(f"{path}: {key}: unknown key")
+    config = _convert(raw, TrainConfig, "", path, fixed={"model": name, "model_options": options,
+                                                         "source": path})
+    _check_values(config)
+    return config
+
+
+def _check_values(c: TrainConfig) -> None:
+    for key in ("batch_size", "checkpoint_every", "log_every"):
+        if getattr(c, key) < 1:
+            raise c.error(key, f"must be >= 1, got {getattr(c, key)}")
+    if c.keep_checkpoints < 0:
+        raise c.error("keep_checkpoints", "must be >= 0")
+    if not c.stages:
+        raise c.error("stages", "needs at least one stage")
+    for i, s in enumerate(c.stages):
+        key = f"stages[{i}]"
+        if (s.steps is None) == (s.epochs is None):
+            raise c.error(f"{key}.steps", "give exactly one of steps or epochs")
+        length = s.steps if s.steps is not None else s.epochs
+        if length < 1:
+            raise c.error(f"{key}.{'steps' if s.steps is not None else 'epochs'}", "must be >= 1")
+        if s.lr <= 0:
+            raise c.error(f"{key}.lr", f"must be > 0, got {s.lr}")
+        if s.schedule.kind == "step" and s.schedule.every < 1:
+            raise c.error(f"{key}.schedule.every", "a step schedule needs every >= 1")
+        if s.schedule.kind == "multistep":
+            m = s.schedule.milestones
+            if not m or min(m) < 1 or any(b <= a for a, b in zip(m, m[1:])):
+                raise c.error(f"{key}.schedule.milestones", f"a multistep schedule needs increasing "
+                              f"milestones >= 1, got {m}")
+        if s.batch_size is not None and s.batch_size < 1:
+            raise c.error(f"{key}.batch_size", f"must be >= 1, got {s.batch_size}")
+        es = s.early_stopping
+        if es is not None:
+            if c.validation is None:
+                raise c.error(f"{key}.early_stopping", "needs held-out faces: add a validation: block "
+                              "(e.g. validation: {fraction: 0.1})")
+            if not es.metrics:
+                raise c.error(f"{key}.early_stopping.metrics", "needs at least one metric")
+            for name in ("patience", "every"):
+                if getattr(es, name) < 1:
+                    raise c.error(f"{key}.early_stopping.{name}", f"must be >= 1, got {getattr(es, name)}")
+            if es.min_delta < 0:
+                raise c.error(f"{key}.early_stopping.min_delta", f"must be >= 0, got {es.min_delta}")
+    v = c.validation
+    if v is not None:
+        if not 0 < v.fraction < 1:
+            raise c.error("validation.fraction", f"must be between 0 and 1, got {v.fraction}")
+        if v.max_images < 0 or v.batch_size < 0:
+            key = "max_images" if v.max_images < 0 else "batch_size"
+            raise c.error(f"validation.{key}", "must be >= 0")
+    d = c.data
+    if d.scale < 1:
+        raise c.error("data.scale", "must be >= 1")
+    if min(d.hr_size) < 1 or d.hr_size[0] % d.scale or d.hr_size[1] % d.scale:
+        raise c.error("data.hr_size", f"{d.hr_size[0]}x{d.hr_size[1]} is not divisible by scale {d.scale}")
+    from benchmark.faces.templates import TEMPLATES
+
+    if d.frame not in TEMPLATES:
+        raise c.error("data.frame", f"unknown template {d.frame!r} (known: {', '.join(TEMPLATES)})")
+    try:
+        make_data_degradation(d)
+    except FhbenchError as err:
+        raise c.error("data.degradation", str(err)) from None
+
+
+def make_data_degradation(data: DataConfig):
+    """The configured degradation (``benchmark.degrade``) at the configured scale."""
+    from benchmark.degradations.base import make_degradation
+
+    return make_degradation(data.degradation, scale=data.scale, **data.degradation_params)
+
+
+# --- the type checker ---------------------------------------------------------------
+
+def _convert(value, tp, key: str, path: Path, fixed: Optional[dict] = None):
+    """Check ``value`` against the type ``tp`` and build it; ``key`` is the dotted name."""
+    where = key or "top level"
+
+    def fail(msg):
+        return ConfigError(f"{path}: {where}: {msg}")
+
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise fail(f"must be a mapping, got {_describe(value)}")
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        fixed = fixed or {}
+        for k in value:
+            if k not in fields or k in fixed:
+                known = ", ".join(n for n in fields if n not in fixed)
+                raise ConfigError(f"{path}: {_join(key, k)}: unknown key (known: {known})")
+        kwargs = dict(fixed)
+        for name, f in fields.items():
+            if name in fixed:
+                continue
+            if name in value:
+                kwargs[name] = _convert(value[name], hints[name], _join(key, name), path)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{path}: {_join(key, name)}: missing (required)")
+        return tp(**kwargs)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1 and dataclasses.is_dataclass(options[0]) and isinstance(value, dict):
+            return _convert(value, options[0], key, path)  # an optional block: its own key's error
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, key, path)
+            except ConfigError:
+                pass
+        raise fail(f"must be {_type_name(tp)}, got {_describe(value)}")
+    if origin is Literal:
+        if value not in args:
+            raise fail(f"must be one of {', '.join(map(str, args))}, got {_describe(value)}")
+        return value
+    if origin in (list, List):
+        if not isinstance(value, list):
+            raise fail(f"must be a list, got {_describe(value)}")
+        return [_convert(v, args[0], f"{key}[{i}]", path) for i, v in enumerate(value)]
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise fail(f"must be a list of {len(args)} ({_type_name(tp)}), got {_describe(value)}")
+        return tuple(_convert(v, a, f"{key}[{i}]", path) for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise fail(f"must be a mapping, got {_describe(value)}")
+        return {str(k): _convert(v, args[1], _join(key, str(k)), path) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail(f"must be true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(f"must be an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            hint = ""
+            if isinstance(value, str) and _parses_as_float(value):
+                hint = f" (YAML reads {value} as text: write it with a decimal point, e.g. 1.0e-4)"
+            raise fail(f"must be a number, got {_describe(value)}{hint}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise fail(f"must be a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"config type {tp!r} of {key} is not supported")  # a bug in a dataclass
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _describe(value) -> str:
+    return f"{type(value).__name__} {value!r}" if value is not None else "null"
+
+
+def _type_name(tp) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Union:
+        return " or ".join(_type_name(a) for a in args)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin in (tuple, Tuple):
+        return ", ".join(_type_name(a) for a in args)
+    return {int: "integer", float: "number", str: "string", bool: "true/false",
+            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _parses_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    return x

@@ -1,0 +1,690 @@
+"""The one training loop of the baselines: stages, optimisers, AMP, checkpoints, resume, logs.
+
+A baseline module registers a ``TrainableModel``: its architecture builder, its options
+dataclass (the config's ``model:`` keys) and its stage kinds. A stage kind is a function
+computing the dict of raw loss terms for one batch (``StageSpec.step``); the config says
+how long each stage runs, with which optimiser and with which loss weights. Everything
+else lives here, once:
+
+- device: CUDA when available, else CPU; mixed precision (autocast fp16 + GradScaler)
+  on CUDA only (``AMP_DEVICE_TYPES``; the tests run the same path on the CPU);
+- ``out_dir/<model>/checkpoint-<step>.pt`` every ``checkpoint_every`` steps and
+  ``last.pt``, both written atomically (tmp file + os.replace): model, optimiser and
+  scaler state, stage index and step, resolved loss weights, RNG state, the config, the
+  architecture and scale. ``train`` resumes from ``last.pt``: batches are a pure function
+  of (seed, stage, step), so a resumed run ends bit-identical to an uninterrupted one on
+  the CPU;
+- ``scalars.jsonl``: one line per ``log_every`` steps (step, stage, each loss term as the
+  window mean, the weighted total ``loss``, lr, images_per_s), plus a ``balanced_weights``
+  line when an ``auto`` loss weight is set; TensorBoard event files in ``tb/`` too when
+  ``torch.utils.tensorboard`` imports (it needs the tensorboard package);
+- the final weights ``out_dir/<model>/<model>-x<scale>.pt``: what the adapter of the same
+  name loads (``--weights PATH``, or its default location ``default_weights_path``).
+
+Several parts of one model can be optimised in one stage with their own optimisers
+(``StageSpec.optimise``: submodule -> the loss terms it descends); each part receives the
+gradient of its own terms only. Every check that can fail (config, stage names, loss
+weights, data, identity labels, identity network, checkpoints) runs before the first step.
+
+Epochs, per-stage batch sizes and early stopping (``benchmark.training.config``): a stage may set
+its own ``batch_size``; an epoch is (training faces) // (that batch size) steps. With a
+``validation:`` block, a fraction of each identity's faces is held out of training
+(``facedata.split_validation``); a stage with ``early_stopping`` evaluates its stage kind's
+validation metrics (``StageSpec.validate``) on them every ``every`` units, right after the
+step that completes the unit (before that step's checkpoint), with the model in eval mode
+(BatchNorm on running statistics, no dropout; the training modes are restored after), and
+ends once ``patience`` evaluations in a row improved none of the metrics. Each evaluation is
+a ``validation`` line in scalars.jsonl; the best values and the count of evaluations without
+gain live in the stage state, which every checkpoint saves, so a resumed run stops exactly
+where an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.models.base import SRAdapter
+from benchmark.errors import AdapterError, ConfigError, DataError, FhbenchError, UnknownNameError
+from benchmark.registry import TRAINERS
+from benchmark.faces.templates import FaceTemplate
+
+from benchmark.training.config import AUTO, StageConfig, TrainConfig, load_config, make_data_degradation
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "fhbench-baseline/1"
+# Devices on which ``mixed_precision: true`` autocasts to float16 with a GradScaler. Tests add
+# "cpu" (torch autocasts fp16 and scales gradients there too) to run that path without a GPU.
+AMP_DEVICE_TYPES = ("cuda",)
+
+
+# --- what a baseline module registers ------------------------------------------------
+
+@dataclass
+class Batch:
+    lr: torch.Tensor                   # (N, 3, h, w) RGB [0, 1]
+    hr: torch.Tensor                   # (N, 3, H, W) RGB [0, 1], in ``StageContext.frame``
+    labels: Optional[torch.Tensor]     # (N,) int64 identity index; None: the set has no labels
+    index: torch.Tensor                # (N,) index of each face in the FaceSet
+
+
+@dataclass
+class StageContext:
+    model: nn.Module                   # the whole built model (train mode)
+    identity: Optional[nn.Module]      # the frozen identity network, when the stage needs one
+    stage: StageConfig
+    frame: FaceTemplate                # the frame of the HR faces
+    scale: int
+    device: torch.device
+    faces: object = None               # the training FaceSet
+    state: dict = field(default_factory=dict)  # per-stage state saved in checkpoints
+    seed: int = 0                      # the config's seed
+    step: int = 0                      # the stage step of the batch ``StageSpec.step`` is computing
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    step: Callable[[StageContext, Batch], Dict[str, torch.Tensor]]  # raw (unweighted) loss terms
+    losses: Tuple[str, ...]            # the terms ``step`` returns; the config weights each
+    optimise: Optional[Dict[str, Tuple[str, ...]]] = None  # submodule ('' = all) -> its terms
+    needs_identity_network: bool = False
+    needs_identity_labels: bool = False
+    setup: Optional[Callable[[StageContext], None]] = None  # runs at the stage's (re)start
+    # validation for early stopping: (ctx, batch of held-out faces, unflipped) -> {metric: (N,)
+    # per-face values}, run under torch.no_grad with the model in eval mode; ``metrics`` names
+    # each metric's direction ("max": higher is better, "min": lower is better)
+    validate: Optional[Callable[[StageContext, Batch], Dict[str, torch.Tensor]]] = None
+    metrics: Optional[Dict[str, str]] = None
+
+    def groups(self) -> Dict[str, Tuple[str, ...]]:
+        return self.optimise if self.optimise is not None else {"": self.losses}
+
+
+@dataclass(frozen=True)
+class TrainableModel:
+    name: str                          # also the adapter's name in benchmark.registry.MODELS
+    architecture: str                  # checkpoints of the same architecture are interchangeable
+    options: type                      # dataclass of the config's model: keys
+    build: Callable[[object, int], nn.Module]  # (options, scale) -> module; forward(lr) = SR
+    stages: Dict[str, StageSpec]       # stage kind (the config's stages[i].name) -> spec
+    paper: str = ""                    # the paper's size/speed figures, for the benchmark
+    # (model, identity=, data=, config=, device=) -> None, once before any step (after the model
+    # is built, before weights are loaded): model-specific checks, and parts that need the data
+    # or the identity network (e.g. a trainable copy of it); its errors stop the run cleanly.
+    prepare: Optional[Callable[..., None]] = None
+
+
+TRAINABLE: Dict[str, TrainableModel] = {}
+
+
+def register_trainable(model: TrainableModel) -> TrainableModel:
+    if model.name in TRAINABLE:
+        if TRAINABLE[model.name] is not model:
+            raise ValueError(f"trainable model {model.name!r} is registered twice")
+        return model
+    TRAINABLE[model.name] = model
+    TRAINERS.add(model.name, functools.partial(train, model.name), summary=f"train {model.name}")
+    return model
+
+
+def trainable(name: str) -> TrainableModel:
+    TRAINERS.load()  # the trainable models register themselves as their modules load
+    if name not in TRAINABLE:
+        raise UnknownNameError(f"unknown trainable model {name!r} (known: {', '.join(sorted(TRAINABLE)) or 'none'})")
+    return TRAINABLE[name]
+
+
+# --- weights files and the adapter ---------------------------------------------------
+
+def default_weights_path(model: str, scale: int) -> Path:
+    """``$FHBENCH_WEIGHTS/<model>-x<scale>.pt``, else ``~/.cache/fhbench/weights/...``."""
+    folder = os.environ.get("FHBENCH_WEIGHTS") or Path.home() / ".cache" / "fhbench" / "weights"
+    return Path(folder).expanduser() / f"{model}-x{scale}.pt"
+
+
+def read_checkpoint(path, architecture: str, scale: Optional[int] = None, error=AdapterError) -> dict:
+    """A weights file or training checkpoint of ``architecture`` (at ``scale`` when given);
+    anything else raises ``error`` naming what the file holds and what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"weights file {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise error(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise error(f"{path} is not an fhbench baseline checkpoint (written by benchmark.training.trainer)")
+    want = f"{architecture} x{scale}" if scale else architecture
+    if ckpt["architecture"] != architecture or (scale and ckpt["scale"] != scale):
+        raise error(f"{path} holds a {ckpt['architecture']} x{ckpt['scale']} model "
+                    f"(trained as {ckpt['model']}), not the {want} model asked for")
+    return ckpt
+
+
+class CheckpointAdapter(SRAdapter):
+    """SR adapter of a trained baseline; subclasses set ``name`` (a registered trainable
+    model). Loads ``weights`` (a weights file or a training checkpoint), else the default
+    location; the output is clamped to [0, 1]."""
+
+    kind = "baseline"
+
+    def __init__(self, scale: Optional[int] = None, weights=None, device="cpu", **_):
+        spec = trainable(self.name)
+        if weights:
+            path = Path(weights).expanduser()
+        elif scale:
+            path = default_weights_path(self.name, scale)
+            if not path.is_file():
+                raise AdapterError(
+                    f"no {self.name} x{scale} weights at {path}: train them with `fhbench train {self.name} "
+                    f"--config baselines/configs/{self.name}.yaml --data-root DIR` and copy "
+                    f"{self.name}-x{scale}.pt there (or set $FHBENCH_WEIGHTS), or pass --weights PATH")
+        else:
+            raise AdapterError(f"model {self.name} needs --scale or --weights to find its weights")
+        ckpt = read_checkpoint(path, spec.architecture, scale)
+        self.scale, self.weights_file, self.device = ckpt["scale"], path, device
+        self.module = spec.build(spec.options(**ckpt["model_options"]), self.scale)
+        self.module.load_state_dict(ckpt["model_state"])
+        self.module.eval().to(device)
+        self.trained = {k: ckpt.get(k) for k in ("model", "step", "complete", "identity_network")}
+        self.training_data = ckpt.get("data") or {}  # hr_size, frame, degradation it was trained on
+
+    def weights_sha256(self):
+        from benchmark.evaluators.base import sha256_file
+
+        return sha256_file(self.weights_file)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "trained": self.trained}
+
+    def super_resolve(self, lr, keys):
+        with torch.no_grad():
+            return self.module(lr.to(self.device)).float().clamp(0, 1)
+
+
+# --- training ------------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    weights: Path                      # out_dir/<model>/<model>-x<scale>.pt
+    checkpoint: Path                   # out_dir/<model>/last.pt
+    log: Path                          # out_dir/<model>/scalars.jsonl
+    step: int
+    total_steps: int
+    complete: bool                     # False: stopped by max_steps (resume by calling train again)
+
+
+def train(model_name: str, config_path, data_root, out_dir, device=None, max_steps: Optional[int] = None,
+          scale: Optional[int] = None) -> TrainResult:
+    """Train ``model_name`` as ``config_path`` says on the faces under ``data_root``.
+
+    Resumes from ``out_dir/<model>/last.pt`` when it exists. ``max_steps`` stops once
+    that many steps (counted over all stages) are done; ``scale`` overrides data.scale.
+    """
+    spec = trainable(model_name)
+    config = load_config(config_path, {name: m.options for name, m in TRAINABLE.items()})
+    if config.model != model_name:
+        raise config.error("model.name", f"this config trains {config.model}, not {model_name}")
+    if scale is not None:
+        config.data = dataclasses.replace(config.data, scale=scale)
+        if config.data.hr_size[0] % scale or config.data.hr_size[1] % scale:
+            raise config.error("data.hr_size", f"{config.data.hr_size} is not divisible by scale {scale}")
+    return _Run(spec, config, data_root, out_dir, device).run(max_steps)
+
+
+class _Run:
+    def __init__(self, spec: TrainableModel, config: TrainConfig, data_root, out_dir, device):
+        from benchmark.training.facedata import FaceTrainingSet, open_training_faces
+        from benchmark.training.identity import identity_network_names, load_identity_network
+
+        self.spec, self.config = spec, config
+        self.scale = config.data.scale
+        self._check_stages()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.amp = config.mixed_precision and self.device.type in AMP_DEVICE_TYPES
+        self.dir = Path(out_dir) / spec.name
+        self.last = self.dir / "last.pt"
+        self.resume = read_checkpoint(self.last, spec.architecture, self.scale, ConfigError) \
+            if self.last.exists() else None
+        self._check_resume()
+        init = None
+        if config.init_weights and self.resume is None:
+            init = read_checkpoint(Path(config.init_weights).expanduser(), spec.architecture, self.scale, ConfigError)
+            self._check_options(init, config.init_weights)
+
+        faces = open_training_faces(data_root, config.data.frame)
+        self.data = FaceTrainingSet(faces, config.data.hr_size, make_data_degradation(config.data))
+        for i, stage in enumerate(config.stages):
+            if self.spec.stages[stage.name].needs_identity_labels and not self.data.has_labels:
+                raise DataError(f"stage {i} ({stage.name}) of {spec.name} needs identity labels, but the faces "
+                                f"in {faces.image_root} have none (lay them out as <identity>/<image>)")
+        self.train_indices, self.val_indices = None, None  # None: every face trains
+        held_out = ""
+        if config.validation is not None:
+            from benchmark.training.facedata import split_validation
+
+            self.train_indices, self.val_indices = split_validation(faces, config.validation.fraction, config.seed)
+            if not len(self.val_indices):
+                raise DataError(f"validation.fraction {config.validation.fraction} holds out none of the "
+                                f"{len(self.data)} faces in {faces.image_root} (each identity keeps at least one "
+                                "training face): raise it or add faces")
+            if 0 < config.validation.max_images < len(self.val_indices):  # evenly spaced over the held-out faces
+                keep = np.unique(np.linspace(0, len(self.val_indices) - 1, config.validation.max_images).round())
+                self.val_indices = self.val_indices[keep.astype(np.int64)]
+            held_out = f" (after {len(self.data) - len(self.train_indices)} held out for validation)"
+        self.n_train = len(self.data) if self.train_indices is None else len(self.train_indices)
+        biggest = max(config.stage_batch_size(s) for s in config.stages)
+        if self.n_train < biggest:
+            raise DataError(f"{self.n_train} training faces in {faces.image_root}{held_out} are fewer than one "
+                            f"batch of {biggest}")
+        self.steps_per_epoch = [self.n_train // config.stage_batch_size(s) for s in config.stages]
+        self.stage_steps = [self._stage_length(i, s) for i, s in enumerate(config.stages)]
+        self.identity = None
+        if any(self.spec.stages[s.name].needs_identity_network for s in config.stages):
+            if config.identity_network not in identity_network_names():
+                raise config.error("identity_network", f"unknown network {config.identity_network!r} "
+                                   f"(known: {', '.join(identity_network_names())})")
+            self.identity = load_identity_network(config.identity_network, self.data.frame, self.device)
+
+        torch.manual_seed(config.seed)
+        self.model = spec.build(config.model_options, self.scale).to(self.device)
+        if spec.prepare is not None:
+            spec.prepare(self.model, identity=self.identity, data=self.data, config=config, device=self.device)
+        if init is not None:
+            self.model.load_state_dict(init["model_state"])
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self._optimisers: Dict[str, torch.optim.Optimizer] = {}  # the current stage's
+
+    # -- checks before any step --
+    def _check_stages(self):
+        c = self.config
+        for i, stage in enumerate(c.stages):
+            if stage.name not in self.spec.stages:
+                raise c.error(f"stages[{i}].name", f"{self.spec.name} has no stage {stage.name!r} "
+                              f"(its stages: {', '.join(self.spec.stages)})")
+            terms = self.spec.stages[stage.name].losses
+            for term in stage.loss_weights:
+                if term not in terms:
+                    raise c.error(f"stages[{i}].loss_weights.{term}",
+                                  f"stage {stage.name} has no loss {term!r} (its losses: {', '.join(terms)})")
+            for term in terms:
+                if term not in stage.loss_weights:
+                    raise c.error(f"stages[{i}].loss_weights", f"no weight for the loss {term!r} of "
+                                  f"stage {stage.name} (give a number or auto)")
+            for group, group_terms in self.spec.stages[stage.name].groups().items():
+                if all(stage.loss_weights[t] == AUTO for t in group_terms):
+                    raise c.error(f"stages[{i}].loss_weights", f"the losses {', '.join(group_terms)} are all "
+                                  "auto: auto balances a loss against fixed-weight ones")
+            if stage.early_stopping is not None:
+                known = self.spec.stages[stage.name].metrics or {}
+                if self.spec.stages[stage.name].validate is None or not known:
+                    raise c.error(f"stages[{i}].early_stopping", f"stage {stage.name} of {self.spec.name} has no "
+                                  "validation metrics to stop on")
+                for metric in stage.early_stopping.metrics:
+                    if metric not in known:
+                        raise c.error(f"stages[{i}].early_stopping.metrics", f"stage {stage.name} has no "
+                                      f"validation metric {metric!r} (its metrics: {', '.join(known)})")
+
+    def _check_options(self, ckpt: dict, where) -> None:
+        mine = dataclasses.asdict(self.config.model_options)
+        try:  # options added since the checkpoint was written take their defaults (today's behaviour)
+            theirs = dataclasses.asdict(self.spec.options(**ckpt["model_options"]))
+        except TypeError:
+            theirs = ckpt["model_options"]
+        if theirs != mine:
+            raise ConfigError(f"{where} was trained with model options {ckpt['model_options']}, "
+                              f"but {self.config.source} asks for {mine}")
+
+    def _check_resume(self):
+        if self.resume is None:
+            return
+        self._check_options(self.resume, self.last)
+        before = [s["name"] for s in self.resume["config"]["stages"]]
+        now = [s.name for s in self.config.stages]
+        if before != now:
+            raise ConfigError(f"{self.last} is a run with stages {before}, but {self.config.source} has "
+                              f"stages {now}; resume with the same stages or use another output folder")
+
+    def _stage_length(self, index: int, stage: StageConfig) -> int:
+        if stage.steps is not None:
+            return stage.steps
+        return stage.epochs * self.steps_per_epoch[index]
+
+    # -- the loop --
+    def run(self, max_steps: Optional[int]) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        c = self.config
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stage_index, stage_step, step, stage_state, optimiser_state = 0, 0, 0, {}, None
+        if self.resume is not None:
+            r = self.resume
+            stage_index, stage_step, step, stage_state = r["stage_index"], r["stage_step"], r["step"], r["stage_state"]
+            optimiser_state = r["optimizers"]
+            self.model.load_state_dict(r["model_state"])
+            if r["scaler"] and self.amp:
+                self.scaler.load_state_dict(r["scaler"])
+            _restore_rng(r["rng"])
+            log.info("%s: resuming from %s at step %d", self.spec.name, self.last, step)
+        scalars = ScalarLog(self.dir, truncate_after=step)
+        total = sum(self.stage_steps)
+        limit = total if max_steps is None else min(total, max_steps)
+        bar = tqdm(total=total, initial=step, desc=self.spec.name, unit="step", disable=None, dynamic_ncols=True)
+        try:
+            while stage_index < len(c.stages):
+                # the stage is done (all its steps, or stopped early): the next starts afresh
+                if stage_step >= self.stage_steps[stage_index] or stage_state.get("early_stopped") is not None:
+                    stage_index, stage_step, stage_state, optimiser_state = stage_index + 1, 0, {}, None
+                    self._optimisers = {}
+                    continue
+                if step >= limit:
+                    break
+                stage_step, step = self._run_stage(stage_index, stage_step, step, stage_state, optimiser_state,
+                                                   limit, scalars, bar)
+                optimiser_state = None
+        finally:
+            bar.close()
+            scalars.close()
+        if self.resume is None or step != self.resume["step"]:
+            self._save_checkpoint(stage_index, stage_step, step, stage_state)
+        complete = stage_index >= len(c.stages)
+        weights = self.dir / f"{self.spec.name}-x{self.scale}.pt"
+        _atomic_save(self._checkpoint_body(step, complete), weights)
+        return TrainResult(weights, self.last, scalars.path, step, total, complete)
+
+    def _run_stage(self, stage_index, stage_step, step, stage_state, optimiser_state, limit, scalars, bar):
+        """Steps of one stage from ``stage_step`` until it ends or ``limit`` global steps;
+        ``optimiser_state``: the resumed checkpoint's optimisers, when resuming inside it."""
+        c, stage = self.config, self.config.stages[stage_index]
+        spec = self.spec.stages[stage.name]
+        ctx = StageContext(self.model, self.identity if spec.needs_identity_network else None, stage,
+                           self.data.frame, self.scale, self.device, self.data.faces, stage_state, c.seed)
+        groups = self._make_optimisers(spec, stage)
+        self._optimisers = {name: opt for name, (opt, _, _) in groups.items()}
+        if optimiser_state:
+            for name, opt in self._optimisers.items():
+                opt.load_state_dict(optimiser_state[name])
+        if spec.setup is not None:  # must not draw from the global RNG (resumed runs stay identical)
+            spec.setup(ctx)
+        weights = stage_state.get("loss_weights") or dict(stage.loss_weights)
+        n_steps = self.stage_steps[stage_index]
+        per_epoch = self.steps_per_epoch[stage_index]
+        es = stage.early_stopping
+        es_interval = None if es is None else es.every * (per_epoch if es.unit == "epochs" else 1)
+        stop = min(n_steps, stage_step + (limit - step))
+        sampler = self._sampler(stage_index, stage_step, stop)
+        loader = torch.utils.data.DataLoader(
+            self.data, batch_sampler=sampler, num_workers=c.data.workers, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(c.seed))  # keeps the global RNG untouched
+        self.model.train()
+        window = _Window()
+        for item in loader:
+            batch = Batch(item["lr"].to(self.device, non_blocking=True), item["hr"].to(self.device, non_blocking=True),
+                          item["label"].to(self.device) if self.data.has_labels else None, item["index"])
+            lr_now = _learning_rate(stage, stage_step, n_steps, per_epoch)
+            for opt in self._optimisers.values():
+                for g in opt.param_groups:
+                    g["lr"] = lr_now
+            ctx.step = stage_step
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                terms = spec.step(ctx, batch)
+            if set(terms) != set(spec.losses):
+                raise RuntimeError(f"stage {stage.name} of {self.spec.name} returned losses {sorted(terms)}, "
+                                   f"declared {sorted(spec.losses)}")
+            if any(w == AUTO for w in weights.values()):
+                values = {k: float(v.detach()) for k, v in terms.items()}
+                weights = balance_weights(weights, values, spec.groups())
+                stage_state["loss_weights"] = weights
+                scalars.write({"step": step + 1, "stage": stage.name, "balanced_weights": weights, "terms": values})
+                log.info("%s stage %s: balanced loss weights %s on %s", self.spec.name, stage.name, weights, values)
+            group_losses = [sum(weights[t] * terms[t] for t in group_terms) for _, _, group_terms in groups.values()]
+            for i, ((_, params, _), loss) in enumerate(zip(groups.values(), group_losses)):
+                grads = torch.autograd.grad(self.scaler.scale(loss), params, retain_graph=i + 1 < len(groups),
+                                            allow_unused=True)
+                for p, g in zip(params, grads):
+                    p.grad = g
+            for opt in self._optimisers.values():
+                self.scaler.step(opt)
+            self.scaler.update()
+            stage_step, step = stage_step + 1, step + 1
+            window.add(terms, sum(group_losses), len(batch.hr))
+            bar.update(1)
+            stopped = False
+            if es_interval is not None and stage_step % es_interval == 0:
+                stopped = self._early_stopping(spec, ctx, stage_state, stage_step, step, scalars)
+            if step % c.log_every == 0 or stage_step == stop or stopped:
+                record = window.flush(step, stage.name, lr_now)
+                if not self.amp and not math.isfinite(record["loss"]):
+                    raise FhbenchError(f"{self.spec.name}: the loss became {record['loss']} at step {step} "
+                                       f"(stage {stage.name}); lower the learning rate")
+                scalars.write(record)
+                bar.set_postfix(loss=f"{record['loss']:.4g}", stage=stage.name)
+            if step % c.checkpoint_every == 0:
+                self._save_checkpoint(stage_index, stage_step, step, stage_state)
+            if stopped:
+                log.info("%s: stage %s stopped early at its step %d (step %d): no validation gain in %d "
+                         "evaluations", self.spec.name, stage.name, stage_step, step, es.patience)
+                break
+        return stage_step, step
+
+    # -- validation and early stopping --
+    def _early_stopping(self, spec: StageSpec, ctx: StageContext, stage_state: dict, stage_step: int, step: int,
+                        scalars) -> bool:
+        """Evaluate the validation metrics, update the stage state; True: stop the stage now."""
+        es = ctx.stage.early_stopping
+        values = self._validate(spec, ctx)
+        state = stage_state.setdefault("early_stopping", {"best": {}, "bad": 0, "evaluations": 0})
+        improved = []
+        for metric in es.metrics:
+            if metric not in values:
+                raise FhbenchError(f"{self.spec.name}: stage {ctx.stage.name}'s validation returned no metric "
+                                   f"{metric!r} (it returned {', '.join(sorted(values))})")
+            value, best = values[metric], state["best"].get(metric)
+            higher = spec.metrics[metric] == "max"
+            if best is None or (value > best + es.min_delta if higher else value < best - es.min_delta):
+                state["best"][metric] = value
+                improved.append(metric)
+        state["bad"] = 0 if improved else state["bad"] + 1
+        state["evaluations"] += 1
+        stop = state["bad"] >= es.patience
+        if stop:
+            stage_state["early_stopped"] = stage_step
+        scalars.write({"step": step, "stage": ctx.stage.name, "validation": values, "improved": improved,
+                       "evaluations_without_gain": state["bad"], "early_stopped": stop})
+        return stop
+
+    def _validate(self, spec: StageSpec, ctx: StageContext) -> Dict[str, float]:
+        """Mean of each validation metric over the held-out faces (unflipped, in index order),
+        the model in eval mode throughout (every module's flag set directly, so that wrappers
+        with sticky modes also use running BatchNorm statistics); the modes are restored."""
+        modes = [(m, m.training) for m in self.model.modules()]
+        for m, _ in modes:
+            m.training = False
+        size = self.config.validation.batch_size or self.config.batch_size
+        sums: Dict[str, float] = {}
+        count = 0
+        try:
+            with torch.no_grad():
+                for s in range(0, len(self.val_indices), size):
+                    items = [self.data[(int(i), False)] for i in self.val_indices[s:s + size]]
+                    batch = Batch(torch.stack([it["lr"] for it in items]).to(self.device),
+                                  torch.stack([it["hr"] for it in items]).to(self.device),
+                                  torch.tensor([it["label"] for it in items]).to(self.device)
+                                  if self.data.has_labels else None,
+                                  torch.tensor([it["index"] for it in items]))
+                    with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                        values = spec.validate(ctx, batch)
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0.0) + float(v.detach().double().sum())
+                    count += len(items)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return {k: v / count for k, v in sums.items()}
+
+    def _make_optimisers(self, spec: StageSpec, stage: StageConfig):
+        """{submodule: (optimiser, params, loss terms)}; the parts must not overlap."""
+        out, seen = {}, set()
+        for name, terms in spec.groups().items():
+            params = [p for p in self.model.get_submodule(name).parameters() if p.requires_grad]
+            if seen & {id(p) for p in params}:
+                raise RuntimeError(f"{self.spec.name}: optimised parts of stage {stage.name} share parameters")
+            seen |= {id(p) for p in params}
+            if stage.optimizer == "adam":
+                opt = torch.optim.Adam(params, lr=stage.lr, betas=stage.betas, weight_decay=stage.weight_decay)
+            else:
+                opt = torch.optim.SGD(params, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
+            out[name] = (opt, params, terms)
+        return out
+
+    def _sampler(self, stage_index, start, stop):
+        from benchmark.training.facedata import StageBatches
+
+        return StageBatches(self.n_train, self.config.stage_batch_size(self.config.stages[stage_index]),
+                            self.config.seed, stage_index, start, stop, self.config.data.flip, self.train_indices)
+
+    # -- checkpoints --
+    def _checkpoint_body(self, step, complete=None) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "model": self.spec.name, "architecture": self.spec.architecture,
+                "scale": self.scale, "model_options": dataclasses.asdict(self.config.model_options),
+                "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "step": step, "complete": complete,
+                "data": {"hr_size": list(self.config.data.hr_size), "frame": self.data.frame.name,
+                         "degradation": make_data_degradation(self.config.data).spec()},
+                "identity_network": self.identity.describe() if self.identity is not None else None,
+                "config": self.config.to_dict()}
+
+    def _save_checkpoint(self, stage_index, stage_step, step, stage_state):
+        body = self._checkpoint_body(step)
+        body.update({"stage_index": stage_index, "stage_step": stage_step, "stage_state": stage_state,
+                     "optimizers": {k: o.state_dict() for k, o in self._optimisers.items()}
+                     if stage_index < len(self.config.stages) else {},
+                     "scaler": self.scaler.state_dict(), "rng": _rng_state()})
+        numbered = self.dir / f"checkpoint-{step}.pt"
+        _atomic_save(body, numbered)
+        tmp = self.last.with_name(self.last.name + ".tmp")
+        shutil.copyfile(numbered, tmp)
+        os.replace(tmp, self.last)
+        keep = self.config.keep_checkpoints
+        if keep:
+            old = sorted(self.dir.glob("checkpoint-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+            for p in old[:-keep]:
+                p.unlink()
+
+
+def balance_weights(weights: Dict[str, object], terms: Dict[str, float],
+                    groups: Dict[str, Tuple[str, ...]]) -> Dict[str, float]:
+    """Resolve ``auto`` weights: within each optimised group, an auto term's weight makes it
+    equal the sum of the group's fixed-weight terms on this batch (mse 0.02 with weight 1
+    and fr 0.5 on auto -> fr weight 0.04: 0.02 + 0.02, a 50/50 split)."""
+    out = dict(weights)
+    for group_terms in groups.values():
+        fixed = sum(weights[t] * terms[t] for t in group_terms if weights[t] != AUTO)
+        for t in group_terms:
+            if weights[t] == AUTO:
+                if not (terms[t] > 0 and math.isfinite(terms[t])):
+                    raise DataError(f"cannot balance the loss {t}: it is {terms[t]} on the first batch "
+                                    "(give its weight as a number)")
+                out[t] = fixed / terms[t]
+    return out
+
+
+def _learning_rate(stage: StageConfig, k: int, n_steps: int, steps_per_epoch: int = 1) -> float:
+    """The lr at step k (from 0) of a stage of n_steps; ``unit: epochs`` counts epochs of
+    ``steps_per_epoch`` steps (the epoch of step k is k // steps_per_epoch)."""
+    s = stage.schedule
+    unit = k // steps_per_epoch if s.unit == "epochs" else k
+    if s.kind == "step":
+        return stage.lr * s.gamma ** (unit // s.every)
+    if s.kind == "multistep":  # x gamma at the end of each milestone: from unit m on
+        return stage.lr * s.gamma ** sum(unit >= m for m in s.milestones)
+    if s.kind == "cosine":
+        return s.final_lr + (stage.lr - s.final_lr) * 0.5 * (1 + math.cos(math.pi * k / max(1, n_steps)))
+    return stage.lr
+
+
+class _Window:
+    """Loss terms summed over the steps since the last log line (on the device: no sync)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.sums, self.total, self.steps, self.images, self.t0 = {}, 0.0, 0, 0, time.perf_counter()
+
+    def add(self, terms, total, n_images):
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v.detach().float()
+        self.total = self.total + total.detach().float()
+        self.steps += 1
+        self.images += n_images
+
+    def flush(self, step, stage, lr) -> dict:
+        elapsed = time.perf_counter() - self.t0
+        record = {"step": step, "stage": stage, **{k: float(v) / self.steps for k, v in self.sums.items()},
+                  "loss": float(self.total) / self.steps, "lr": lr,
+                  "images_per_s": self.images / elapsed if elapsed > 0 else float("inf")}
+        self.reset()
+        return record
+
+
+class ScalarLog:
+    """``scalars.jsonl`` (and TensorBoard events when available); on resume, lines past
+    the checkpoint's step (written after it by the interrupted run) are dropped."""
+
+    def __init__(self, folder: Path, truncate_after: int):
+        self.path = folder / "scalars.jsonl"
+        if self.path.exists():
+            kept = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln)["step"] <= truncate_after]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        self.file = self.path.open("a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            self.tb = None
+        else:
+            self.tb = SummaryWriter(str(folder / "tb"), purge_step=truncate_after + 1 if truncate_after else None)
+
+    def write(self, record: dict):
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, float):
+                    self.tb.add_scalar(f"{record['stage']}/{key}", value, record["step"])
+
+    def close(self):
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _atomic_save(obj, path: Path):
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _restore_rng(state: dict):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

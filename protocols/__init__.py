@@ -1,0 +1,1 @@
+"""fhbench's protocols: one YAML file each (data, installed with the package)."""
