@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark.data.blufr import load_blufr_config  # noqa: E402
+from benchmark.faces.blufr import load_blufr_config
 from benchmark.metrics.identification import cmc_leave_one_out, knn_leave_one_out  # noqa: E402
 from benchmark.metrics.openset import (  # noqa: E402
     DIR_CURVE_FARS,

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmark.runner import RunOptions, run
+from benchmark.engine.runner import RunOptions, run
 
 ROOT = Path(__file__).resolve().parents[1]
 

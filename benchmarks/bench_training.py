@@ -5,7 +5,7 @@ FLOPs per image, beside the figures the papers give.
         [--batch-size 8] [--steps 2] [--faces 16] [--device cpu]
 
 For every stage of each model's paper config (baselines/configs/NAME.yaml: its architecture,
-HR size, scale and identity network) the real training loop (``baselines.training.train``)
+HR size, scale and identity network) the real training loop (``benchmark.training.trainer.train``)
 runs 1 warm-up step + ``--steps`` measured steps at ``--batch-size`` on ``--faces`` real LFW
 faces (../shared/data/lfw/aligned-112x96, 8 people; smooth synthetic faces when absent).
 Throughput is the median of the loop's own images/s over the measured steps (data loading,
@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from baselines.training import TRAINABLE, trainable, train  # noqa: E402
+from benchmark.training.trainer import TRAINABLE, trainable, train
 from benchmark.errors import FhbenchError, UnknownNameError  # noqa: E402
 from benchmark.registry import MODELS  # noqa: E402
 
@@ -113,7 +113,7 @@ def stage_config(raw: dict, stage: dict, batch: int, steps: int, notes: list) ->
 def inference_cost(name: str, raw: dict, batch: int, device):
     """(parameters the inference forward touches, its FLOPs per image, input size, images/s)."""
     spec = trainable(name)
-    from baselines.config import parse_config
+    from benchmark.training.config import parse_config
 
     config = parse_config(raw, Path(f"{name}.yaml"), {n: m.options for n, m in TRAINABLE.items()})
     model = spec.build(config.model_options, config.data.scale).eval().to(device)
