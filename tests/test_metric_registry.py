@@ -115,3 +115,36 @@ def test_a_per_image_metric_registered_here_is_computed_cached_ranked_compared_a
     # plotted: its CSD counts images with MAE <= x
     fig = plot_csd(st, "toy-mae", metric="mae_y", scale=4)
     assert fig.axes[0].get_xlabel() == "MAE on Y" and "≤" in fig.axes[0].get_ylabel()
+
+
+def cosine_distance(sr_emb, hr_emb):
+    """A toy embedding-pair metric: 1 - cos(SR, HR), lower is better."""
+    a, b = np.asarray(sr_emb, np.float64), np.asarray(hr_emb, np.float64)
+    return 1 - (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+COS = MetricSpec("cos_dist", "1 - cos", lower_better=True, digits=4, std="cos_dist_std", per_item="images",
+                 per_pair=cosine_distance, identical=0.0, summary="toy: cosine distance of the embeddings")
+
+
+def test_an_embedding_pair_metric_registered_here_is_stored_per_image(tiny_lfw, tmp_path, proto_dir, toy_metrics):
+    """A metric of the SR and HR embeddings (as IDS or FR loss) is one MetricSpec with
+    ``per_pair``: the runner stores its mean, std and per-image array, and the hr row's is 0."""
+    toy_metrics(COS)
+    spec = yaml.safe_load((ROOT_PROTOCOLS / "lfw-10fold.yaml").read_text())
+    spec.update(name="toy-cos", metrics=["cos_dist", "fr_loss", "accuracy"], primary_metric="cos_dist")
+    (proto_dir / "toy-cos.yaml").write_text(yaml.safe_dump(spec))
+    store = tmp_path / "r.sqlite"
+
+    def run(model):
+        return runner.run(runner.RunOptions(model=model, protocol="toy-cos", scale=4, data_root=str(tiny_lfw),
+                                            store=str(store), cache_dir=str(tmp_path / "c"), progress=False))
+
+    got = run("bicubic")["metrics"]
+    st = ResultStore(store)
+    (rec,) = st.runs(model="bicubic")
+    arrays = st.arrays(rec.id)
+    # unit embeddings: FR loss = sqrt(2 - 2 cos) = sqrt(2 cos_dist), image by image
+    np.testing.assert_allclose(arrays["fr_loss"], np.sqrt(2 * arrays["cos_dist"]), atol=1e-6)
+    assert got["cos_dist"] == pytest.approx(arrays["cos_dist"].mean(), rel=1e-12) and got["cos_dist"] > 0
+    assert run("hr")["metrics"]["cos_dist"] == 0.0

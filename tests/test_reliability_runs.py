@@ -87,19 +87,18 @@ def test_run_options_are_checked_when_called_from_python(tiny_lfw, tmp_path):
     assert not (tmp_path / "r.sqlite").exists()
 
 
-def test_sr_loop_refuses_to_score_slots_it_did_not_fill(tiny_lfw):
+def test_sr_loop_refuses_to_score_slots_it_did_not_fill():
     """The guard behind the --batch-size bug: a batch loop that never runs is an error, never
     an uninitialised buffer scored as a result."""
-    from benchmark.models.adapters import create_model
     from benchmark.degradations.base import make_degradation
-    from benchmark.faces.faceset import FaceSet
+    from benchmark.engine.pipeline import ImagePipeline, Level
+    from benchmark.models.adapters import create_model
 
     hr = np.random.default_rng(0).random((3, 3, 16, 16)).astype(np.float32)
-    faces = FaceSet("toy", tiny_lfw, ["a", "b", "c"], np.arange(3), ["a", "b", "c"], None)
-    opts = runner.RunOptions(model="bicubic", protocol="lfw-10fold", batch_size=-1)
+    pipeline = ImagePipeline(create_model("bicubic", scale=2), batch_size=-1)
+    level = Level("x2", make_degradation("bicubic", scale=2))
     with pytest.raises(FhbenchError, match="was not called for image 0"):
-        runner._super_resolve(create_model("bicubic", scale=2), runner.Level("x2", make_degradation("bicubic", scale=2)),
-                              hr, np.arange(3), faces, None, [], opts, None, None, runner.StageTimer())
+        pipeline.super_resolve(pipeline.model_input(level, hr), hr.shape, np.arange(3), ["a", "b", "c"])
 
 
 # --- edited models and the cache ----------------------------------------------------------

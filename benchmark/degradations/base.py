@@ -1,7 +1,10 @@
 """Degradation models LR = D(HR): deterministic, float64 inside, float32 out.
 
 A degradation plug-in is one module in this folder that registers a ``Degradation``
-subclass with ``@DEGRADATIONS.register(name)``; protocols name it with its options.
+subclass with ``@DEGRADATIONS.register(name)``; protocols name it with its options. One that
+draws parameters per image declares ``__call__(self, hr, keys=None)``: the pipeline then
+passes each image's content key (SHA256), so a seeded draw is the same on every machine,
+shard and batch.
 """
 from __future__ import annotations
 

@@ -21,24 +21,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmark.engine import manifest as manifest_mod
-from benchmark.models.adapters import create_model
-from benchmark.models.base import check_sr_batch
-from benchmark.engine.cache import ImageResultCache, check_cache_dir, default_cache_dir
-from benchmark.faces.images import read_batch
 from benchmark.degradations.base import make_degradation
-from benchmark.faces.resize import upsampled_model_input
-from benchmark.errors import AdapterError, ConfigError, DataError, DataMissing, FhbenchError, IncompatibleModelError
-from benchmark.evaluators import create_evaluator
-from benchmark.faces.frames import fit_to_hr_size, hr_frame
-from benchmark.metrics.image import fr_loss, summarize
-from benchmark.metrics.registry import per_image_metrics
+from benchmark.engine import manifest as manifest_mod
+from benchmark.engine.cache import ImageResultCache, check_cache_dir, default_cache_dir
 from benchmark.engine.names import check_run_name
+from benchmark.engine.pipeline import HRSource, ImagePipeline, Level, StageTimer
 from benchmark.engine.protocols import LR_SIZES_SCALE, NO_DEGRADATION_SCALE, list_protocols, load_protocol
-from benchmark.registry import TASKS
 from benchmark.engine.store import ResultStore
+from benchmark.errors import ConfigError, DataError, DataMissing, IncompatibleModelError
+from benchmark.evaluators import create_evaluator
+from benchmark.metrics.image import summarize
+from benchmark.metrics.registry import pair_metrics, per_image_metrics
+from benchmark.models.adapters import create_model
+from benchmark.registry import TASKS
 from benchmark.tasks.base import at_level
-from benchmark.faces.templates import SPHEREFACE_112x96
 
 SEED = 0
 
@@ -76,28 +72,6 @@ class RunOptions:
 
 
 @dataclass
-class StageTimer:
-    seconds: dict = field(default_factory=dict)
-    images: dict = field(default_factory=dict)
-
-    def add(self, stage, t0, n_images=0):
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
-        self.images[stage] = self.images.get(stage, 0) + n_images
-
-    def rates(self) -> dict:
-        """Images per second of each stage that processed images."""
-        return {k: self.images[k] / v for k, v in self.seconds.items() if v > 0 and self.images.get(k)}
-
-
-@dataclass
-class Level:
-    """One degradation level of a run: ``name`` (``x8``, ``16x12``) and its degradation
-    (None for the ``hr`` model: the faces as they are)."""
-    name: str
-    degradation: object
-
-
-@dataclass
 class RunSetup:
     """What one run is, decided and checked before any image is read."""
     protocol: object
@@ -128,18 +102,19 @@ def run(opts: RunOptions) -> dict:
     timer.add("hash", t0, len(setup.faces))
     # the protocol's HR size; where it pins none, the model's native one; else the dataset's frame
     native = None if model.is_reference_hr else model.native_hr_size()
-    hr_source = HRSource(setup.faces, protocol.hr_size or native, opts, timer)
+    hr_source = HRSource(setup.faces, protocol.hr_size or native, opts.cache_dir, opts.device, timer)
     hr_hw = hr_source.hr_size  # every path renders faces at hr_size
     for level in levels:
-        lr_hw = level.degradation.lr_size(hr_hw) if level.degradation else hr_hw
-        model.check_compatible(lr_hw, hr_hw, None if setup.scale == LR_SIZES_SCALE else setup.scale)
+        model.check_compatible(level.degradation.lr_size(hr_hw), hr_hw,
+                               None if setup.scale == LR_SIZES_SCALE else setup.scale)
     # the registered per-image metrics (PSNR, SSIM, plug-ins), where the protocol has a true HR
     pixel_metrics = per_image_metrics() if protocol.image_metrics else []
     description = model.describe()  # after check_compatible: the model as it runs here
     hr_cache, sr_caches = _caches(setup, hr_source.frame, hr_hw, pixel_metrics, opts, description)
-    computed = _compute_missing(model, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache, sr_caches,
-                                evaluator, protocol, pixel_metrics, opts, timer,
-                                f"{setup.name} {protocol.name} {_level_label(setup.scale, levels)}")
+    pipeline = ImagePipeline(model, evaluator, hr_source.frame, protocol.crop_border, pixel_metrics,
+                             opts.batch_size, timer)
+    computed = _compute_missing(pipeline, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache,
+                                sr_caches, opts, f"{setup.name} {protocol.name} {_level_label(setup.scale, levels)}")
     t0 = time.perf_counter()
     metrics, arrays = _score(setup, keys, hr_cache, sr_caches, pixel_metrics)
     timer.add("score", t0)
@@ -201,7 +176,7 @@ def _caches(setup: RunSetup, frame, hr_hw, pixel_metrics, opts, description: dic
                   "batch_size": None if model.batch_invariant else opts.batch_size}
     sr_caches = {lv.name: ImageResultCache(sr_cache_root, "sr", {**sr_setting, "degradation": lv.degradation.spec()},
                                            dim=dim, metrics=[m.name for m in pixel_metrics])
-                 for lv in setup.levels if lv.degradation is not None}
+                 for lv in setup.levels}
     return hr_cache, sr_caches
 
 
@@ -215,15 +190,15 @@ def _score(setup: RunSetup, keys, hr_cache, sr_caches, pixel_metrics):
     name_levels = bool(protocol.lr_sizes)
     for level in setup.levels:
         emb = hr_emb.copy()
-        if level.degradation is None:  # SR = HR: each metric's value for identical images
-            n = len(degraded)
-            per_image = {m.name: np.full(n, np.nan if m.identical is None else m.identical) for m in pixel_metrics}
-            per_image["fr_loss"] = np.zeros(n)
-        else:
-            res = sr_caches[level.name].get([keys[i] for i in degraded], dim)
-            emb[degraded] = res["emb"]
-            per_image = {m.name: res[m.name] for m in pixel_metrics}
-            per_image["fr_loss"] = fr_loss(res["emb"], hr_emb[degraded])
+        res = sr_caches[level.name].get([keys[i] for i in degraded], dim)
+        emb[degraded] = res["emb"]
+        per_image = {m.name: res[m.name] for m in pixel_metrics}
+        same = np.all(res["emb"] == hr_emb[degraded], axis=1)
+        for m in pair_metrics():  # from the SR and HR embeddings (FR loss, plug-ins)
+            values = np.asarray(m.per_pair(res["emb"], hr_emb[degraded]), dtype=np.float64)
+            if m.identical is not None:  # equal embeddings: the metric's value for identical inputs
+                values[same] = m.identical
+            per_image[m.name] = values
         level_embs[level.name] = emb
         if protocol.image_metrics:
             suffix = level.name if name_levels else None
@@ -247,15 +222,14 @@ def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache
     return {
         "environment": manifest_mod.environment(), "seed": SEED,
         "protocol": setup.protocol.spec(), "scale": setup.scale,
-        "levels": {lv.name: lv.degradation.spec() if lv.degradation else None for lv in levels},
-        "degradation": levels[0].degradation.spec() if len(levels) == 1 and levels[0].degradation else None,
+        "levels": {lv.name: lv.degradation.spec() for lv in levels},
+        "degradation": levels[0].degradation.spec() if len(levels) == 1 else None,
         "model": _model_record(setup.model, opts, description),
         "evaluator": setup.evaluator.describe(),
         "data": {"root": str(Path(opts.data_root).resolve()), "image_root": str(Path(faces.image_root).resolve()),
                  "n_images": len(faces), "n_degraded": int(len(setup.degraded)), "sha256": data_hash,
                  "hr_size": hr_hw, "frame": hr_source.frame.name, "hr_size_from": hr_size_from,
-                 "lr_sizes": {lv.name: lv.degradation.lr_size(hr_hw) if lv.degradation else hr_hw
-                              for lv in levels},
+                 "lr_sizes": {lv.name: lv.degradation.lr_size(hr_hw) for lv in levels},
                  "extra_files": [str(p) for p in faces.extra_files],
                  # what the selection left out and why (e.g. AR people lacking a session)
                  "notes": list(setup.task.notes), **hr_source.alignment_report()},
@@ -277,13 +251,13 @@ def _levels(protocol, model, scale: Optional[int]):
             raise ConfigError(f"protocol {protocol.name} runs every LR size of its own "
                               f"({', '.join(protocol.level_names)}) in one run; leave out --scale")
         names = protocol.level_names
-        if model.is_reference_hr:
-            return NO_DEGRADATION_SCALE, [Level(n, None) for n in names]
+        if model.is_reference_hr:  # the identity model on the none degradation, at each level's name
+            return NO_DEGRADATION_SCALE, [Level(n, make_degradation("none")) for n in names]
         return LR_SIZES_SCALE, [Level(n, make_degradation(protocol.degradation, size=tuple(size),
                                                           **protocol.degradation_options))
                                 for n, size in zip(names, protocol.lr_sizes)]
     if model.is_reference_hr:
-        return NO_DEGRADATION_SCALE, [Level("hr", None)]
+        return NO_DEGRADATION_SCALE, [Level("hr", make_degradation("none"))]
     scale = scale or protocol.default_scale
     if scale not in protocol.scales:
         raise ConfigError(f"protocol {protocol.name} runs at scales {protocol.scales}, not {scale}")
@@ -307,8 +281,8 @@ def _first_of_each_key(indices: np.ndarray, keys: List[str]) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-def _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches, evaluator,
-                     protocol, pixel_metrics, opts, timer, desc) -> Dict[str, int]:
+def _compute_missing(pipeline: ImagePipeline, levels, hr_source, keys, faces, degraded, hr_cache, sr_caches,
+                     opts, desc) -> Dict[str, int]:
     """Fill the caches: HR embeddings of every face, SR results of every degraded face and level.
     Returns how many images of each kind this call computed (``hr`` and each level's name).
 
@@ -317,21 +291,54 @@ def _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, 
     whole, so a run resumed after a kill feeds the model exactly the batches an uninterrupted
     run does, and stores bit-identical results (a conv net's output moves with its batch).
     Only the missing images of a batch are written: a cached value is never overwritten."""
+    batches, hr_todo, sr_todo, plan = _plan(keys, faces, degraded, hr_cache, sr_caches, opts)
+    dim = pipeline.evaluator.embedding_dim
+    computed = {"hr": 0, **{name: 0 for name in sr_caches}}
+    total = sum(len(need) for need, _ in plan)
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not opts.progress or total == 0)
+    for need, wanted in plan:
+        hr = hr_source.load(need)
+        rows = np.array([r for r, i in enumerate(need) if i in hr_todo], dtype=np.int64)
+        if len(rows):
+            hr_cache.put([keys[i] for i in need[rows]], pipeline.embed(hr[rows]))
+            computed["hr"] += len(rows)
+        row_of = {int(i): r for r, i in enumerate(need)}
+        for level in levels:
+            if not wanted.get(level.name):
+                continue
+            idx = np.concatenate([batches[b] for b in wanted[level.name]])
+            at = np.array([row_of[int(i)] for i in idx], dtype=np.int64)
+            image_keys = [keys[i] for i in idx]
+            result = pipeline.process(level, hr[at], idx, [faces.relpaths[i] for i in idx], image_keys,
+                                      hr_cache.get(image_keys, dim)["emb"])
+            write = np.array([k for k, i in enumerate(idx) if i in sr_todo[level.name]], dtype=np.int64)
+            if len(write):
+                sr_caches[level.name].put([image_keys[k] for k in write], **{k: v[write] for k, v in result.items()})
+            computed[level.name] += len(idx)
+        bar.update(len(need))
+    bar.close()
+    return computed
+
+
+def _plan(keys, faces, degraded, hr_cache, sr_caches, opts):
+    """(SR batches, HR images to embed, {level: SR images to write}, chunks): each chunk is
+    (images to load, {level: indices of the batches to compute}); chunks of whole batches
+    bound the images in memory, and the HR work rides along."""
     unique = _first_of_each_key(np.arange(len(faces)), keys)
     hr_todo = set(unique[hr_cache.missing([keys[i] for i in unique])].tolist())
     sr_unique = _first_of_each_key(degraded, keys)
     bs = opts.batch_size
     batches = [sr_unique[s:s + bs] for s in range(0, len(sr_unique), bs)]
-    sr_todo = {}  # level -> (indices of the batches to compute, set of the images to write)
+    todo_batches, sr_todo = {}, {}
     for name, cache in sr_caches.items():
         missing = set(sr_unique[cache.missing([keys[i] for i in sr_unique])].tolist())
-        sr_todo[name] = ([b for b, batch in enumerate(batches) if missing.intersection(batch.tolist())], missing)
-    # Chunks of whole batches bound the images in memory; the HR work rides along.
+        todo_batches[name] = [b for b, batch in enumerate(batches) if missing.intersection(batch.tolist())]
+        sr_todo[name] = missing
     per_chunk = max(1, opts.chunk_size // bs)
-    plan = []  # (images to load, {level: indices of the batches to compute})
+    plan = []
     for c in range(0, len(batches), per_chunk):
         chunk = range(c, min(c + per_chunk, len(batches)))
-        wanted = {name: [b for b in todo if b in chunk] for name, (todo, _) in sr_todo.items()}
+        wanted = {name: [b for b in todo if b in chunk] for name, todo in todo_batches.items()}
         for_sr = {int(i) for todo in wanted.values() for b in todo for i in batches[b]}
         need = [int(i) for b in chunk for i in batches[b] if i in hr_todo or i in for_sr]
         if need:
@@ -339,131 +346,7 @@ def _compute_missing(model, levels, hr_source, keys, faces, degraded, hr_cache, 
     hr_only = sorted(hr_todo - set(sr_unique.tolist()))
     plan += [(np.array(hr_only[s:s + opts.chunk_size], dtype=np.int64), {})
              for s in range(0, len(hr_only), opts.chunk_size)]
-    computed = {"hr": 0, **{name: 0 for name in sr_caches}}
-    total = sum(len(need) for need, _ in plan)
-    bar = tqdm(total=total, unit="img", desc=desc, disable=not opts.progress or total == 0)
-    for need, wanted in plan:
-        hr = hr_source.load(need)
-        _embed_hr(need, hr, hr_todo, keys, hr_cache, evaluator, hr_source.frame, timer, computed)
-        row_of = {int(i): r for r, i in enumerate(need)}
-        for level in levels:
-            if not wanted.get(level.name):
-                continue
-            idx = np.concatenate([batches[b] for b in wanted[level.name]])
-            rows = np.array([row_of[int(i)] for i in idx], dtype=np.int64)
-            result = _super_resolve(model, level, hr[rows], idx, faces, protocol, pixel_metrics, opts, evaluator,
-                                    hr_source.frame, timer)
-            write = np.array([k for k, i in enumerate(idx) if i in sr_todo[level.name][1]], dtype=np.int64)
-            if len(write):
-                sr_caches[level.name].put([keys[i] for i in idx[write]], **{k: v[write] for k, v in result.items()})
-            computed[level.name] += len(idx)
-        bar.update(len(need))
-    bar.close()
-    return computed
-
-
-def _embed_hr(idx, hr, hr_todo, keys, hr_cache, evaluator, frame, timer, computed) -> None:
-    rows = np.array([r for r, i in enumerate(idx) if i in hr_todo], dtype=np.int64)
-    if len(rows):
-        t0 = time.perf_counter()
-        hr_cache.put([keys[i] for i in idx[rows]], evaluator.embed(hr[rows], frame))
-        timer.add("embed", t0, len(rows))
-        computed["hr"] += len(rows)
-
-
-def _super_resolve(model, level, hr, idx, faces, protocol, pixel_metrics, opts, evaluator, frame, timer) -> Dict:
-    """SR, per-image metrics and SR embeddings of ``idx``: whole batches of ``batch_size``."""
-    names = [faces.relpaths[i] for i in idx]
-    t0 = time.perf_counter()
-    lr = level.degradation(hr)
-    if model.wants_upsampled_input:
-        lr = upsampled_model_input(lr, hr.shape[-2:])
-    timer.add("degrade", t0, len(idx))
-    t0 = time.perf_counter()
-    sr = np.empty_like(hr)
-    written = np.zeros(len(idx), dtype=bool)
-    for s in range(0, len(idx), opts.batch_size):
-        e = min(s + opts.batch_size, len(idx))
-        batch = torch.from_numpy(np.ascontiguousarray(lr[s:e]))
-        out = _call_model(model, batch, names[s:e], int(idx[s]))
-        sr[s:e] = check_sr_batch(model.name, out, (e - s,) + hr.shape[1:], first_index=int(idx[s]), keys=names[s:e])
-        written[s:e] = True
-    if not written.all():  # never score an uninitialised buffer
-        raise FhbenchError(f"internal error: model {model.name} was not called for image "
-                           f"{int(idx[np.flatnonzero(~written)[0]])}; nothing was stored")
-    timer.add("sr", t0, len(idx))
-    values = {}
-    if pixel_metrics:
-        t0 = time.perf_counter()
-        values = {m.name: np.asarray(m.per_image(sr, hr, crop_border=protocol.crop_border), dtype=np.float64)
-                  for m in pixel_metrics}
-        timer.add("image_metrics", t0, len(idx))
-    t0 = time.perf_counter()
-    emb = evaluator.embed(sr, frame)
-    timer.add("embed", t0, len(idx))
-    return {"emb": emb, **values}
-
-
-def _call_model(model, batch, names, first_index):
-    """The model's output for one batch; its exceptions (even ``sys.exit``) become one line
-    naming the model and the batch."""
-    where = f"images {first_index}..{first_index + len(batch) - 1} (first: {names[0]})"
-    try:
-        return model.super_resolve(batch, names)
-    except FhbenchError:
-        raise
-    except SystemExit as err:
-        raise AdapterError(f"model {model.name} called sys.exit({err.code!r}) on {where}; nothing was stored") from None
-    except Exception as err:
-        message = str(err).strip().splitlines()
-        raise AdapterError(f"model {model.name} raised {type(err).__name__} on {where}: "
-                           f"{message[0] if message else ''}") from None
-
-
-class HRSource:
-    """HR faces in the run's frame: pre-aligned images read as they are, raw photos aligned by
-    their given landmarks or by MTCNN; then rendered at the protocol's ``hr_size``."""
-
-    def __init__(self, faces, hr_size, opts, timer):
-        self.faces, self.timer = faces, timer
-        base = faces.aligned_frame or SPHEREFACE_112x96
-        self.hr_size = tuple(hr_size) if hr_size else base.size
-        self.frame = hr_frame(base, self.hr_size)
-        self.aligner = None
-        self.fallbacks = []
-        if faces.aligned_frame is None and faces.landmarks is None:
-            from benchmark.faces.alignment import MtcnnAligner
-
-            cache = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir()) / "alignment"
-            self.aligner = MtcnnAligner(template=self.frame, cache_dir=cache, device=opts.device)
-
-    def load(self, idx) -> np.ndarray:
-        t0 = time.perf_counter()
-        paths = [self.faces.image_root / self.faces.relpaths[i] for i in idx]
-        if self.faces.aligned_frame is not None:
-            hr = read_batch(paths, expect_hw=self.faces.aligned_frame.size)
-            if hr.shape[-2:] != self.hr_size:
-                hr = fit_to_hr_size(hr, self.hr_size)
-        elif self.faces.landmarks is not None:
-            from benchmark.faces.landmark_alignment import align_faces
-
-            hr = align_faces(self.faces, self.frame, idx)
-        else:
-            result = self.aligner.align_files(paths)
-            hr = result.images
-            for i, fb in zip(idx, result.fallback):
-                if fb and self.faces.relpaths[i] not in self.fallbacks:
-                    self.fallbacks.append(self.faces.relpaths[i])
-        self.timer.add("load", t0, len(idx))
-        return hr
-
-    def alignment_report(self) -> dict:
-        if self.faces.aligned_frame is not None:
-            return {"alignment": "pre-aligned"}
-        if self.aligner is None:
-            return {"alignment": "given landmarks"}
-        return {"alignment": "mtcnn", "no_face_fallback": "centre crop",
-                "n_fallback": len(self.fallbacks), "fallback_images": self.fallbacks}
+    return batches, hr_todo, sr_todo, plan
 
 
 @dataclass

@@ -50,13 +50,15 @@ class FaceSet:
             changes["landmarks"] = np.asarray(self.landmarks)[idx]
         return dataclasses.replace(self, **changes)
 
-    def image_keys(self) -> List[str]:
-        """Per image, the hex SHA256 of its file bytes, followed (when the set gives landmarks)
-        by the landmarks' float64 bytes: what an image's aligned face depends on, so the key of
-        the per-image result cache (``benchmark/engine/cache.py``). Identical files share a key."""
+    def image_keys(self, indices=None) -> List[str]:
+        """Per image (of ``indices``, default all), the hex SHA256 of its file bytes, followed
+        (when the set gives landmarks) by the landmarks' float64 bytes: what an image's aligned
+        face depends on, so the key of the per-image result cache (``benchmark/engine/cache.py``).
+        Identical files share a key."""
         landmarks = self.landmarks
         keys = []
-        for i, rel in enumerate(self.relpaths):
+        for i in range(len(self.relpaths)) if indices is None else indices:
+            rel = self.relpaths[i]
             h = hashlib.sha256(read_image_bytes(self.image_root / rel))
             if landmarks is not None:
                 h.update(np.asarray(landmarks[i], dtype=np.float64).tobytes())

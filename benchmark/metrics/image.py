@@ -232,4 +232,5 @@ register_metric(MetricSpec("psnr", "PSNR (dB)", unit=" dB", digits=2, std="psnr_
 register_metric(MetricSpec("ssim", "SSIM", digits=4, std="ssim_std", per_item="images", per_image=ssim_y,
                            identical=1.0, summary="SSIM on Y: Gaussian 11x11, sigma 1.5, valid region"))
 register_metric(MetricSpec("fr_loss", "FR loss", lower_better=True, digits=4, std="fr_loss_std", per_item="images",
+                           per_pair=fr_loss, identical=0.0,
                            summary="L2 distance between the SR and HR embeddings, per image"))

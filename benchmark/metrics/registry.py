@@ -31,6 +31,9 @@ class MetricSpec:
     # computed from each SR image and its HR image, and cached per image: the function
     # (sr, hr, crop_border) -> one value per image, for (N, 3, H, W) RGB [0, 1] batches
     per_image: Optional[Callable] = field(default=None, compare=False)
+    # computed from each image's SR and HR embeddings (not cached: embeddings are): the function
+    # (sr_emb, hr_emb) -> one value per image, for (N, D) arrays
+    per_pair: Optional[Callable] = field(default=None, compare=False)
     identical: Optional[float] = None  # its value for two identical images (the hr row; None: NaN)
     counts_inf: bool = False           # store ``<name>_n_inf``, the images whose value is inf
     summary: str = ""
@@ -74,6 +77,11 @@ def metric_spec(key: str) -> MetricSpec:
 def per_image_metrics() -> List[MetricSpec]:
     """The metrics computed from SR and HR pixels and cached per image, in registration order."""
     return [e.obj for e in METRICS.in_registration_order() if e.obj.per_image is not None]
+
+
+def pair_metrics() -> List[MetricSpec]:
+    """The metrics computed from each image's SR and HR embeddings, in registration order."""
+    return [e.obj for e in METRICS.in_registration_order() if e.obj.per_pair is not None]
 
 
 def metrics_per_item(item: str) -> List[MetricSpec]:

@@ -1,10 +1,10 @@
 """Sample images for figures: LR | each model's SR | HR for a few faces of a protocol.
 
-The faces are read (or MTCNN-aligned) as the runner reads them, degraded with the
-protocol's degradation at the scale asked for (or, for a protocol with fixed LR sizes, at the
-LR size of the ``level`` asked for), and super-resolved by each model through the same
-adapter path as a run (``create_model``, ``check_compatible``, the bicubic upsampling to the
-HR size for models that want it, ``check_sr_batch``). Nothing is stored.
+The faces go through a run's per-image pipeline (``engine/pipeline.py``): read (or
+MTCNN-aligned) by ``HRSource``, degraded with the protocol's degradation at the scale asked
+for (or, for a protocol with fixed LR sizes, at the LR size of the ``level`` asked for), and
+super-resolved by each model as a run does it (``create_model``, ``check_compatible``, the
+bicubic upsampling for models that want it, ``check_sr_batch``). Nothing is stored.
 """
 from __future__ import annotations
 
@@ -12,18 +12,15 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import torch
 
-from benchmark.models.adapters import create_model
-from benchmark.models.base import check_sr_batch
 from benchmark.degradations.base import make_degradation
-from benchmark.faces.resize import upsampled_model_input
+from benchmark.engine.pipeline import HRSource, ImagePipeline, Level, degrade
+from benchmark.models.adapters import create_model
 from benchmark.errors import ConfigError, DataError, FhbenchError
 from benchmark.reporting.leaderboard import HR_MODEL, scale_label
 from benchmark.engine.levels import level_size, resolve_level
 from benchmark.engine.protocols import LR_SIZES_SCALE, load_protocol
 from benchmark.registry import TASKS
-from benchmark.engine.runner import RunOptions, StageTimer, HRSource
 from benchmark.engine.store import ResultStore
 
 N_DEFAULT_IMAGES = 4
@@ -120,16 +117,16 @@ def render_samples(protocol: str, models: Dict[str, Union[str, ModelSpec]],
     faces = TASKS.get(spec.task)(spec, data_root).faces()
     idx = pick_images(faces.relpaths, images)
     keys = [faces.relpaths[i] for i in idx]
-    hr_source = HRSource(faces, spec.hr_size, RunOptions(model="", protocol=protocol, data_root=str(data_root),
-                                            cache_dir=cache_dir, device=device), StageTimer())
-    hr = hr_source.load(idx)
-    lr = degradation(hr)
+    hr = HRSource(faces, spec.hr_size, cache_dir, device).load(idx)
+    level_run = Level(level or f"x{scale}", degradation)
+    lr = degrade(degradation, hr, faces.image_keys(idx))
     columns, shown, skipped = [lr_column], [_enlarge(lr, hr.shape[-2:])], {}
     for label, model_spec in models.items():
         if not isinstance(model_spec, ModelSpec):
             model_spec = ModelSpec(model_spec, clamp=clamp)
         try:
-            sr = _super_resolve(label, model_spec, lr, hr, keys, model_scale, (weights or {}).get(label), device)
+            sr = _super_resolve(label, model_spec, level_run, hr, idx, keys, faces, model_scale,
+                                (weights or {}).get(label), device)
         except Exception as err:  # noqa: BLE001 - a user model may raise anything; the report goes on
             if not skip_unavailable:
                 raise
@@ -162,9 +159,10 @@ def pick_images(relpaths: Sequence[str], images) -> List[int]:
     return out
 
 
-def _super_resolve(label, model_spec: ModelSpec, lr, hr, keys, scale, weights, device) -> Optional[np.ndarray]:
-    """The model's SR of ``lr``, or None for the hr reference (the HR column shows it).
-    ``scale`` is None for a fixed LR size (the runner builds those models without one)."""
+def _super_resolve(label, model_spec: ModelSpec, level, hr, idx, names, faces, scale, weights,
+                   device) -> Optional[np.ndarray]:
+    """The model's SR of the faces at ``level``, or None for the hr reference (the HR column
+    shows it). ``scale`` is None for a fixed LR size (the runner builds those models without one)."""
     model = create_model(model_spec.spec, scale=scale, weights=weights, clamp=model_spec.clamp, device=device,
                          upsampled_input=model_spec.upsampled_input)
     want = model_spec.weights_sha256
@@ -175,10 +173,9 @@ def _super_resolve(label, model_spec: ModelSpec, lr, hr, keys, scale, weights, d
                           f"{want[:12]}...); pass --weights {label}=FILE with that run's file")
     if model.is_reference_hr:
         return None
-    model.check_compatible(lr.shape[-2:], hr.shape[-2:], scale)
-    x = upsampled_model_input(lr, hr.shape[-2:]) if model.wants_upsampled_input else lr
-    out = model.super_resolve(torch.from_numpy(np.ascontiguousarray(x)), keys)
-    return check_sr_batch(model.name, out, hr.shape, keys=keys)
+    model.check_compatible(level.degradation.lr_size(hr.shape[-2:]), hr.shape[-2:], scale)
+    pipeline = ImagePipeline(model, batch_size=max(1, len(idx)))
+    return pipeline.super_resolve(pipeline.model_input(level, hr, faces.image_keys(idx)), hr.shape, idx, names)
 
 
 def _enlarge(lr: np.ndarray, hr_hw) -> np.ndarray:

@@ -1,0 +1,101 @@
+"""The per-image pipeline (engine/pipeline.py) that run, samples and report share: the hr
+reference is the identity model on the ``none`` degradation, an SR image equal to its HR
+image takes each metric's identical value, and a degradation may draw per-image
+parameters from the images' content keys."""
+import numpy as np
+import pytest
+
+from benchmark.degradations.base import make_degradation
+from benchmark.engine.pipeline import ImagePipeline, Level, degrade
+from benchmark.metrics.image import psnr_y, ssim_y
+from benchmark.metrics.registry import metric_spec
+from benchmark.models.adapters import create_model
+
+
+class KeyedNoise:
+    """A degradation whose noise is a pure function of each image's key."""
+    name = "keyed-noise"
+
+    def lr_size(self, hr_hw):
+        return tuple(hr_hw)
+
+    def __call__(self, hr, keys=None):
+        out = np.array(hr, dtype=np.float32, copy=True)
+        for i, key in enumerate(keys):
+            rng = np.random.default_rng(int(key[:8], 16))
+            out[i] += rng.normal(0, 0.01, out[i].shape).astype(np.float32)
+        return np.clip(out, 0, 1)
+
+    def spec(self):
+        return {"name": self.name}
+
+
+class EmbedByMean:
+    name, embedding_dim = "mean", 3
+
+    def __init__(self):
+        self.seen = 0
+
+    def embed(self, images, frame):
+        self.seen += len(images)
+        e = np.asarray(images, np.float64).mean(axis=(2, 3))
+        return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+
+
+def faces(n=4, seed=0):
+    return np.random.default_rng(seed).random((n, 3, 24, 20)).astype(np.float32)
+
+
+def test_the_hr_reference_is_the_identity_model_on_the_none_degradation():
+    hr = faces()
+    evaluator = EmbedByMean()
+    pipeline = ImagePipeline(create_model("hr"), evaluator, pixel_metrics=[metric_spec("psnr"), metric_spec("ssim")],
+                             batch_size=2)
+    hr_emb = evaluator.embed(hr, None)
+    out = pipeline.process(Level("hr", make_degradation("none")), hr, np.arange(4), list("abcd"), list("0123"), hr_emb)
+    assert np.all(np.isinf(out["psnr"])) and np.all(out["ssim"] == 1.0)
+    np.testing.assert_array_equal(out["emb"], hr_emb)
+    assert evaluator.seen == 4  # SR images identical to HR are not embedded again
+
+
+def test_a_model_s_images_are_scored_as_the_metrics_define_them():
+    hr = faces()
+    evaluator = EmbedByMean()
+    pipeline = ImagePipeline(create_model("bicubic", scale=2), evaluator,
+                             pixel_metrics=[metric_spec("psnr"), metric_spec("ssim")], crop_border=2, batch_size=3)
+    level = Level("x2", make_degradation("bicubic", scale=2))
+    out = pipeline.process(level, hr, np.arange(4), list("abcd"), list("0123"), evaluator.embed(hr, None))
+    from benchmark.faces.resize import upsampled_model_input
+
+    sr = upsampled_model_input(make_degradation("bicubic", scale=2)(hr), (24, 20))
+    np.testing.assert_allclose(out["psnr"], psnr_y(sr, hr, crop_border=2), rtol=1e-12)
+    np.testing.assert_allclose(out["ssim"], ssim_y(sr, hr, crop_border=2), rtol=1e-12)
+    np.testing.assert_allclose(out["emb"], evaluator.embed(sr, None), atol=1e-7)
+
+
+def test_a_degradation_that_takes_keys_gets_each_image_s_key():
+    hr = faces(3)
+    a = degrade(KeyedNoise(), hr, ["aa00", "bb11", "cc22"])
+    # the same image under the same key is degraded identically, whatever batch it is in
+    b = degrade(KeyedNoise(), hr[[2, 0]], ["cc22", "aa00"])
+    np.testing.assert_array_equal(a[[2, 0]], b)
+    assert not np.array_equal(a[0], degrade(KeyedNoise(), hr[:1], ["dd33"])[0])
+    # one that takes none is called as before
+    np.testing.assert_array_equal(degrade(make_degradation("none"), hr, ["x", "y", "z"]), hr)
+
+
+def test_sr_output_is_checked_batch_by_batch():
+    from benchmark.errors import AdapterError
+
+    class NaNModel:
+        name, wants_upsampled_input = "nan", False
+
+        def super_resolve(self, lr, keys):
+            out = lr.clone()
+            out[0, 0, 0, 0] = float("nan")
+            return out
+
+    hr = faces(2)
+    pipeline = ImagePipeline(NaNModel(), batch_size=1)
+    with pytest.raises(AdapterError, match="nan"):
+        pipeline.super_resolve(hr, hr.shape, np.arange(2), ["a", "b"])
