@@ -83,10 +83,10 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
 
 
 def _print_result(result, store):
-    from benchmark.reporting.leaderboard import scale_label
+    from benchmark.reporting.leaderboard import describe_level
     from benchmark.metrics.registry import known_metric, metric_spec
 
-    click.echo(f"{result['model']} on {result['protocol']} ({scale_label(result['scale'])}, "
+    click.echo(f"{result['model']} on {result['protocol']} ({describe_level(result['level'])}, "
                f"evaluator {result['evaluator']}):")
     for key, value in result["metrics"].items():
         # a std is shown in the units of its mean (accuracy_std in % like accuracy); counts

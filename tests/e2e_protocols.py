@@ -116,7 +116,7 @@ def run_cli(root, tmp_path, model, protocol, scale=None):
     res = CliRunner().invoke(main, [str(a) for a in args])
     assert res.exit_code == 0, res.output
     (row,) = ResultStore(tmp_path / "r.sqlite").runs(protocol=protocol, model=model)
-    return {"metrics": row.metrics, "manifest": row.manifest, "scale": row.scale}
+    return {"metrics": row.metrics, "manifest": row.manifest, "level": row.level}
 
 
 def same_metrics(a, b):
@@ -125,11 +125,11 @@ def same_metrics(a, b):
         assert a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])), k
 
 
-def check_row(tmp_path, protocol, model, scale):
-    """The stored row: at ``scale``, every metric the shipped spec lists, finite (hr: PSNR inf,
+def check_row(tmp_path, protocol, model, level):
+    """The stored row: at ``level``, every metric the shipped spec lists, finite (hr: PSNR inf,
     SSIM 1, FR loss 0, what identical images give)."""
     (row,) = ResultStore(tmp_path / "r.sqlite").runs(protocol=protocol, model=model)
-    assert row.scale == scale and row.evaluator == "sface"
+    assert row.level == level and row.reference == (level == "hr") and row.evaluator == "sface"
     for name in parse_protocol(SHIPPED / f"{protocol}.yaml").metrics:
         value = row.metrics[name]
         if model == "hr" and name.startswith("psnr"):
@@ -167,9 +167,9 @@ def exercise(root, tmp_path, protocol, calls, *, scale, n_images, n_embedded, n_
     same_metrics(first["metrics"], again["metrics"])
     data = [r["manifest"]["data"] for r in (first, hr, again)]
     assert len({d["sha256"] for d in data}) == 1 and {d["n_images"] for d in data} == {n_images}
-    assert first["scale"] == (0 if lr_sizes else scale) and hr["scale"] == 1
-    check_row(tmp_path, protocol, "bicubic", 0 if lr_sizes else scale)
-    check_row(tmp_path, protocol, "hr", 1)
+    assert first["level"] == ("sizes" if lr_sizes else f"x{scale}") and hr["level"] == "hr"
+    check_row(tmp_path, protocol, "bicubic", "sizes" if lr_sizes else f"x{scale}")
+    check_row(tmp_path, protocol, "hr", "hr")
     return first, hr
 
 

@@ -118,12 +118,13 @@ def store(tmp_path):
     better = {k: v + 0.5 if k == "psnr" else v for k, v in base_images.items()}
     st.save("srnet", PROTOCOL, 8, "sface", {"accuracy": 0.9}, {}, {**pairs(rng, 1.2), **better})
     hr_images = {**images(rng, 0), "psnr": np.full(50, np.inf)}
-    st.save("hr", PROTOCOL, 1, "sface", {"accuracy": 0.99}, {}, {**pairs(rng, 2.0), **hr_images})
+    st.save("hr", PROTOCOL, "hr", "sface", {"accuracy": 0.99}, {}, {**pairs(rng, 2.0), **hr_images})
     return st
 
 
 def run_of(store, model, **kw):
-    (run,) = store.runs(protocol=kw.pop("protocol", PROTOCOL), model=model, **kw)
+    scale = kw.pop("scale", None)
+    (run,) = store.runs(protocol=kw.pop("protocol", PROTOCOL), model=model, level=scale, **kw)
     return run
 
 

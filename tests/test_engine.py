@@ -55,7 +55,7 @@ def test_lr_sizes_run_every_size_in_one_run(tiny_lfw, tmp_path, proto_dir):
     add_protocol(proto_dir, "toy-sizes", task="pairs-10fold", lr_sizes=[[14, 12], [28, 24]],
                  metrics=["accuracy@14x12", "accuracy@28x24", "psnr@14x12"], primary_metric="accuracy@28x24")
     result = runner.run(options(tiny_lfw, tmp_path, protocol="toy-sizes"))
-    assert result["scale"] == 0  # stored at LR_SIZES_SCALE
+    assert result["level"] == "sizes" and result["scale"] is None  # one row over every LR size
     m = result["metrics"]
     hr = read_batch(pairs_txt_images(tiny_lfw))
     for size in ((14, 12), (28, 24)):
@@ -70,7 +70,7 @@ def test_lr_sizes_run_every_size_in_one_run(tiny_lfw, tmp_path, proto_dir):
     with pytest.raises(ConfigError, match=r"runs every LR size of its own \(14x12, 28x24\).*leave out --scale"):
         runner.run(options(tiny_lfw, tmp_path, protocol="toy-sizes", scale=4))
     hr_run = runner.run(options(tiny_lfw, tmp_path, protocol="toy-sizes", model="hr"))
-    assert hr_run["scale"] == 1 and hr_run["metrics"]["psnr@14x12"] == np.inf
+    assert hr_run["level"] == "hr" and hr_run["metrics"]["psnr@14x12"] == np.inf
     assert hr_run["metrics"]["accuracy@14x12"] == hr_run["metrics"]["accuracy@28x24"]
 
 

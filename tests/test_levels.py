@@ -1,4 +1,4 @@
-"""Protocols with fixed LR sizes (``lr_sizes``: one run covers every size, stored at scale 0,
+"""Protocols with fixed LR sizes (``lr_sizes``: one run covers every size, stored at level ``sizes``,
 metrics and arrays named ``<name>@<level>``): figures, comparisons, sample grids, the
 leaderboard and the report at one level, metric vs LR size, and the one-line errors.
 
@@ -73,7 +73,7 @@ def toy_protocol(tmp_path, monkeypatch):
     monkeypatch.setenv("FHBENCH_PROTOCOLS", str(folder))
 
 
-def save_run(st, model, scale, evaluator="sface", data_of=None):
+def save_run(st, model, level, evaluator="sface", data_of=None):
     """A run of ``model`` with the hand-made arrays of ``data_of`` (default: its own)."""
     metrics, arrays = {}, {}
     data_of = data_of or model
@@ -85,15 +85,15 @@ def save_run(st, model, scale, evaluator="sface", data_of=None):
         psnr = np.full(5, np.inf) if data_of == "hr" else np.array(PSNR[data_of][lv])
         arrays[f"psnr@{lv}"], arrays[f"ssim@{lv}"] = psnr, np.linspace(0.5, 0.9, 5)
         metrics[f"psnr@{lv}"] = float(np.mean(psnr))
-    st.save(model, "toy-sizes", scale, evaluator, metrics, {"model": {"spec": model}}, arrays)
+    st.save(model, "toy-sizes", level, evaluator, metrics, {"model": {"spec": model}}, arrays)
 
 
 @pytest.fixture
 def store(tmp_path, toy_protocol):
     st = ResultStore(tmp_path / "r.sqlite")
-    save_run(st, "hr", 1)
-    save_run(st, "bicubic", 0)
-    save_run(st, "alpha", 0)
+    save_run(st, "hr", "hr")
+    save_run(st, "bicubic", "sizes")
+    save_run(st, "alpha", "sizes")
     return st
 
 
@@ -178,13 +178,13 @@ def test_metric_vs_lr_size_with_a_metric_at_some_sizes_only(tmp_path, monkeypatc
     monkeypatch.delenv("FHBENCH_PROTOCOLS", raising=False)
     st = ResultStore(tmp_path / "r.sqlite")
     # ar-cmc lists rank5 at 16x16 only, the third of its sizes
-    st.save("alpha", "ar-cmc", 0, "sface", {"rank1@11x8": 0.1, "rank1@16x16": 0.5, "rank5@16x16": 0.75}, {}, {})
+    st.save("alpha", "ar-cmc", "sizes", "sface", {"rank1@11x8": 0.1, "rank1@16x16": 0.5, "rank5@16x16": 0.75}, {}, {})
     lines = lines_by_label(plots.plot_metric_vs_scale(st, "ar-cmc", "rank5"))
     assert lines["alpha"].get_xdata().tolist() == [2] and lines["alpha"].get_ydata().tolist() == [0.75]
     rank1 = lines_by_label(plots.plot_metric_vs_scale(st, "ar-cmc"))  # the primary, rank1@16x16: rank1
     assert rank1["alpha"].get_xdata().tolist() == [0, 2]
     only_hr = ResultStore(tmp_path / "hr.sqlite")
-    only_hr.save("hr", "ar-cmc", 1, "sface", {"rank1@11x8": 1.0}, {}, {})
+    only_hr.save("hr", "ar-cmc", "hr", "sface", {"rank1@11x8": 1.0}, {}, {})
     with pytest.raises(FhbenchError, match="only the hr run of ar-cmc is stored; metric vs LR size needs an SR run"):
         plots.plot_metric_vs_scale(only_hr, "ar-cmc")
 
@@ -228,7 +228,7 @@ def test_compare_at_a_level(store):
 
 
 def test_compare_refuses_runs_of_different_evaluators(store):
-    save_run(store, "gamma", 0, evaluator="facenet", data_of="alpha")
+    save_run(store, "gamma", "sizes", evaluator="facenet", data_of="alpha")
     with pytest.raises(FhbenchError, match="^cannot compare runs of different evaluators: bicubic with sface, "
                                            "gamma with facenet; pass --evaluator$"):
         compare_models(store, "toy-sizes", "bicubic", "gamma", level="16x14")
@@ -244,10 +244,12 @@ def test_samples_at_a_level(store, tiny_lfw, tmp_path):
               "raw": "test_levels:identity_sr", "broken": "test_levels:broken_sr"}
     grid = render_samples("toy-sizes", models, keys, data_root=tiny_lfw, cache_dir="", skip_unavailable=True,
                           level="16x14")
-    assert grid.columns == ["LR (16×14)", "bicubic", "up", "HR"] and grid.level == "16x14" and grid.scale == 0
+    assert grid.columns == ["LR (16×14)", "bicubic", "up", "HR"] and grid.level == "16x14" and grid.scale is None
     # fed the 16x14 LR itself, the identity returns 16x14 faces: refused, named
     assert "raw" in grid.skipped and "returned shape (2, 3, 16, 14)" in grid.skipped["raw"]
-    assert grid.skipped["broken"] == "RuntimeError: out of memory, say"  # any failure: left out, named
+    # any failure: left out, named as a run names it
+    assert grid.skipped["broken"].startswith("model test_levels:broken_sr raised RuntimeError on images ")
+    assert grid.skipped["broken"].endswith(": out of memory, say")
     # the model that wants upsampled input gets the LR bicubic-upsampled to 112x96: the bicubic baseline
     assert np.allclose(grid.images[:, 2], grid.images[:, 1], atol=1e-6)
     for i, key in enumerate(keys):
@@ -276,14 +278,14 @@ def test_samples_at_a_level(store, tiny_lfw, tmp_path):
 
 def test_leaderboard_of_fixed_lr_sizes(store, tmp_path):
     (t,) = build_tables(store, protocol="toy-sizes")
-    assert t.scale == 0 and [r["model"] for r in t.rows] == ["hr (no degradation)", "alpha", "bicubic (no SR)"]
+    assert t.level == "sizes" and [r["model"] for r in t.rows] == ["hr (no degradation)", "alpha", "bicubic (no SR)"]
     md = format_tables([t], "md")
     assert md.startswith("### toy-sizes, fixed LR sizes, evaluator sface\n")
     assert "| Model | Rank-1 (%) @16x14 | Rank-1 (%) @7x6 | Rank-1 (%) @14x12 |" in md
     # alpha, primary 14x12: 80 % +- 0; 16x14: 70 +- 10 (repeats 60 % and 80 %)
     assert "| alpha | **70.00 ± 10.00** | **20.00 ± 0.00** | **80.00 ± 0.00** |" in md
     lone = ResultStore(tmp_path / "lone.sqlite")
-    save_run(lone, "alpha", 0)
+    save_run(lone, "alpha", "sizes")
     note = format_tables(build_tables(lone, protocol="toy-sizes"), "md")
     # a run over fixed LR sizes takes no --scale
     assert ("Missing reference rows: `fhbench run --model hr --protocol toy-sizes --evaluator sface`; "

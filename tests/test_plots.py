@@ -64,14 +64,14 @@ def store(tmp_path, toy_protocols):
     toy-blufr (VR/DIR curves): hr and alpha x8."""
     rng = np.random.default_rng(0)
     st = ResultStore(tmp_path / "r.sqlite")
-    lfw = [("hr", 1, 0.99, 3.0, np.inf), ("bicubic", 4, 0.9, 1.0, 28.0), ("bicubic", 8, 0.8, 0.6, 24.0),
+    lfw = [("hr", "hr", 0.99, 3.0, np.inf), ("bicubic", 4, 0.9, 1.0, 28.0), ("bicubic", 8, 0.8, 0.6, 24.0),
            ("alpha", 4, 0.95, 1.5, 30.0), ("alpha", 8, 0.85, 1.0, 26.0), ("beta", 8, 0.87, 1.2, 25.0)]
     for model, scale, acc, quality, psnr in lfw:
         arrays = {**pair_arrays(rng, quality), **image_arrays(rng, 25 if np.isinf(psnr) else psnr)}
         if model == "hr":
             arrays["psnr"][:] = np.inf
         st.save(model, "lfw-10fold", scale, "sface", lfw_metrics(acc, psnr), {"model": {"spec": model}}, arrays)
-    for model, scale in (("hr", 1), ("alpha", 8)):
+    for model, scale in (("hr", "hr"), ("alpha", 8)):
         cmc = np.sort(rng.uniform(0.3, 1.0, (3, N_RANKS)), axis=1)  # 3 repeats
         st.save(model, "toy-ident", scale, "sface", {"rank1": float(cmc[:, 0].mean())}, {},
                 {"cmc": cmc, **image_arrays(rng, 27)})
@@ -139,7 +139,7 @@ def test_cmc_and_blufr_lines_equal_the_arrays(store):
 
 
 def test_csd_equals_brute_force_count(store):
-    run = [r for r in store.runs(protocol="lfw-10fold", scale=8) if r.model == "alpha"][0]
+    run = [r for r in store.runs(protocol="lfw-10fold", level=8) if r.model == "alpha"][0]
     psnr = store.arrays(run.id)["psnr"]
     lines = lines_by_label(plots.plot_csd(store, "lfw-10fold", "psnr", scale=8))
     assert "HR (no degradation)" not in lines  # identical images have no distribution
@@ -186,9 +186,9 @@ def test_no_runs_and_ambiguous_selections(store, tmp_path):
     with pytest.raises(FhbenchError, match=r"no runs of protocol nope in .*r\.sqlite \(protocols with runs: "
                                            r"lfw-10fold, toy-blufr, toy-ident\)"):
         plots.plot_roc(store, "nope", scale=8)
-    with pytest.raises(FhbenchError, match="lfw-10fold are at scales 4, 8; a figure shows one: pass --scale"):
+    with pytest.raises(FhbenchError, match="lfw-10fold are at scales x4, x8; a figure shows one: pass --scale"):
         plots.plot_roc(store, "lfw-10fold")
-    with pytest.raises(FhbenchError, match="at scale 2 .stored scales: 4, 8"):
+    with pytest.raises(FhbenchError, match="at scale 2 .stored scales: x4, x8"):
         plots.plot_roc(store, "lfw-10fold", scale=2)
     with pytest.raises(FhbenchError, match=r"no run of model\(s\) gamma on lfw-10fold"):
         plots.plot_roc(store, "lfw-10fold", scale=8, models=["alpha", "gamma"])
@@ -217,7 +217,7 @@ def test_missing_arrays_say_which_protocol_is_needed(store):
 
 def test_hr_only_protocol(tmp_path, toy_protocols):
     st = ResultStore(tmp_path / "r.sqlite")
-    st.save("hr", "toy-ident", 1, "sface", {"rank1": 1.0}, {}, {"psnr": np.full(3, np.inf), "ssim": np.ones(3)})
+    st.save("hr", "toy-ident", "hr", "sface", {"rank1": 1.0}, {}, {"psnr": np.full(3, np.inf), "ssim": np.ones(3)})
     with pytest.raises(FhbenchError, match="hr run alone has no score distribution"):
         plots.plot_csd(st, "toy-ident")
     with pytest.raises(FhbenchError, match="only the hr run of toy-ident is stored"):

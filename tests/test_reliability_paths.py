@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from benchmark.reporting import plots
-from benchmark.engine import runner, strict_json
+from benchmark.engine import pipeline, runner, strict_json
 from benchmark.faces import faceset as faceset_mod
 from benchmark.faces.blufr import load_blufr_config
 from benchmark.datasets.celeba import CelebA
@@ -67,7 +67,7 @@ def shipped(monkeypatch):
 @pytest.fixture
 def board(tmp_path, shipped):
     st = ResultStore(tmp_path / "store" / "r.sqlite")
-    st.save("hr", P, 1, "sface", lb_metrics(0.99, math.inf), {"model": {"spec": "hr"}, "timing": {"rate": math.nan}})
+    st.save("hr", P, "hr", "sface", lb_metrics(0.99, math.inf), {"model": {"spec": "hr"}, "timing": {"rate": math.nan}})
     st.save("bicubic", P, 8, "sface", lb_metrics(0.9, 24.0), {})
     return st
 
@@ -327,7 +327,7 @@ def no_image_reads(monkeypatch):
 
     # the bindings the run reads images through (hashing, then HR faces); not images.py's own
     # names, which a module imported lazily during the test would keep after it
-    for module, name in ((runner, "read_batch"), (faceset_mod, "read_image_bytes")):
+    for module, name in ((pipeline, "read_batch"), (faceset_mod, "read_image_bytes")):
         monkeypatch.setattr(module, name, refuse)
 
 
@@ -371,7 +371,7 @@ def dollar_store(tmp_path, proto_dir):
     rng = np.random.default_rng(0)
     st = ResultStore(tmp_path / "r.sqlite")
     same = np.tile([True, True, False, False], 15)
-    for k, (model, scale) in enumerate([("hr", 1), ("bicubic", 8), ("a$b", 4)] + [(n, 8) for n in NAMES]):
+    for k, (model, scale) in enumerate([("hr", "hr"), ("bicubic", 8), ("a$b", 4)] + [(n, 8) for n in NAMES]):
         arrays = {"pair_scores": np.where(same, 1.0, 0.0) + rng.normal(0, 0.5, 60), "pair_is_same": same,
                   "pair_fold": np.repeat(np.arange(10), 6), "psnr": rng.normal(25, 2, 20),
                   "ssim": rng.uniform(0.4, 0.9, 20)}

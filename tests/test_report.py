@@ -64,7 +64,7 @@ def protocols(tmp_path, monkeypatch, toy_metrics):
 def store(tmp_path, protocols):
     rng = np.random.default_rng(0)
     st = ResultStore(tmp_path / "r.sqlite")
-    for model, scale, acc, quality in (("hr", 1, 0.99, 3.0), ("bicubic", 8, 0.95, 0.8), ("srnet", 8, 0.85, 1.5),
+    for model, scale, acc, quality in (("hr", "hr", 0.99, 3.0), ("bicubic", 8, 0.95, 0.8), ("srnet", 8, 0.85, 1.5),
                                        ("srnet", 4, 0.93, 2.0), ("other", 8, 0.80, 0.5)):
         manifest = {"model": {"spec": model}, "seed": 0, "note": "<b>escaped</b>"}
         st.save(model, PROTOCOL, scale, "sface", lfw_metrics(acc, np.inf if model == "hr" else 25.0), manifest,
@@ -113,9 +113,9 @@ def test_filters(store):
     store.save("srnet", PROTOCOL, 8, "facenet", lfw_metrics(0.7, 24.0), {})
     assert {(t.protocol, t.scale, t.evaluator) for t in build_tables(store, evaluator="facenet")} == \
         {(PROTOCOL, 8, "facenet")}
-    (hr_only,) = build_tables(store, protocol=PROTOCOL, scale=1)
+    (hr_only,) = build_tables(store, protocol=PROTOCOL, scale="hr")
     assert [r["model"] for r in hr_only.rows] == ["hr (no degradation)"]
-    with pytest.raises(FhbenchError, match=r"at scale 2 \(stored scales: 1, 4, 8\)"):
+    with pytest.raises(FhbenchError, match=r"at scale 2 \(stored levels: hr, x4, x8\)"):
         build_tables(store, protocol=PROTOCOL, scale=2)
 
 
@@ -137,11 +137,11 @@ def test_write_results(store, tmp_path):
     assert md.startswith("# lfw-10fold\n") and "### lfw-10fold, x4, evaluator sface" in md
     assert "### lfw-10fold, x8, evaluator sface" in md
     rows = list(csv.reader(io.StringIO((tmp_path / "results" / "lfw-10fold.csv").read_text())))
-    assert rows[0][:5] == ["protocol", "scale", "evaluator", "model", "reference"]
+    assert rows[0][:5] == ["protocol", "level", "evaluator", "model", "reference"]
     assert sum(r[0] == "protocol" for r in rows) == 1  # one header for both tables
-    assert [(r[1], r[3]) for r in rows[1:]] == [("4", "hr (no degradation)"), ("4", "srnet"),
-                                               ("8", "hr (no degradation)"), ("8", "srnet"), ("8", "other"),
-                                               ("8", "bicubic (no SR)")]
+    assert [(r[1], r[3]) for r in rows[1:]] == [("x4", "hr (no degradation)"), ("x4", "srnet"),
+                                               ("x8", "hr (no degradation)"), ("x8", "srnet"), ("x8", "other"),
+                                               ("x8", "bicubic (no SR)")]
     assert write_results(build_tables(store, protocol="toy-blufr"), tmp_path / "r2") == \
         [tmp_path / "r2" / "toy-blufr.md", tmp_path / "r2" / "toy-blufr.csv"]
 

@@ -58,7 +58,7 @@ def test_save_replaces_per_key_only(tmp_path):
     assert list(st.arrays(rid)) == ["y"]
     # The replaced row's arrays went with it.
     assert table_rows(st.path, "SELECT COUNT(*) FROM arrays")[0][0] == 1
-    assert [r.model for r in st.runs(scale=8, evaluator="sface")] == ["a", "b"]
+    assert [r.model for r in st.runs(level=8, evaluator="sface")] == ["a", "b"]
 
 
 def assert_old_row_intact(st, old_id):
@@ -152,7 +152,7 @@ def lb_metrics(acc, eer, psnr):
 @pytest.fixture
 def board(tmp_path):
     st = ResultStore(tmp_path / "r.sqlite")
-    st.save("hr", PROTOCOL, 1, "sface", lb_metrics(0.99, 0.01, float("inf")), {})
+    st.save("hr", PROTOCOL, "hr", "sface", lb_metrics(0.99, 0.01, float("inf")), {})
     st.save("alpha", PROTOCOL, 8, "sface", lb_metrics(0.80, 0.20, 25.0), {})
     st.save("beta_sr", PROTOCOL, 8, "sface", lb_metrics(0.90, 0.15, 24.0), {})
     st.save("gamma", PROTOCOL, 8, "sface", lb_metrics(0.85, 0.10, 26.0), {})
@@ -229,11 +229,11 @@ def test_latex_escapes_special_characters(tmp_path):
 def test_csv_columns(board):
     text = format_tables(build_tables(board, scale=8), "csv")
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == ["protocol", "scale", "evaluator", "model", "reference", "accuracy", "accuracy_std",
+    assert rows[0] == ["protocol", "level", "evaluator", "model", "reference", "accuracy", "accuracy_std",
                        "auc", "eer", "psnr", "psnr_std", "ssim", "ssim_std", "fr_loss", "fr_loss_std", "best"]
     assert [r[3] for r in rows[1:]] == ["hr (no degradation)", "beta_sr", "gamma", "alpha"]
     assert [r[4] for r in rows[1:]] == ["1", "0", "0", "0"]
-    assert rows[2][:6] == [PROTOCOL, "8", "sface", "beta_sr", "0", "0.9"]
+    assert rows[2][:6] == [PROTOCOL, "x8", "sface", "beta_sr", "0", "0.9"]
     assert float(rows[1][9]) == float("inf")
     # the best marks, by hand: beta_sr has the highest accuracy and AUC, gamma the lowest EER and
     # highest PSNR, SSIM and FR loss tie; the hr reference is never best
@@ -260,9 +260,9 @@ def test_json_is_standard_json(board):
 
 def test_reference_only_store_still_shows_a_table(tmp_path):
     st = ResultStore(tmp_path / "r.sqlite")
-    st.save("hr", PROTOCOL, 1, "sface", lb_metrics(0.99, 0.01, float("inf")), {})
+    st.save("hr", PROTOCOL, "hr", "sface", lb_metrics(0.99, 0.01, float("inf")), {})
     (table,) = build_tables(st)
-    assert table.scale == 1 and [r["model"] for r in table.rows] == ["hr (no degradation)"]
+    assert table.level == "hr" and [r["model"] for r in table.rows] == ["hr (no degradation)"]
     assert "lfw-10fold, no degradation, evaluator sface" in format_tables([table], "md")
 
 

@@ -1,7 +1,7 @@
 """Levels of an ``lr_sizes`` protocol (lfw-ident, ar-cmc) for figures, comparisons and samples.
 
-Such a protocol scores every fixed LR size in ONE run (stored at scale 0, ``LR_SIZES_SCALE``;
-its hr run at scale 1 has the same names) and names the metrics and arrays of each size
+Such a protocol scores every fixed LR size in ONE run (stored at level ``sizes``; its hr
+run has the same names) and names the metrics and arrays of each size
 ``<name>@<level>`` (``rank1@16x14``, ``rank1@16x14_std``, ``cmc@16x14``, ``psnr@16x14``).
 A figure or a comparison shows one level: ``--level 16x14``. Protocols with ``scales`` have
 no levels (one run per scale: ``--scale``).
@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 from benchmark.errors import FhbenchError
-from benchmark.engine.protocols import LR_SIZES_SCALE, Protocol
+from benchmark.engine.protocols import Protocol
+from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL
 
 
 def normalize_level(level: Optional[str]) -> Optional[str]:
@@ -27,7 +28,7 @@ def resolve_level(spec: Protocol, level: Optional[str], scale: Optional[int] = N
     level = normalize_level(level)
     names = spec.level_names
     if spec.lr_sizes:
-        if scale is not None and scale not in (LR_SIZES_SCALE, 1):
+        if scale is not None and scale not in (SIZES_LEVEL, HR_LEVEL):
             raise FhbenchError(f"protocol {spec.name} has no scales: one run covers its LR sizes "
                                f"{', '.join(names)}; pass --level instead of --scale {scale}")
         if level is None:

@@ -2,8 +2,8 @@
 
 A spec names the dataset, the task that scores it (``benchmark/tasks``), the degradation
 and its levels, and the metrics the leaderboard shows. Levels are either ``scales`` (one run
-per scale, ``--scale``) or ``lr_sizes`` (every size in one run, stored at scale 0,
-``LR_SIZES_SCALE``; its metrics are named ``<metric>@<h>x<w>``). ``hr_size`` renders the
+per scale, ``--scale``) or ``lr_sizes`` (every size in one run, stored at level ``sizes``;
+its metrics are named ``<metric>@<h>x<w>``). ``hr_size`` renders the
 dataset's aligned frame at another size (pad to its aspect, then resize: ``benchmark/faces/frames.py``);
 ``image_metrics: false`` drops PSNR, SSIM and FR loss where no true HR exists (natural LR).
 Extra protocol folders can be added with ``FHBENCH_PROTOCOLS=dir1:dir2``. Unknown keys and
@@ -32,8 +32,6 @@ FIELDS = {
     "degradation_options": (dict, False), "crop_border": (int, False), "reference": (str, False),
 }
 # The store's scale sentinels (issue 12 replaces them by explicit level fields):
-LR_SIZES_SCALE = 0        # a run over a protocol's fixed LR sizes
-NO_DEGRADATION_SCALE = 1  # the 'hr' reference row: no degradation
 
 
 @dataclass

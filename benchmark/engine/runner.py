@@ -26,8 +26,8 @@ from benchmark.engine import manifest as manifest_mod
 from benchmark.engine.cache import ImageResultCache, check_cache_dir, default_cache_dir
 from benchmark.engine.names import check_run_name
 from benchmark.engine.pipeline import HRSource, ImagePipeline, Level, StageTimer
-from benchmark.engine.protocols import LR_SIZES_SCALE, NO_DEGRADATION_SCALE, list_protocols, load_protocol
-from benchmark.engine.store import ResultStore
+from benchmark.engine.protocols import list_protocols, load_protocol
+from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, ResultStore, level_scale
 from benchmark.errors import ConfigError, DataError, DataMissing, IncompatibleModelError
 from benchmark.evaluators import create_evaluator
 from benchmark.metrics.image import summarize
@@ -78,7 +78,7 @@ class RunSetup:
     store: ResultStore
     cache_root: Optional[Path]
     model: object
-    scale: int
+    level: str                 # the row's level: x8, sizes (every fixed LR size) or hr
     levels: List[Level]
     name: str                  # the row's name
     evaluator: object
@@ -105,8 +105,7 @@ def run(opts: RunOptions) -> dict:
     hr_source = HRSource(setup.faces, protocol.hr_size or native, opts.cache_dir, opts.device, timer)
     hr_hw = hr_source.hr_size  # every path renders faces at hr_size
     for level in levels:
-        model.check_compatible(level.degradation.lr_size(hr_hw), hr_hw,
-                               None if setup.scale == LR_SIZES_SCALE else setup.scale)
+        model.check_compatible(level.degradation.lr_size(hr_hw), hr_hw, level_scale(setup.level))
     # the registered per-image metrics (PSNR, SSIM, plug-ins), where the protocol has a true HR
     pixel_metrics = per_image_metrics() if protocol.image_metrics else []
     description = model.describe()  # after check_compatible: the model as it runs here
@@ -114,7 +113,7 @@ def run(opts: RunOptions) -> dict:
     pipeline = ImagePipeline(model, evaluator, hr_source.frame, protocol.crop_border, pixel_metrics,
                              opts.batch_size, timer)
     computed = _compute_missing(pipeline, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache,
-                                sr_caches, opts, f"{setup.name} {protocol.name} {_level_label(setup.scale, levels)}")
+                                sr_caches, opts, f"{setup.name} {protocol.name} {_level_label(setup.level, levels)}")
     t0 = time.perf_counter()
     metrics, arrays = _score(setup, keys, hr_cache, sr_caches, pixel_metrics)
     timer.add("score", t0)
@@ -123,9 +122,10 @@ def run(opts: RunOptions) -> dict:
         **_manifest(setup, opts, description, hr_source, data_hash, hr_cache, sr_caches, computed,
                     "protocol" if protocol.hr_size else "model" if native else "dataset frame"),
         "timing_seconds": timer.seconds, "images_per_second": timer.rates()}
-    run_id = setup.store.save(setup.name, protocol.name, setup.scale, evaluator.name, metrics, manifest, arrays,
+    run_id = setup.store.save(setup.name, protocol.name, setup.level, evaluator.name, metrics, manifest, arrays,
                               replace=opts.replace)
-    return {"id": run_id, "model": setup.name, "protocol": protocol.name, "scale": setup.scale,
+    return {"id": run_id, "model": setup.name, "protocol": protocol.name, "level": setup.level,
+            "scale": level_scale(setup.level),
             "evaluator": evaluator.name, "metrics": metrics, "manifest": manifest}
 
 
@@ -140,19 +140,19 @@ def prepare(opts: RunOptions) -> RunSetup:
         check_cache_dir(cache_root)
     model = create_model(opts.model, scale=opts.scale or protocol.default_scale, weights=opts.weights,
                          clamp=opts.clamp, device=opts.device, upsampled_input=opts.upsampled_input)
-    scale, levels = _levels(protocol, model, opts.scale)
+    row_level, levels = _levels(protocol, model, opts.scale)
     name = opts.name or model.name
     evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device)
     check_run_name(name)
     if not opts.replace:  # a name taken by another model fails now, not after the work
-        store.check_name(name, protocol.name, scale, evaluator.name, {"model": _model_record(model, opts)})
+        store.check_name(name, protocol.name, row_level, evaluator.name, {"model": _model_record(model, opts)})
     task = TASKS.get(protocol.task)(protocol, opts.data_root)
     faces = task.faces()
     if len(faces) == 0:
         raise DataError(f"protocol {protocol.name} selected no images under {opts.data_root}")
     degraded = task.degraded()
     degraded = np.arange(len(faces)) if degraded is None else np.asarray(degraded, dtype=np.int64)
-    return RunSetup(protocol, store, cache_root, model, scale, levels, name, evaluator, task,
+    return RunSetup(protocol, store, cache_root, model, row_level, levels, name, evaluator, task,
                     faces, degraded)
 
 
@@ -221,7 +221,7 @@ def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache
     levels, faces, hr_hw = setup.levels, setup.faces, hr_source.hr_size
     return {
         "environment": manifest_mod.environment(), "seed": SEED,
-        "protocol": setup.protocol.spec(), "scale": setup.scale,
+        "protocol": setup.protocol.spec(), "level": setup.level, "scale": level_scale(setup.level),
         "levels": {lv.name: lv.degradation.spec() for lv in levels},
         "degradation": levels[0].degradation.spec() if len(levels) == 1 else None,
         "model": _model_record(setup.model, opts, description),
@@ -245,28 +245,28 @@ def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache
 
 
 def _levels(protocol, model, scale: Optional[int]):
-    """(the store's scale, the run's levels) for this protocol, model and ``--scale``."""
+    """(the row's level, the run's levels) for this protocol, model and ``--scale``."""
     if protocol.lr_sizes:
         if scale is not None and not model.is_reference_hr:
             raise ConfigError(f"protocol {protocol.name} runs every LR size of its own "
                               f"({', '.join(protocol.level_names)}) in one run; leave out --scale")
         names = protocol.level_names
         if model.is_reference_hr:  # the identity model on the none degradation, at each level's name
-            return NO_DEGRADATION_SCALE, [Level(n, make_degradation("none")) for n in names]
-        return LR_SIZES_SCALE, [Level(n, make_degradation(protocol.degradation, size=tuple(size),
+            return HR_LEVEL, [Level(n, make_degradation("none")) for n in names]
+        return SIZES_LEVEL, [Level(n, make_degradation(protocol.degradation, size=tuple(size),
                                                           **protocol.degradation_options))
                                 for n, size in zip(names, protocol.lr_sizes)]
     if model.is_reference_hr:
-        return NO_DEGRADATION_SCALE, [Level("hr", make_degradation("none"))]
+        return HR_LEVEL, [Level(HR_LEVEL, make_degradation("none"))]
     scale = scale or protocol.default_scale
     if scale not in protocol.scales:
         raise ConfigError(f"protocol {protocol.name} runs at scales {protocol.scales}, not {scale}")
-    return scale, [Level(f"x{scale}", make_degradation(protocol.degradation, scale=scale,
+    return f"x{scale}", [Level(f"x{scale}", make_degradation(protocol.degradation, scale=scale,
                                                        **protocol.degradation_options))]
 
 
-def _level_label(scale, levels) -> str:
-    if scale == NO_DEGRADATION_SCALE:
+def _level_label(row_level, levels) -> str:
+    if row_level == HR_LEVEL:
         return "hr"
     return levels[0].name if len(levels) == 1 else f"{len(levels)} LR sizes"
 

@@ -1,9 +1,14 @@
-"""The results database: one SQLite file, one row per (model, protocol, scale, evaluator).
+"""The results database: one SQLite file, one row per (model, protocol, level, evaluator).
 
 A run's row, its manifest and its per-item arrays (pair scores, per-image PSNR, ...)
 are written in ONE transaction, so a crash or a concurrent run never leaves a partial
-result: readers see the old row or the new one. ``scale`` 1 means "no degradation"
-(the ``hr`` reference row).
+result: readers see the old row or the new one.
+
+A row's ``level`` says what the model was given: ``x8`` (one scale), ``sizes`` (every fixed
+LR size of the protocol in one run; metrics named ``<metric>@16x12``) or ``hr`` (no
+degradation: the reference row, ``reference`` true). Schema 1 (before this field) stored a
+``scale`` whose 1 meant the hr row and 0 a run over fixed sizes; such a store is migrated
+when it is opened (``migrate``), or read as it is when it cannot be written.
 
 The file is created with the first row, never before: a run that fails leaves no empty store.
 A row's name belongs to one model: saving another model (another fingerprint, see
@@ -24,20 +29,26 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from benchmark.errors import FhbenchError
+from benchmark.errors import ConfigError, FhbenchError
 from benchmark.engine.names import check_run_name
+
+SCHEMA_VERSION = 2
+SIZES_LEVEL = "sizes"   # a run over every fixed LR size of its protocol
+HR_LEVEL = "hr"         # no degradation: SR = HR
 
 SCHEMA_STATEMENTS = ("""
 CREATE TABLE IF NOT EXISTS runs (
     id        INTEGER PRIMARY KEY,
     model     TEXT NOT NULL,
     protocol  TEXT NOT NULL,
-    scale     INTEGER NOT NULL,
+    level     TEXT NOT NULL,   -- x8 | sizes | hr
+    reference INTEGER NOT NULL DEFAULT 0,  -- 1: the hr reference row (SR = HR)
+    scale     INTEGER,         -- the scale of an x<scale> level, else NULL
     evaluator TEXT NOT NULL,
     metrics   TEXT NOT NULL,   -- JSON {metric: value}; inf allowed (PSNR of identical images)
     manifest  TEXT NOT NULL,   -- JSON: versions, seeds, hashes, timings
     created   TEXT NOT NULL,
-    UNIQUE (model, protocol, scale, evaluator)
+    UNIQUE (model, protocol, level, evaluator)
 )""", """
 CREATE TABLE IF NOT EXISTS arrays (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -46,6 +57,41 @@ CREATE TABLE IF NOT EXISTS arrays (
     PRIMARY KEY (run_id, name)
 )""")
 SCHEMA = ";\n".join(SCHEMA_STATEMENTS) + ";\n"
+# Schema 1 -> 2: the scale sentinels become explicit levels; ids (and so arrays) are kept.
+MIGRATE_1_TO_2 = ("""
+CREATE TABLE runs_v2 AS SELECT id, model, protocol,
+    CASE scale WHEN 1 THEN 'hr' WHEN 0 THEN 'sizes' ELSE 'x' || scale END AS level,
+    CASE scale WHEN 1 THEN 1 ELSE 0 END AS reference,
+    CASE WHEN scale > 1 THEN scale END AS scale,
+    evaluator, metrics, manifest, created FROM runs""", "DROP TABLE runs", SCHEMA_STATEMENTS[0],
+    """INSERT INTO runs (id, model, protocol, level, reference, scale, evaluator, metrics, manifest, created)
+       SELECT id, model, protocol, level, reference, scale, evaluator, metrics, manifest, created FROM runs_v2""",
+    "DROP TABLE runs_v2", f"PRAGMA user_version = {SCHEMA_VERSION}")
+# How schema 1 is read where it cannot be migrated (a read-only store).
+SELECT_V1 = ("SELECT id, model, protocol, CASE scale WHEN 1 THEN 'hr' WHEN 0 THEN 'sizes' ELSE 'x' || scale END, "
+             "CASE scale WHEN 1 THEN 1 ELSE 0 END, CASE WHEN scale > 1 THEN scale END, evaluator, metrics, manifest, "
+             "created FROM runs")
+SELECT_V2 = "SELECT id, model, protocol, level, reference, scale, evaluator, metrics, manifest, created FROM runs"
+
+
+def level_name(level) -> str:
+    """A row's level from what a caller gives: ``x8``, ``sizes``, ``hr``, or an integer scale
+    >= 2 (``8`` -> ``x8``). The old sentinels (0, 1) are refused: say ``sizes`` or ``hr``."""
+    if isinstance(level, bool):
+        raise ConfigError(f"level must be x<scale>, {SIZES_LEVEL!r} or {HR_LEVEL!r}, got {level!r}")
+    if isinstance(level, (int, np.integer)):
+        if level < 2:
+            raise ConfigError(f"scale {level} is not a level: pass {HR_LEVEL!r} or {SIZES_LEVEL!r}")
+        return f"x{int(level)}"
+    level = str(level)
+    if level in (SIZES_LEVEL, HR_LEVEL) or (level[:1] == "x" and level[1:].isdigit() and int(level[1:]) >= 2):
+        return level
+    raise ConfigError(f"level must be x<scale>, {SIZES_LEVEL!r} or {HR_LEVEL!r}, got {level!r}")
+
+
+def level_scale(level: str) -> Optional[int]:
+    """``x8`` -> 8; ``sizes`` and ``hr`` -> None."""
+    return int(level[1:]) if level.startswith("x") else None
 
 
 @dataclass
@@ -53,7 +99,9 @@ class RunRecord:
     id: int
     model: str
     protocol: str
-    scale: int
+    level: str                # x8 | sizes | hr
+    reference: bool           # the hr reference row (SR = HR)
+    scale: Optional[int]      # the scale of an x<scale> level, else None
     evaluator: str
     metrics: Dict[str, float]
     manifest: dict
@@ -92,12 +140,32 @@ def _model_label(manifest) -> str:
 class ResultStore:
     def __init__(self, path):
         self.path = Path(path).expanduser()
+        self.version = SCHEMA_VERSION
         if self.path.exists():
             try:
-                with self._connect() as con:
-                    con.executescript(SCHEMA)
+                self.version = self._open()
             except sqlite3.DatabaseError as err:
                 raise FhbenchError(f"results store {self.path} is not a usable SQLite file: {err}") from None
+
+    def _open(self) -> int:
+        """The store's schema version after migrating it where it can be written."""
+        with self._connect() as con:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            has_runs = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()
+            if not has_runs:
+                return SCHEMA_VERSION  # empty: the schema comes with the first row
+            if version > SCHEMA_VERSION:
+                raise FhbenchError(f"results store {self.path} has schema {version}, newer than this fhbench's "
+                                   f"{SCHEMA_VERSION}; upgrade fhbench to read it")
+            if version == SCHEMA_VERSION:
+                return version
+            try:
+                migrate(con)
+            except sqlite3.OperationalError as err:
+                if "readonly" in str(err) or "read-only" in str(err):
+                    return 1  # read as it is
+                raise
+            return SCHEMA_VERSION
 
     @contextmanager
     def _connect(self):
@@ -137,31 +205,36 @@ class ResultStore:
             raise FhbenchError(f"results store {self.path} cannot be created: "
                                f"{err.strerror or err} ({folder})") from None
 
-    def check_name(self, model, protocol, scale, evaluator, manifest: dict) -> None:
+    def check_name(self, model, protocol, level, evaluator, manifest: dict) -> None:
         """Refuse (RunNameTaken) a row name that is stored for a different model."""
         check_run_name(model)
-        if not self.path.exists():
+        level = level_name(level)
+        if not self.path.exists() or self.version != SCHEMA_VERSION:
             return
         with self._connect() as con:
-            self._check_same_model(con, model, protocol, scale, evaluator, manifest)
+            self._check_same_model(con, model, protocol, level, evaluator, manifest)
 
-    def _check_same_model(self, con, model, protocol, scale, evaluator, manifest) -> None:
-        row = con.execute("SELECT manifest FROM runs WHERE model=? AND protocol=? AND scale=? AND evaluator=?",
-                          (model, protocol, int(scale), evaluator)).fetchone()
+    def _check_same_model(self, con, model, protocol, level, evaluator, manifest) -> None:
+        row = con.execute("SELECT manifest FROM runs WHERE model=? AND protocol=? AND level=? AND evaluator=?",
+                          (model, protocol, level, evaluator)).fetchone()
         if row is None:
             return
         stored = json.loads(row[0])
         if not same_model(manifest, stored):
             raise RunNameTaken(
-                f"run name {model!r} on {protocol} (scale {scale}, evaluator {evaluator}) is stored for "
+                f"run name {model!r} on {protocol} (level {level}, evaluator {evaluator}) is stored for "
                 f"{_model_label(stored)}, not {_model_label(manifest)}; pass --name NEW to store this one "
                 f"beside it, or --replace to replace it")
 
-    def save(self, model, protocol, scale, evaluator, metrics: dict, manifest: dict,
+    def save(self, model, protocol, level, evaluator, metrics: dict, manifest: dict,
              arrays: Optional[Dict[str, np.ndarray]] = None, replace: bool = False) -> int:
         """Write the row of this key atomically (replacing the same model's row; another
-        model's only with ``replace``); return its id."""
+        model's only with ``replace``); return its id. ``level``: ``x8`` (or 8), ``sizes``, ``hr``."""
         check_run_name(model)
+        level = level_name(level)
+        if self.path.exists() and self.version != SCHEMA_VERSION:
+            raise FhbenchError(f"results store {self.path} has schema {self.version} and cannot be migrated "
+                               f"(read-only?); nothing was stored")
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         blobs = {}
         for name, arr in (arrays or {}).items():
@@ -176,15 +249,16 @@ class ResultStore:
                     # the schema comes with the first row, in its transaction (executescript would commit)
                     for statement in SCHEMA_STATEMENTS:
                         con.execute(statement)
+                    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     if not replace:
-                        self._check_same_model(con, model, protocol, scale, evaluator, manifest)
-                    con.execute("DELETE FROM runs WHERE model=? AND protocol=? AND scale=? AND evaluator=?",
-                                (model, protocol, int(scale), evaluator))
+                        self._check_same_model(con, model, protocol, level, evaluator, manifest)
+                    con.execute("DELETE FROM runs WHERE model=? AND protocol=? AND level=? AND evaluator=?",
+                                (model, protocol, level, evaluator))
                     cur = con.execute(
-                        "INSERT INTO runs (model, protocol, scale, evaluator, metrics, manifest, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (model, protocol, int(scale), evaluator, json.dumps(metrics),
-                         json.dumps(manifest, default=str), created))
+                        "INSERT INTO runs (model, protocol, level, reference, scale, evaluator, metrics, manifest, "
+                        "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (model, protocol, level, int(level == HR_LEVEL), level_scale(level), evaluator,
+                         json.dumps(metrics), json.dumps(manifest, default=str), created))
                     run_id = cur.lastrowid
                     for name, blob in blobs.items():
                         con.execute("INSERT INTO arrays (run_id, name, data) VALUES (?, ?, ?)", (run_id, name, blob))
@@ -196,22 +270,22 @@ class ResultStore:
             raise FhbenchError(f"results store {self.path}: {err}; nothing was stored") from None
         return run_id
 
-    def runs(self, protocol=None, scale=None, evaluator=None, model=None) -> List[RunRecord]:
-        where, args = [], []
-        for col, val in (("protocol", protocol), ("scale", scale), ("evaluator", evaluator), ("model", model)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
-        sql = "SELECT id, model, protocol, scale, evaluator, metrics, manifest, created FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY protocol, scale, evaluator, model"
+    def runs(self, protocol=None, level=None, evaluator=None, model=None) -> List[RunRecord]:
+        """The stored rows, filtered by protocol, level (``x8``, 8, ``sizes``, ``hr``),
+        evaluator and model (None: any), ordered by protocol, level, evaluator, model."""
         if not self.path.exists():  # reading never creates the file
             return []
+        level = None if level is None else level_name(level)
         with self._connect() as con:
-            rows = con.execute(sql, args).fetchall()
-        return [RunRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[7])
-                for r in rows]
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone():
+                return []
+            rows = con.execute(SELECT_V2 if self.version == SCHEMA_VERSION else SELECT_V1).fetchall()
+        out = [RunRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], json.loads(r[7]), json.loads(r[8]), r[9])
+               for r in rows]
+        out = [r for r in out if all(want is None or got == want for got, want in
+                                     ((r.protocol, protocol), (r.level, level), (r.evaluator, evaluator),
+                                      (r.model, model)))]
+        return sorted(out, key=lambda r: (r.protocol, _level_order(r.level), r.evaluator, r.model))
 
     def arrays(self, run_id: int) -> Dict[str, np.ndarray]:
         if not self.path.exists():
@@ -219,6 +293,27 @@ class ResultStore:
         with self._connect() as con:
             rows = con.execute("SELECT name, data FROM arrays WHERE run_id = ?", (run_id,)).fetchall()
         return {name: np.load(io.BytesIO(data), allow_pickle=False) for name, data in rows}
+
+
+def _level_order(level: str):
+    """Scales in numeric order, then a run over fixed sizes, then the hr row."""
+    scale = level_scale(level)
+    return (0, scale, "") if scale is not None else (1, 0, level)
+
+
+def migrate(con) -> None:
+    """Schema 1 -> 2 in one transaction (foreign keys off while the runs table is rebuilt)."""
+    con.execute("PRAGMA foreign_keys = OFF")
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in MIGRATE_1_TO_2:
+            con.execute(statement)
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+    finally:
+        con.execute("PRAGMA foreign_keys = ON")
 
 
 def _rollback(con) -> None:

@@ -1,7 +1,7 @@
 """Paired comparisons of two models on the same probes, pairs and images.
 
-Two runs are comparable when they share protocol, scale and evaluator (the ``hr`` run,
-stored at scale 1, pairs with any scale: its pairs and images are the same) and were
+Two runs are comparable when they share protocol, level and evaluator (the ``hr`` reference
+run pairs with any level: its pairs and images are the same) and were
 scored on the same pairs (equal ``pair_is_same`` and ``pair_fold``). Differences are
 always **B - A** (``model_b`` minus ``model_a``). A protocol with fixed LR sizes (one run
 covers every size) is compared at one ``level``: its arrays ``probe_rank@16x14``, ...
@@ -29,12 +29,12 @@ from scipy.stats import binom
 
 from benchmark.engine import strict_json
 from benchmark.errors import FhbenchError
-from benchmark.reporting.leaderboard import scale_label
+from benchmark.reporting.leaderboard import describe_level
 from benchmark.engine.levels import arrays_at_level, level_label, resolve_level
 from benchmark.metrics.registry import metric_spec, metrics_per_item
 from benchmark.metrics.verification import ten_fold_accuracy
-from benchmark.engine.protocols import NO_DEGRADATION_SCALE, load_protocol
-from benchmark.engine.store import ResultStore, RunRecord
+from benchmark.engine.protocols import load_protocol
+from benchmark.engine.store import HR_LEVEL, level_name, level_scale, ResultStore, RunRecord
 
 N_RESAMPLES = 10_000
 SEED = 0
@@ -68,7 +68,7 @@ class BootstrapInterval:
 @dataclass
 class Comparison:
     protocol: str
-    scale: int
+    row_level: str        # the runs' level: x8, sizes, or hr (two hr runs)
     evaluator: str
     model_a: str
     model_b: str
@@ -76,6 +76,10 @@ class Comparison:
     intervals: List[BootstrapInterval]
     notes: List[str] = field(default_factory=list)  # differences that could not be computed, and why
     level: Optional[str] = None  # the LR size compared, for a protocol with fixed LR sizes
+
+    @property
+    def scale(self) -> Optional[int]:
+        return level_scale(self.row_level)
 
 
 def mcnemar_exact(correct_a, correct_b) -> McNemarResult:
@@ -146,7 +150,7 @@ def verification_correct(arrays: Dict[str, np.ndarray]) -> np.ndarray:
 
 def resolve_run(store: ResultStore, protocol: str, model: str, scale=None, evaluator=None) -> RunRecord:
     """The one run of ``model`` on ``protocol`` (at ``scale``, with ``evaluator``); the hr
-    run (scale 1) stands for every scale. Ambiguity or absence: FhbenchError."""
+    run stands for every level. Ambiguity or absence: FhbenchError."""
     runs = store.runs(protocol=protocol, model=model, evaluator=evaluator)
     if not runs:
         evaluators = sorted({r.evaluator for r in store.runs(protocol=protocol, model=model)})
@@ -157,30 +161,32 @@ def resolve_run(store: ResultStore, protocol: str, model: str, scale=None, evalu
         raise FhbenchError(f"no run of model {model} on protocol {protocol}"
                            + (f" (models with runs: {', '.join(have)})" if have else f" in {store.path}"))
     if scale is not None:
-        runs = [r for r in runs if r.scale in (scale, NO_DEGRADATION_SCALE)]
+        runs = [r for r in runs if r.level == level_name(scale) or r.reference]
         if not runs:
             raise FhbenchError(f"model {model} has no run on {protocol} at scale {scale}")
     if len(runs) > 1:
-        keys = ", ".join(f"{scale_label(r.scale)} with {r.evaluator}" for r in runs)
-        options = [o for o, n in (("--scale", len({r.scale for r in runs})),
+        keys = ", ".join(f"{describe_level(r.level)} with {r.evaluator}" for r in runs)
+        options = [o for o, n in (("--scale", len({r.level for r in runs})),
                                   ("--evaluator", len({r.evaluator for r in runs}))) if n > 1]
         raise FhbenchError(f"model {model} has several runs on {protocol} ({keys}); pass {' and '.join(options)}")
     return runs[0]
 
 
-def check_comparable(run_a: RunRecord, run_b: RunRecord) -> int:
-    """The common scale of two runs, or FhbenchError saying how they differ."""
+def check_comparable(run_a: RunRecord, run_b: RunRecord) -> str:
+    """The common level of two runs (an hr run pairs with any), or FhbenchError saying how
+    they differ."""
     if run_a.protocol != run_b.protocol:
         raise FhbenchError(f"cannot compare runs of different protocols: {run_a.model} on {run_a.protocol}, "
                            f"{run_b.model} on {run_b.protocol}")
     if run_a.evaluator != run_b.evaluator:
         raise FhbenchError(f"cannot compare runs of different evaluators: {run_a.model} with {run_a.evaluator}, "
                            f"{run_b.model} with {run_b.evaluator}; pass --evaluator")
-    scales = {run_a.scale, run_b.scale} - {NO_DEGRADATION_SCALE}
-    if len(scales) > 1:
-        raise FhbenchError(f"cannot compare runs of different scales: {run_a.model} at {scale_label(run_a.scale)}, "
-                           f"{run_b.model} at {scale_label(run_b.scale)}; pass --scale")
-    return scales.pop() if scales else NO_DEGRADATION_SCALE
+    levels = {r.level for r in (run_a, run_b) if not r.reference}
+    if len(levels) > 1:
+        raise FhbenchError(f"cannot compare runs of different scales: {run_a.model} at "
+                           f"{describe_level(run_a.level)}, {run_b.model} at {describe_level(run_b.level)}; "
+                           "pass --scale")
+    return levels.pop() if levels else HR_LEVEL
 
 
 def compare_runs(store: ResultStore, run_a: RunRecord, run_b: RunRecord, n_resamples: int = N_RESAMPLES,
@@ -250,8 +256,8 @@ def _has(arr_a, arr_b, *names) -> bool:
 def format_comparison(c: Comparison, fmt: str = "text") -> str:
     """``text`` or ``md`` (a table) or ``json``."""
     if fmt == "json":
-        return strict_json.dumps(asdict(c), indent=1)  # an inf PSNR (hr) must not break the JSON
-    where = level_label(c.level) if c.level else scale_label(c.scale)
+        return strict_json.dumps({**asdict(c), "scale": c.scale}, indent=1)  # an inf PSNR (hr) must not break the JSON
+    where = level_label(c.level) if c.level else describe_level(c.row_level)
     head = (f"{c.protocol}, {where}, evaluator {c.evaluator}: "
             f"A = {c.model_a}, B = {c.model_b}; differences are B - A")
     rows = [["metric", "A", "B", "B - A", f"{round(100 * _confidence(c))}% CI", "resampled"]]

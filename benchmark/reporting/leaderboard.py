@@ -1,6 +1,6 @@
-"""Leaderboards: one ranked table per (protocol, scale, evaluator) from the results store.
+"""Leaderboards: one ranked table per (protocol, level, evaluator) from the results store.
 
-Rows, top to bottom: the ``hr`` reference (no degradation, stored at scale 1, shown in
+Rows, top to bottom: the ``hr`` reference (no degradation, the ``reference`` row, shown in
 every table of its protocol and evaluator) as the upper bound; the SR models ranked by the
 protocol's primary metric (ties keep model-name order); the run named ``bicubic`` (the LR
 image upsampled, no SR) as the lower bound. Reference rows are never candidates for
@@ -29,8 +29,8 @@ from benchmark.engine import strict_json
 from benchmark.errors import FhbenchError
 from benchmark.metrics.registry import metric_spec
 from benchmark.engine.names import slug
-from benchmark.engine.protocols import LR_SIZES_SCALE, NO_DEGRADATION_SCALE, load_protocol
-from benchmark.engine.store import ResultStore
+from benchmark.engine.protocols import load_protocol
+from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, ResultStore, level_name, level_scale
 
 HR_MODEL = "hr"
 LR_MODEL = "bicubic"
@@ -40,7 +40,7 @@ LR_LABEL = "bicubic (no SR)"
 @dataclass
 class Table:
     protocol: str
-    scale: int
+    level: str                  # x8, sizes (a protocol's fixed LR sizes) or hr (a table of the hr row alone)
     evaluator: str
     metrics: List[str]          # the columns, in the protocol's order
     primary: str
@@ -59,32 +59,37 @@ class Table:
         by_size = {size: [m for m, v in self.hr_sizes.items() if v == size] for size in sorted(sizes)}
         return "HR frames differ: " + "; ".join(f"{size}: {', '.join(models)}" for size, models in by_size.items())
 
+    @property
+    def scale(self) -> Optional[int]:
+        return level_scale(self.level)
 
-def scale_label(scale: int) -> str:
-    if scale == NO_DEGRADATION_SCALE:
-        return "no degradation"
-    return "fixed LR sizes" if scale == LR_SIZES_SCALE else f"x{scale}"
+
+def describe_level(level: str) -> str:
+    """``x8`` -> ``x8``; ``sizes`` -> ``fixed LR sizes``; ``hr`` -> ``no degradation``."""
+    return {HR_LEVEL: "no degradation", SIZES_LEVEL: "fixed LR sizes"}.get(level, level)
 
 
 def build_tables(store: ResultStore, protocol=None, scale=None, evaluator=None) -> List[Table]:
-    """Tables of the stored runs, filtered by protocol, scale and evaluator (None: all),
-    sorted by (protocol, scale, evaluator). A protocol and evaluator with only the hr run
-    get a scale-1 table of that row alone."""
+    """Tables of the stored runs, filtered by protocol, scale (an integer, or a level: ``x8``,
+    ``sizes``, ``hr``) and evaluator (None: all), sorted by (protocol, level, evaluator). A
+    protocol and evaluator with only the hr run get an hr table of that row alone."""
     runs = store.runs(protocol=protocol, evaluator=evaluator)
     if not runs:
         what = " ".join(f"{k}={v}" for k, v in (("protocol", protocol), ("evaluator", evaluator)) if v)
         raise FhbenchError(f"no runs in {store.path}" + (f" for {what}" if what else "")
                            + "; run `fhbench run --model M --protocol P` first")
-    sr_groups = {(r.protocol, r.scale, r.evaluator) for r in runs if r.scale != NO_DEGRADATION_SCALE}
+    level = None if scale is None else level_name(scale)
+    sr_groups = {(r.protocol, r.level, r.evaluator) for r in runs if not r.reference}
     with_sr = {(p, e) for p, _, e in sr_groups}
-    hr_groups = {(r.protocol, r.scale, r.evaluator) for r in runs if r.scale == NO_DEGRADATION_SCALE}
-    groups = sr_groups | {g for g in hr_groups if (g[0], g[2]) not in with_sr or scale == NO_DEGRADATION_SCALE}
-    if scale is not None:
-        groups = {g for g in groups if g[1] == scale}
+    hr_groups = {(r.protocol, r.level, r.evaluator) for r in runs if r.reference}
+    groups = sr_groups | {g for g in hr_groups if (g[0], g[2]) not in with_sr or level == HR_LEVEL}
+    if level is not None:
+        groups = {g for g in groups if g[1] == level}
     if not groups:
-        stored = ", ".join(str(s) for s in sorted({r.scale for r in runs}))
-        raise FhbenchError(f"no runs in {store.path} at scale {scale} (stored scales: {stored})")
-    return [_table(runs, *g) for g in sorted(groups)]
+        stored = ", ".join(sorted({r.level for r in runs}))
+        raise FhbenchError(f"no runs in {store.path} at scale {scale} (stored levels: {stored})")
+    order = {(r.protocol, r.level, r.evaluator): i for i, r in enumerate(runs)}  # the store's order
+    return [_table(runs, *g) for g in sorted(groups, key=order.get)]
 
 
 def _table(runs, proto, sc, ev) -> Table:
@@ -92,8 +97,8 @@ def _table(runs, proto, sc, ev) -> Table:
     with_std = [m for m in spec.metrics if f"{m}_std" in spec.metrics]
     shown = [m for m in spec.metrics if not (m.endswith("_std") and m[:-4] in spec.metrics)]
     here = [r for r in runs if (r.protocol, r.evaluator) == (proto, ev)]
-    hr = [r for r in here if r.scale == NO_DEGRADATION_SCALE]
-    at_scale = [r for r in here if r.scale == sc and sc != NO_DEGRADATION_SCALE]
+    hr = [r for r in here if r.reference]
+    at_scale = [r for r in here if r.level == sc and sc != HR_LEVEL]
     lr = [r for r in at_scale if r.model == LR_MODEL]
     lower = metric_spec(spec.primary_metric).lower_better
     ranked_runs = sorted((r for r in at_scale if r.model != LR_MODEL),
@@ -105,8 +110,8 @@ def _table(runs, proto, sc, ev) -> Table:
     missing = []
     if not hr:
         missing.append(f"fhbench run --model {HR_MODEL} --protocol {proto} --evaluator {ev}")
-    if sc != NO_DEGRADATION_SCALE and not lr:  # a run over fixed LR sizes takes no --scale
-        at = "" if sc == LR_SIZES_SCALE else f" --scale {sc}"
+    if sc != HR_LEVEL and not lr:  # a run over fixed LR sizes takes no --scale
+        at = "" if sc == SIZES_LEVEL else f" --scale {level_scale(sc)}"
         missing.append(f"fhbench run --model {LR_MODEL} --protocol {proto}{at} --evaluator {ev}")
     hr_sizes = {row["model"]: _hr_size(r) for row, r in zip(rows, hr + ranked_runs + lr)}
     return Table(proto, sc, ev, shown, spec.primary_metric, rows, with_std, missing, hr_sizes)
@@ -155,6 +160,7 @@ def best_metrics(t: Table, row: dict) -> List[str]:
 
 def _json_table(t: Table) -> dict:
     out = dict(t.__dict__)
+    out["scale"] = t.scale  # the integer scale of an x<scale> table, else null
     out["best"] = {m: _best(t, m) for m in t.metrics}
     out["rows"] = [{**r, "best": best_metrics(t, r)} for r in t.rows]
     return out
@@ -181,7 +187,7 @@ def _json_safe(value):
 
 
 def _title(t):
-    return f"{t.protocol}, {scale_label(t.scale)}, evaluator {t.evaluator}"
+    return f"{t.protocol}, {describe_level(t.level)}, evaluator {t.evaluator}"
 
 
 def _cells(t: Table, row: dict, bold) -> List[str]:
@@ -247,12 +253,12 @@ def _csv_keys(t: Table) -> List[str]:
 
 
 def _csv_header(t: Table) -> List[str]:
-    return ["protocol", "scale", "evaluator", "model", "reference"] + _csv_keys(t) + ["best"]
+    return ["protocol", "level", "evaluator", "model", "reference"] + _csv_keys(t) + ["best"]
 
 
 def _csv_rows(t: Table) -> List[list]:
     keys = _csv_keys(t)
-    return [[t.protocol, t.scale, t.evaluator, r["model"], int(r["reference"])]
+    return [[t.protocol, t.level, t.evaluator, r["model"], int(r["reference"])]
             + [r["metrics"].get(k, "") for k in keys] + [";".join(best_metrics(t, r))] for r in t.rows]
 
 
@@ -311,18 +317,19 @@ def write_results(tables: List[Table], out_dir, store: Optional[ResultStore] = N
         taken, done = {}, set()  # file name (case-folded: macOS, Windows) -> its run; run ids
         for t in tables:
             for r in store.runs(protocol=t.protocol, evaluator=t.evaluator):
-                if r.scale not in (t.scale, NO_DEGRADATION_SCALE) or r.id in done:
+                if not (r.level == t.level or r.reference) or r.id in done:
                     continue  # the hr run heads every table of its protocol: written once
-                level = "hr" if r.scale == NO_DEGRADATION_SCALE else scale_label(r.scale).replace(" ", "-")
+                level = HR_LEVEL if r.reference else describe_level(r.level).replace(" ", "-")
                 path = out / "manifests" / slug(r.protocol) / f"{slug(r.model)}_{level}_{slug(r.evaluator)}.json"
                 key = str(path).casefold()
                 if key in taken:  # e.g. runs "a_x8" and "a" at x8 with evaluators "e" and "x8_e"
                     raise FhbenchError(f"leaderboard --write: the runs {taken[key]} and {r.model!r} "
-                                       f"({r.evaluator}, {scale_label(r.scale)}) of {r.protocol} would both be "
+                                       f"({r.evaluator}, {describe_level(r.level)}) of {r.protocol} would both be "
                                        f"written to {path}; rename one")
-                taken[key] = f"{r.model!r} ({r.evaluator}, {scale_label(r.scale)})"
+                taken[key] = f"{r.model!r} ({r.evaluator}, {describe_level(r.level)})"
                 done.add(r.id)
-                body = {"model": r.model, "protocol": r.protocol, "scale": r.scale, "evaluator": r.evaluator,
+                body = {"model": r.model, "protocol": r.protocol, "level": r.level, "scale": r.scale,
+                        "reference": r.reference, "evaluator": r.evaluator,
                         "created": r.created, "metrics": r.metrics, "manifest": r.manifest}
                 jobs.append((path, strict_json.dumps(body, indent=1, default=str) + "\n"))
     out.mkdir(parents=True, exist_ok=True)

@@ -39,11 +39,11 @@ from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
 from benchmark.errors import FhbenchError
 from benchmark.engine.levels import arrays_at_level, level_label, resolve_level, split_level
 from benchmark.tasks.base import at_level
-from benchmark.reporting.leaderboard import HR_MODEL, LR_MODEL, scale_label
+from benchmark.reporting.leaderboard import HR_MODEL, LR_MODEL, describe_level
 from benchmark.metrics.registry import metric_spec, metrics_per_item
 from benchmark.metrics.verification import roc_curve_exact
-from benchmark.engine.protocols import NO_DEGRADATION_SCALE, load_protocol
-from benchmark.engine.store import ResultStore, RunRecord
+from benchmark.engine.protocols import load_protocol
+from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, level_name, ResultStore, RunRecord
 
 COLUMN_WIDTH = 3.5       # inches: one column of a two-column paper (IEEE, CVPR)
 TEXT_WIDTH = 7.16        # inches: both columns (figure*)
@@ -120,11 +120,11 @@ def model_label(name: str) -> str:
 
 @dataclass
 class Selection:
-    """The runs of one figure: one protocol, scale and evaluator (hr first, bicubic last), and
-    the level of an ``lr_sizes`` protocol (None otherwise)."""
+    """The runs of one figure: one protocol, row level and evaluator (hr first, bicubic last),
+    and the LR size shown of an ``lr_sizes`` protocol (``level``; None otherwise)."""
 
     protocol: str
-    scale: Optional[int]  # None: every scale (metric vs scale)
+    row_level: Optional[str]  # x8, sizes, hr; None: every scale (metric vs scale)
     evaluator: str
     runs: List[RunRecord]
     level: Optional[str] = None
@@ -162,22 +162,24 @@ def select_runs(store: ResultStore, protocol: str, scale: Optional[int] = None, 
     runs = [r for r in runs if r.evaluator == evaluator]
     if not runs:
         raise FhbenchError(f"no runs of {protocol} with evaluator {evaluator} (stored: {', '.join(evaluators)})")
-    scales = sorted({r.scale for r in runs} - {NO_DEGRADATION_SCALE})
+    stored = list(dict.fromkeys(r.level for r in runs if not r.reference))  # in the store's order
     if all_scales:
-        scale = None
+        row_level = None
     elif scale is None:
-        if len(scales) > 1:
-            raise FhbenchError(f"runs of {protocol} are at scales {', '.join(map(str, scales))}; a figure shows "
-                               "one: pass --scale")
-        scale = scales[0] if scales else NO_DEGRADATION_SCALE
-    elif scale not in scales and scale != NO_DEGRADATION_SCALE:
-        raise FhbenchError(f"no runs of {protocol} with {evaluator} at scale {scale} "
-                           f"(stored scales: {', '.join(map(str, scales)) or 'none but the hr run'})")
+        if len(stored) > 1:
+            raise FhbenchError(f"runs of {protocol} are at scales {', '.join(describe_level(x) for x in stored)}; "
+                               "a figure shows one: pass --scale")
+        row_level = stored[0] if stored else HR_LEVEL
+    else:
+        row_level = SIZES_LEVEL if load_protocol(protocol).lr_sizes else level_name(scale)
+        if row_level not in stored and row_level != HR_LEVEL:
+            raise FhbenchError(f"no runs of {protocol} with {evaluator} at scale {scale} (stored scales: "
+                               f"{', '.join(describe_level(x) for x in stored) or 'none but the hr run'})")
     if not all_scales:
-        runs = [r for r in runs if r.scale in (scale, NO_DEGRADATION_SCALE)]
+        runs = [r for r in runs if r.level == row_level or r.reference]
     order = {HR_MODEL: 0, LR_MODEL: 2}
-    runs.sort(key=lambda r: (order.get(r.model, 1), r.model, r.scale))
-    return Selection(protocol, scale, evaluator, runs, level, model_styles(r.model for r in store.runs()))
+    runs.sort(key=lambda r: (order.get(r.model, 1), r.model, r.scale or 0))
+    return Selection(protocol, row_level, evaluator, runs, level, model_styles(r.model for r in store.runs()))
 
 
 def _load_arrays(store: ResultStore, sel: Selection, names: Sequence[str], kind: str) -> Dict[int, Dict]:
@@ -202,7 +204,7 @@ def _figure(width: float = COLUMN_WIDTH, height: float = FIGURE_HEIGHT,
 
 
 def _title(sel: Selection, what: str) -> str:
-    where = level_label(sel.level) if sel.level else scale_label(sel.scale)
+    where = level_label(sel.level) if sel.level else describe_level(sel.row_level)
     return f"{what}: {sel.protocol}, {where}, {sel.evaluator}"
 
 
@@ -348,7 +350,7 @@ def plot_csd(store: ResultStore, protocol: str, metric: str = "psnr", scale=None
     if not load_protocol(protocol).image_metrics:
         raise FhbenchError(f"protocol {protocol} has no PSNR or SSIM (image_metrics: false: natural LR, no true "
                            "HR), so no CSD plot")
-    sel.runs = [r for r in sel.runs if r.scale != NO_DEGRADATION_SCALE]
+    sel.runs = [r for r in sel.runs if not r.reference]
     if not sel.runs:
         raise FhbenchError(f"no SR runs of {protocol} with {sel.evaluator}: the hr run alone has no score "
                            "distribution (PSNR inf, SSIM 1)")
@@ -381,7 +383,7 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
     if not any(metric in r.metrics for r in sel.runs):
         stored = sorted({k for r in sel.runs for k in r.metrics})
         raise FhbenchError(f"no run of {protocol} stores metric {metric!r} (stored: {', '.join(stored)})")
-    sr = [r for r in sel.runs if r.scale != NO_DEGRADATION_SCALE and metric in r.metrics]
+    sr = [r for r in sel.runs if r.scale is not None and metric in r.metrics]
     if not sr:
         raise FhbenchError(f"only the hr run of {protocol} is stored; metric vs scale needs runs at a scale")
     sr = [r for r in sr if _finite(r.metrics[metric])]
@@ -401,7 +403,7 @@ def plot_metric_vs_scale(store: ResultStore, protocol: str, metric: Optional[str
             err = [r.metrics.get(f"{metric}_std", 0.0) for r in mine] if with_std else None
             _metric_line(ax, x, y, err, name, sel.style(name))
         for r in sel.runs:
-            if r.scale == NO_DEGRADATION_SCALE and np.isfinite(r.metrics.get(metric, np.nan)):
+            if r.reference and np.isfinite(r.metrics.get(metric, np.nan)):
                 _shown(ax.axhline(r.metrics[metric], label=model_label(r.model), **sel.style(r.model)))
         scales = sorted({r.scale for r in sr})
         ax.set_xscale("log", base=2)
@@ -450,12 +452,12 @@ def plot_metric_vs_level(store: ResultStore, protocol: str, metric: Optional[str
         stored = sorted({split_level(spec, k)[0] for r in sel.runs for k in r.metrics} - {"psnr_n_inf"})
         raise FhbenchError(f"no run of {protocol} with {sel.evaluator} stores {metric!r} at any LR size "
                            f"({', '.join(levels)}); metrics stored: {', '.join(stored)}")
-    if all(r.scale == NO_DEGRADATION_SCALE for r in shown):
+    if all(r.reference for r in shown):
         raise FhbenchError(f"only the hr run of {protocol} is stored; metric vs LR size needs an SR run")
     metric_info = metric_spec(metric)
     header, factor = metric_info.header, metric_info.factor
     finite = {r.id: [i for i, k in enumerate(keys) if k in r.metrics and _finite(r.metrics[k])] for r in shown}
-    if not any(finite[r.id] for r in shown if r.scale != NO_DEGRADATION_SCALE):
+    if not any(finite[r.id] for r in shown if not r.reference):
         raise FhbenchError(f"{metric} is nan or inf at every LR size in every SR run of {protocol} with "
                            f"{sel.evaluator}: nothing to plot")
     fig = _figure()

@@ -23,12 +23,12 @@ import matplotlib
 from benchmark import __version__
 from benchmark.engine import strict_json
 from benchmark.errors import FhbenchError
-from benchmark.reporting.leaderboard import build_tables, format_tables, scale_label
+from benchmark.reporting.leaderboard import build_tables, describe_level, format_tables
 from benchmark.engine.levels import level_label, split_level
 from benchmark.reporting.plots import STYLE, draw, plot_sample_grid
-from benchmark.engine.protocols import NO_DEGRADATION_SCALE, load_protocol
+from benchmark.engine.protocols import load_protocol
 from benchmark.reporting.samples import render_samples, stored_models
-from benchmark.engine.store import ResultStore
+from benchmark.engine.store import HR_LEVEL, ResultStore
 
 REPORT_DPI = 150
 # (kind, options, caption) per evaluator and scale
@@ -108,7 +108,7 @@ def _protocol_section(store: ResultStore, protocol: str, data_root, images, weig
         out.append(_samples(store, protocol, spec, data_root, images, runs, weights))
     out.append("<h3>Runs</h3>")
     for r in runs:
-        summary = f"{r.model} · {scale_label(r.scale)} · {r.evaluator} · {r.created}"
+        summary = f"{r.model} · {describe_level(r.level)} · {r.evaluator} · {r.created}"
         out.append(f"<details><summary>{esc(summary)}</summary><h4>Metrics</h4><pre>{esc(_json(r.metrics))}</pre>"
                    f"<h4>Manifest</h4><pre>{esc(_json(r.manifest))}</pre></details>")
     out.append("</section>")
@@ -123,8 +123,8 @@ def _figures(store: ResultStore, spec, runs) -> tuple:
         if spec.lr_sizes:  # one run holds every LR size: a figure per size
             where = [(None, lv, level_label(lv)) for lv in spec.level_names]
         else:
-            scales = sorted({r.scale for r in runs if r.evaluator == ev} - {NO_DEGRADATION_SCALE})
-            where = [(sc, None, scale_label(sc)) for sc in scales or [NO_DEGRADATION_SCALE]]
+            levels = list(dict.fromkeys(r.level for r in runs if r.evaluator == ev and not r.reference))
+            where = [(lv, None, describe_level(lv)) for lv in levels or [HR_LEVEL]]
         for sc, lv, label in where:
             for kind, options, caption in SCALE_FIGURES:
                 _try(figures, missing, f"{caption}, {label}, {ev}",
@@ -156,15 +156,15 @@ def _figure_html(fig, caption: str) -> str:
 
 def _samples(store: ResultStore, protocol: str, spec, data_root, images, runs, weights=None) -> str:
     esc = html.escape
-    scales = sorted({r.scale for r in runs} - {NO_DEGRADATION_SCALE})
-    if not scales:
+    scales = sorted(r.scale for r in runs if r.scale is not None)
+    if not any(not r.reference for r in runs):
         return ""
     if spec.lr_sizes:  # the primary metric's LR size (else the first)
-        scale, level = scales[0], split_level(spec, spec.primary_metric)[1] or spec.level_names[0]
+        scale, level = None, split_level(spec, spec.primary_metric)[1] or spec.level_names[0]
         where = level_label(level)
     else:
         scale = spec.default_scale if spec.default_scale in scales else scales[-1]
-        level, where = None, scale_label(scale)
+        level, where = None, describe_level(f"x{scale}")
     models = stored_models(store, protocol, scale)
     out = [f"<h3>Samples ({esc(where)})</h3>"]
     try:

@@ -17,11 +17,11 @@ from benchmark.degradations.base import make_degradation
 from benchmark.engine.pipeline import HRSource, ImagePipeline, Level, degrade
 from benchmark.models.adapters import create_model
 from benchmark.errors import ConfigError, DataError, FhbenchError
-from benchmark.reporting.leaderboard import HR_MODEL, scale_label
+from benchmark.reporting.leaderboard import HR_MODEL, describe_level
 from benchmark.engine.levels import level_size, resolve_level
-from benchmark.engine.protocols import LR_SIZES_SCALE, load_protocol
+from benchmark.engine.protocols import load_protocol
 from benchmark.registry import TASKS
-from benchmark.engine.store import ResultStore
+from benchmark.engine.store import SIZES_LEVEL, ResultStore, level_name
 
 N_DEFAULT_IMAGES = 4
 
@@ -32,7 +32,7 @@ class SampleGrid:
     column 0 is the LR face enlarged by pixel replication, the last column the HR face."""
 
     protocol: str
-    scale: int                  # LR_SIZES_SCALE (0) for a level of a protocol with fixed LR sizes
+    scale: Optional[int]        # None for a level of a protocol with fixed LR sizes
     keys: List[str]
     columns: List[str]
     images: np.ndarray
@@ -54,19 +54,17 @@ class ModelSpec:
 def stored_models(store: ResultStore, protocol: str, scale: Optional[int] = None,
                   evaluator: Optional[str] = None) -> Dict[str, ModelSpec]:
     """{row name: ModelSpec} of the stored SR runs of ``protocol`` at ``scale`` (default: the
-    protocol's; a protocol with fixed LR sizes has one, 0), from each run's manifest (the
-    row name as the spec when the manifest has none)."""
+    protocol's; a protocol with fixed LR sizes has one level, ``sizes``), from each run's
+    manifest (the row name as the spec when the manifest has none)."""
     spec = load_protocol(protocol)
-    if spec.lr_sizes:
-        scale = LR_SIZES_SCALE
-    scale = spec.default_scale if scale is None else scale
-    runs = store.runs(protocol=protocol, scale=scale, evaluator=evaluator)
+    level = SIZES_LEVEL if spec.lr_sizes else level_name(spec.default_scale if scale is None else scale)
+    runs = store.runs(protocol=protocol, level=level, evaluator=evaluator)
     if not runs:
-        raise FhbenchError(f"no stored runs of {protocol} at {scale_label(scale)} to take models from; "
+        raise FhbenchError(f"no stored runs of {protocol} at {describe_level(level)} to take models from; "
                            "pass --models")
     out = {}
     for r in runs:
-        if r.model == HR_MODEL:
+        if r.model == HR_MODEL or r.reference:
             continue
         m = r.manifest.get("model", {})
         out[r.model] = ModelSpec(m.get("spec", r.model), bool(m.get("wants_upsampled_input", False)),
@@ -105,7 +103,7 @@ def render_samples(protocol: str, models: Dict[str, Union[str, ModelSpec]],
     if level is not None:
         lr_size = level_size(spec, level)
         degradation = make_degradation(spec.degradation, size=tuple(lr_size), **spec.degradation_options)
-        scale, model_scale, lr_column = LR_SIZES_SCALE, None, f"LR ({lr_size[0]}×{lr_size[1]})"
+        scale, model_scale, lr_column = None, None, f"LR ({lr_size[0]}×{lr_size[1]})"
     else:
         scale = scale or spec.default_scale
         if scale not in spec.scales:
