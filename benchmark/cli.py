@@ -87,6 +87,45 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
         raise FhbenchError(f"no protocol could run with the data under {data_root}")
 
 
+@main.command()
+@click.argument("sweep_file", metavar="SWEEP.yaml")
+@click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")
+@click.option("--store", default=DEFAULT_STORE, show_default=True, help="SQLite results file ($FHBENCH_STORE)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--cache-dir", default=None, help="per-image result cache (default ~/.cache/fhbench)")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--cluster", default=None, metavar="SPEC", help="local:N | tcp://HOST:PORT | jobqueue:FILE.yaml: "
+              "independent cells run at the same time on its workers")
+@click.option("--ship-data", is_flag=True, help="with --cluster: send the image bytes to the workers")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def sweep(sweep_file, data_root, store, batch_size, cache_dir, device, cluster, ship_data, quiet):
+    """Run a grid of models x protocols x scales x evaluators; skip stored cells."""
+    import contextlib
+
+    from benchmark.engine.runner import RunOptions
+    from benchmark.engine.sweep import load_sweep, run_sweep, summary_table
+
+    cells = load_sweep(sweep_file)
+    base = RunOptions(model="", protocol="", data_root=data_root, store=store, batch_size=batch_size,
+                      cache_dir=cache_dir, device=device, progress=not quiet, ship_data=ship_data)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if cluster:
+            from benchmark.engine.cluster import connect, parse_cluster
+
+            client = stack.enter_context(connect(parse_cluster(cluster), gpu=device.startswith("cuda")))
+        elif ship_data:
+            raise FhbenchError("--ship-data needs --cluster")
+        run_sweep(cells, base, client=client, progress=not quiet,
+                  on_cell=lambda c: click.echo(f"{c.status} {c.label}" + (f": {c.detail}" if c.status == "failed" else ""),
+                                               err=c.status == "failed"))
+    click.echo(summary_table(cells))
+    failed = [c for c in cells if c.status == "failed"]
+    if failed:
+        click.echo(f"fhbench: error: {len(failed)} of {len(cells)} sweep cells failed", err=True)
+        sys.exit(1)
+
+
 def _print_result(result, store):
     from benchmark.reporting.leaderboard import scale_label
     from benchmark.metrics.registry import known_metric, metric_spec
