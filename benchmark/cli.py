@@ -53,9 +53,14 @@ def main():
 @click.option("--name", default=None, help="model name in the leaderboard (default: the model's)")
 @click.option("--replace", is_flag=True, help="replace a stored row of the same name that holds another model")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--cluster", default=None, metavar="SPEC",
+              help="compute on Dask: local:N (N worker processes), tcp://HOST:PORT (a running scheduler) or "
+                   "jobqueue:FILE.yaml (Slurm, PBS, SGE, LSF ...); see README 'Running on a cluster'")
+@click.option("--ship-data", is_flag=True, help="with --cluster: send the image bytes to the workers "
+              "(small sets, at most 256 MiB) instead of reading the data root there")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_weights, batch_size,
-        cache_dir, no_cache, clamp, upsampled_input, name, replace, device, quiet):
+        cache_dir, no_cache, clamp, upsampled_input, name, replace, device, cluster, ship_data, quiet):
     """Run one model on one protocol (or all) and store the result."""
     from benchmark.engine.runner import RunOptions, run_all
     from benchmark.engine.runner import run as run_protocol
@@ -66,7 +71,7 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
         model=model, protocol=protocol, scale=scale, evaluator=evaluator, data_root=data_root,
         store=store, weights=weights, evaluator_weights=evaluator_weights, batch_size=batch_size,
         cache_dir="" if no_cache else cache_dir, clamp=clamp, upsampled_input=upsampled_input, device=device,
-        progress=not quiet, name=name, replace=replace)
+        progress=not quiet, name=name, replace=replace, cluster=cluster, ship_data=ship_data)
     if protocol != "all":
         _print_result(run_protocol(opts), store)
         return
@@ -80,6 +85,45 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
         raise FhbenchError(f"{len(done.failed)} protocol(s) failed on bad data: {', '.join(done.failed)}")
     if not done.results:
         raise FhbenchError(f"no protocol could run with the data under {data_root}")
+
+
+@main.command()
+@click.argument("sweep_file", metavar="SWEEP.yaml")
+@click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")
+@click.option("--store", default=DEFAULT_STORE, show_default=True, help="SQLite results file ($FHBENCH_STORE)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--cache-dir", default=None, help="per-image result cache (default ~/.cache/fhbench)")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--cluster", default=None, metavar="SPEC", help="local:N | tcp://HOST:PORT | jobqueue:FILE.yaml: "
+              "independent cells run at the same time on its workers")
+@click.option("--ship-data", is_flag=True, help="with --cluster: send the image bytes to the workers")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def sweep(sweep_file, data_root, store, batch_size, cache_dir, device, cluster, ship_data, quiet):
+    """Run a grid of models x protocols x scales x evaluators; skip stored cells."""
+    import contextlib
+
+    from benchmark.engine.runner import RunOptions
+    from benchmark.engine.sweep import load_sweep, run_sweep, summary_table
+
+    cells = load_sweep(sweep_file)
+    base = RunOptions(model="", protocol="", data_root=data_root, store=store, batch_size=batch_size,
+                      cache_dir=cache_dir, device=device, progress=not quiet, ship_data=ship_data)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if cluster:
+            from benchmark.engine.cluster import connect, parse_cluster
+
+            client = stack.enter_context(connect(parse_cluster(cluster), gpu=device.startswith("cuda")))
+        elif ship_data:
+            raise FhbenchError("--ship-data needs --cluster")
+        run_sweep(cells, base, client=client, progress=not quiet,
+                  on_cell=lambda c: click.echo(f"{c.status} {c.label}" + (f": {c.detail}" if c.status == "failed" else ""),
+                                               err=c.status == "failed"))
+    click.echo(summary_table(cells))
+    failed = [c for c in cells if c.status == "failed"]
+    if failed:
+        click.echo(f"fhbench: error: {len(failed)} of {len(cells)} sweep cells failed", err=True)
+        sys.exit(1)
 
 
 def _print_result(result, store):

@@ -58,9 +58,12 @@ class RunOptions:
     progress: bool = True
     name: Optional[str] = None        # the row's model name (default: the model's own)
     replace: bool = False             # replace a row of the same name that holds another model
+    cluster: Optional[str] = None     # local:N | tcp://HOST:PORT | jobqueue:FILE.yaml (engine/cluster.py)
+    ship_data: bool = False           # with a cluster: send the image bytes with each shard
 
-    def check(self) -> None:
-        """Refuse options out of range before any work (the CLI's click ranges say the same)."""
+    def check(self, client=None) -> None:
+        """Refuse options out of range before any work (the CLI's click ranges say the same);
+        ``client``: the ``distributed.Client`` the run was given, if any."""
         for option, value, low in (("--batch-size", self.batch_size, 1), ("chunk_size", self.chunk_size, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{option} must be an integer >= {low}, got {value!r}")
@@ -69,6 +72,12 @@ class RunOptions:
             raise ConfigError(f"--scale must be a positive integer, got {self.scale!r}")
         if self.name is not None:
             check_run_name(self.name)
+        if self.cluster is not None:
+            from benchmark.engine.cluster import parse_cluster
+
+            parse_cluster(self.cluster)
+        elif self.ship_data and client is None:
+            raise ConfigError("--ship-data needs --cluster")
 
 
 @dataclass
@@ -87,9 +96,13 @@ class RunSetup:
     degraded: np.ndarray       # indices of the faces the protocol degrades
 
 
-def run(opts: RunOptions) -> dict:
-    """Run one model on one protocol at one level; store and return the result."""
-    opts.check()
+def run(opts: RunOptions, client=None) -> dict:
+    """Run one model on one protocol at one level; store and return the result.
+
+    With ``opts.cluster`` (or a ``distributed.Client`` given as ``client``), the images to
+    compute go to the cluster's workers in shards (``engine/cluster.py``); this process still
+    writes the caches, scores and stores, and the stored numbers are the same bit for bit."""
+    opts.check(client)
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -112,8 +125,13 @@ def run(opts: RunOptions) -> dict:
     hr_cache, sr_caches = _caches(setup, hr_source.frame, hr_hw, pixel_metrics, opts, description)
     pipeline = ImagePipeline(model, evaluator, hr_source.frame, protocol.crop_border, pixel_metrics,
                              opts.batch_size, timer)
-    computed = _compute_missing(pipeline, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache,
-                                sr_caches, opts, f"{setup.name} {protocol.name} {_level_label(setup.level, levels)}")
+    desc = f"{setup.name} {protocol.name} {_level_label(setup.level, levels)}"
+    if client is None and opts.cluster is None:
+        computed = _compute_missing(pipeline, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache,
+                                    sr_caches, opts, desc)
+    else:
+        computed = _compute_on_cluster(client, setup, opts, hr_source, keys, data_hash, hr_cache, sr_caches,
+                                       pixel_metrics, description, timer, desc)
     t0 = time.perf_counter()
     metrics, arrays = _score(setup, keys, hr_cache, sr_caches, pixel_metrics)
     timer.add("score", t0)
@@ -318,6 +336,39 @@ def _compute_missing(pipeline: ImagePipeline, levels, hr_source, keys, faces, de
         bar.update(len(need))
     bar.close()
     return computed
+
+
+def _compute_on_cluster(client, setup: RunSetup, opts, hr_source, keys, data_hash, hr_cache, sr_caches,
+                        pixel_metrics, description, timer, desc) -> Dict[str, int]:
+    """``_compute_missing`` on a Dask cluster: the same plan, each chunk a shard on a worker
+    (``engine/cluster.py``); the cluster starts only when something is missing."""
+    from contextlib import ExitStack
+
+    from benchmark.engine import cluster as cl
+
+    batches, hr_todo, sr_todo, plan = _plan(keys, setup.faces, setup.degraded, hr_cache, sr_caches, opts)
+    if not plan:
+        return {"hr": 0, **{name: 0 for name in sr_caches}}
+    fields = dict(model=opts.model, model_scale=opts.scale or setup.protocol.default_scale,
+                  check_scale=level_scale(setup.level), weights=opts.weights,
+                  evaluator=opts.evaluator, evaluator_weights=opts.evaluator_weights, clamp=opts.clamp,
+                  device=opts.device, upsampled_input=opts.upsampled_input, batch_size=opts.batch_size,
+                  cache_dir=opts.cache_dir, hr_size=tuple(hr_source.hr_size), levels=setup.levels,
+                  metric_names=[m.name for m in pixel_metrics], crop_border=setup.protocol.crop_border,
+                  model_description=description, evaluator_description=setup.evaluator.describe(),
+                  ship_data=opts.ship_data)
+    key = cl.spec_key({**{k: v for k, v in fields.items() if k != "levels"}, "data": data_hash,
+                       "image_root": str(setup.faces.image_root),
+                       "levels": [(lv.name, lv.degradation.spec()) for lv in setup.levels]})
+    spec = cl.WorkerSpec(key=key, faces=setup.faces, **fields)
+    with ExitStack() as stack:
+        text = opts.cluster or getattr(client, "scheduler", None) and client.scheduler.address or "client"
+        if client is None:
+            client = stack.enter_context(cl.connect(cl.parse_cluster(opts.cluster),
+                                                    gpu=str(opts.device).startswith("cuda")))
+        return cl.compute_on_cluster(client, spec, plan, batches, hr_todo, sr_todo, keys, setup.faces, hr_cache,
+                                     sr_caches, timer, hr_source, setup.evaluator.embedding_dim, opts.progress,
+                                     desc, text)
 
 
 def _plan(keys, faces, degraded, hr_cache, sr_caches, opts):
