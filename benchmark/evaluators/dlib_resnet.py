@@ -23,6 +23,8 @@ class DlibResnet(Evaluator):
     embedding_dim = 128
     input_description = "dlib 5-point landmarks on the 112x96 crop, 150x150 chip, padding 0.25, RGB uint8"
     licence = "CC0 (weights), Boost (dlib)"
+    backends = ("dlib",)
+    runs_on_device = False  # dlib's CPU build: --device does not move it
 
     def __init__(self, **kw):
         super().__init__(**kw)

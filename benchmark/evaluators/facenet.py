@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmark.errors import EvaluatorUnavailable
 from benchmark.registry import EVALUATORS
 from benchmark.faces.templates import ARCFACE_112x112
-from benchmark.evaluators.base import Evaluator, PixelFeed, sha256_file, short_error
+from benchmark.evaluators.base import Evaluator, PixelFeed, sha256_file, short_error, torch_device
 
 RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 
@@ -44,6 +44,8 @@ class _FaceNet(Evaluator):
     input_description = "ArcFace crop at 160x160, RGB, (x*255 - 127.5) / 128"
     licence = "MIT (facenet-pytorch); weights trained by David Sandberg's facenet"
     file_name = ""
+    backends = ("torch",)
+    runs_on_device = True
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -51,6 +53,7 @@ class _FaceNet(Evaluator):
         from facenet_pytorch import InceptionResnetV1
 
         self._torch = torch
+        self._torch_device = torch_device(self.name, self.device)  # a bad --device: one line, now
         net = InceptionResnetV1(pretrained=None, classify=False)
         try:  # weights_only: a pickle of anything else is refused, never executed
             state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
@@ -70,7 +73,7 @@ class _FaceNet(Evaluator):
             raise EvaluatorUnavailable(
                 f"{self.name}: {self.weights_path} is not an InceptionResnetV1 checkpoint "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-        self._net = net.eval().to(self.device)
+        self._net = net.eval().to(self._torch_device)
         self._check_network()
 
     @classmethod
@@ -107,6 +110,9 @@ class _FaceNet(Evaluator):
     def missing_weights_message(cls, path):
         return (f"{cls.name}: weights {cls.file_name} not found in {path.parent} (offline?); "
                 f"download {RELEASE + cls.file_name} there or pass --evaluator-weights PATH")
+
+    def result_settings(self):
+        return {"device": self._torch_device.type}  # CUDA and CPU convolutions differ by ~1e-7
 
     def _embed_crops(self, crops):
         torch = self._torch

@@ -15,6 +15,9 @@ Conventions (the README's "Definitions", pinned by the design notes' "Metric def
   (a stable order); the k nearest vote by majority, and a vote tie goes to the label whose best
   (earliest) neighbour ranks highest.
 
+Embeddings, labels and indices may be NumPy arrays or torch tensors on any device (copied to the
+CPU once, ``verification.as_array``; the results are identical).
+
 Work is done in blocks of probe rows so memory stays O(block x N): the top-k comes from
 ``np.argpartition`` (a full sort only for rows with a tie at the k-th place) and CMC ranks are
 counted, not sorted.
@@ -28,6 +31,7 @@ import numpy as np
 
 from benchmark.errors import MetricError
 from benchmark.metrics.registry import MetricSpec, register_metric
+from benchmark.metrics.verification import as_array
 
 BLOCK_ROWS = 1024  # 1024 x 10,000 float32 scores = 40 MB per block
 
@@ -54,7 +58,7 @@ class CmcResult:
 
 def normalized_rows(embeddings: Any, name: str, metric: str) -> np.ndarray:
     """float32 copy of a 2-D embedding array with unit-length rows; refuses NaN, inf and zero rows."""
-    array = np.asarray(embeddings)
+    array = np.asarray(as_array(embeddings))
     if array.ndim != 2 or array.shape[1] == 0:
         raise MetricError(f"{metric}: {name} must be a 2-D (N, D) array, got shape {array.shape}")
     if array.shape[0] == 0:
@@ -72,7 +76,7 @@ def normalized_rows(embeddings: Any, name: str, metric: str) -> np.ndarray:
 
 def checked_labels(labels: Any, n_rows: int, name: str, metric: str) -> np.ndarray:
     """Labels as a 1-D array after checking there is one per embedding row."""
-    array = np.asarray(labels)
+    array = np.asarray(as_array(labels))
     if array.ndim != 1 or len(array) != n_rows:
         raise MetricError(
             f"{metric}: {name} must be 1-D with one label per embedding row ({n_rows}), "
@@ -134,7 +138,7 @@ def knn_leave_one_out(embeddings: Any, labels: Any, ks: Iterable[int] = (1, 5, 1
     """
     unit = normalized_rows(embeddings, "embeddings", "knn_leave_one_out")
     codes = label_codes(labels, len(unit), "labels", "knn_leave_one_out")
-    k_values = [int(k) for k in ks]
+    k_values = [int(k) for k in ks]  # a 1-D tensor iterates as 0-d tensors: int() takes them
     if not k_values:
         raise MetricError("knn_leave_one_out: ks is empty")
     if min(k_values) < 1 or max(k_values) > len(unit) - 1:
@@ -255,7 +259,7 @@ def gallery_probe_split(labels: Any, *, seed: int, repeat: int, n_gallery: int =
     from ``np.random.Generator(np.random.PCG64([seed, repeat]))``, and an identity's gallery
     images are its ``n_gallery`` smallest keys.
     """
-    label_array = np.asarray(labels)
+    label_array = np.asarray(as_array(labels))
     if label_array.ndim != 1 or len(label_array) == 0:
         raise MetricError(f"gallery_probe_split: labels must be a non-empty 1-D array, got shape "
                           f"{label_array.shape}")

@@ -24,6 +24,8 @@ Conventions (the README's "Definitions", pinned by the design notes' "Metric def
   position instead; the two agree unless a non-mate scores exactly the best mate score).
   DIR = detected-and-identified genuine probes / genuine probes.
 - Over trials: mean - std with ddof=1 (what the BLUFR authors ask to report), mean and std.
+- Features, labels, indices and scores may be NumPy arrays or torch tensors on any device
+  (copied to the CPU once, ``verification.as_array``; the results are identical).
 
 Speed: the test-set score matrix is never held whole. Rows are sorted by label so that in the
 lower triangle each row's genuine pairs are one contiguous run just left of the diagonal; blocks
@@ -31,6 +33,12 @@ of rows are scored in float32, the few genuine scores are kept, and of the impos
 the top k_max survive: a floor guessed from a fixed-seed sample of pairs, then the running k-th
 highest, drops most of each block before any selection (a floor guessed too high is detected and
 the pass replayed without it, so the result never depends on the sample).
+
+``blufr_trials`` scores each block of the whole (label-sorted) score matrix over the union of
+the trials' test sets once and serves every trial from it (``_verification_all_trials``): a
+block's genuine entries and its impostor entries above the lowest of the trials' current
+floors are kept once with a bit mask of the trials holding both images, and each trial takes
+its own from them. The per-trial path (``blufr_verification``) stays, and is the tests' oracle.
 """
 from __future__ import annotations
 
@@ -42,6 +50,7 @@ import numpy as np
 from benchmark.errors import MetricError
 from benchmark.metrics.identification import first_correct_match, label_codes, normalized_rows
 from benchmark.metrics.registry import MetricSpec, register_metric
+from benchmark.metrics.verification import as_array
 
 BLOCK_ROWS = 1024  # rows of the test-set score matrix scored at once (1024 x 10,000 float32 = 40 MB)
 FLUSH_SCORES = 1 << 20  # candidate impostor scores gathered before a selection pass
@@ -57,7 +66,7 @@ DIR_CURVE_FARS = 10.0 ** np.linspace(-3, 0, 13)
 
 def false_alarm_counts(fars: Any, n_impostor: int) -> np.ndarray:
     """k = round(FAR * n_impostor) per FAR, MATLAB rounding (halves away from zero)."""
-    far_array = np.atleast_1d(np.asarray(fars, dtype=np.float64))
+    far_array = np.atleast_1d(np.asarray(as_array(fars), dtype=np.float64))
     if far_array.ndim != 1 or far_array.size == 0:
         raise MetricError(f"BLUFR: fars must be a non-empty 1-D list, got shape {far_array.shape}")
     if not np.all((far_array >= 0) & (far_array <= 1)):  # also refuses NaN
@@ -97,7 +106,7 @@ def _thresholds(counts: np.ndarray, n_impostor: int, kth_highest: dict, lowest) 
 
 
 def _scores_1d(scores: Any, name: str, metric: str) -> np.ndarray:
-    array = np.asarray(scores)
+    array = np.asarray(as_array(scores))
     if array.ndim != 1 or array.size == 0:
         raise MetricError(f"{metric}: {name} must be a non-empty 1-D array, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.floating):
@@ -189,7 +198,7 @@ class _HighestScores:
 
 
 def _checked_index(index: Any, n_rows: int, name: str, metric: str) -> np.ndarray:
-    array = np.asarray(index)
+    array = np.asarray(as_array(index))
     if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer):
         raise MetricError(f"{metric}: {name} must be a non-empty 1-D integer array (0-based), "
                           f"got shape {array.shape} dtype {array.dtype}")
@@ -203,7 +212,7 @@ def _checked_index(index: Any, n_rows: int, name: str, metric: str) -> np.ndarra
 
 
 def _checked_inputs(features: Any, labels: Any, metric: str) -> Tuple[np.ndarray, np.ndarray]:
-    array = np.asarray(features)
+    array = np.asarray(as_array(features))
     if array.ndim != 2:
         raise MetricError(f"{metric}: features must be a 2-D (N, D) array, got shape {array.shape}")
     return array, label_codes(labels, len(array), "labels", metric)
@@ -298,6 +307,119 @@ def blufr_verification(features: Any, labels: Any, test_index: Any, fars: Any) -
     return _rates_at(genuine, _thresholds(counts, n_impostor, kth_highest, lowest))
 
 
+def _verification_counts(test_codes: np.ndarray, fars: Any, metric: str):
+    """(n_impostor, false-alarm counts) of one trial's test set; MetricError when it lacks
+    genuine or impostor pairs."""
+    n = len(test_codes)
+    label_counts = np.bincount(test_codes)
+    n_genuine = int(np.sum(label_counts * (label_counts - 1) // 2))
+    n_impostor = n * (n - 1) // 2 - n_genuine
+    if n_genuine == 0 or n_impostor == 0:
+        raise MetricError(f"{metric}: the {n} test images give {n_genuine} genuine and {n_impostor} "
+                          "impostor pairs; both kinds are needed")
+    return n_impostor, false_alarm_counts(fars, n_impostor)
+
+
+TRIALS_PER_PASS = 64  # trials served by one shared pass (one bit each in a uint64 mask)
+
+
+def _verification_all_trials(array: np.ndarray, codes: np.ndarray, test_indices: Sequence,
+                             fars: Any, metric: str = "blufr_trials") -> np.ndarray:
+    """``blufr_verification`` of every trial's test set, (n_trials, n_fars), with each block of
+    the score matrix over the union of the test sets computed once for all trials. Same
+    values as the per-trial path (the same float32 scores: rows are normalised one by one, and
+    a pair's score is the same dot product)."""
+    tests = [_checked_index(t, len(array), f"test_index of trial {i + 1}", metric)
+             for i, t in enumerate(test_indices)]
+    union = np.unique(np.concatenate(tests))
+    order = np.argsort(codes[union], kind="stable")
+    rows = union[order]
+    unit = normalized_rows(array[rows], "features[test_index]", metric)
+    sorted_codes = codes[rows]
+    position = np.full(len(array), -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    per_trial = []  # (positions in label order, n_impostor, counts, ranks, need_lowest)
+    for test in tests:
+        n_impostor, counts = _verification_counts(codes[test], fars, metric)
+        where = np.sort(position[test])
+        per_trial.append((where, n_impostor, counts, _ranks_needed(counts, n_impostor),
+                          bool(np.any(counts == n_impostor))))
+    out = np.empty((len(tests), len(per_trial[0][2])))
+    for first in range(0, len(tests), TRIALS_PER_PASS):
+        group = per_trial[first:first + TRIALS_PER_PASS]
+        members = np.zeros(len(rows), dtype=np.uint64)
+        for bit, (where, *_rest) in enumerate(group):
+            members[where] |= np.uint64(1) << np.uint64(bit)
+        floors = [_sampled_floor(unit[where], sorted_codes[where], int(ranks.max()), n_impostor)
+                  for where, n_impostor, _, ranks, _ in group]
+        results = _shared_pass(unit, sorted_codes, members, group, floors)
+        replay = [bit for bit, r in enumerate(results) if r is None]  # a floor guessed too high
+        if replay:
+            again = _shared_pass(unit, sorted_codes, members, group, [-np.inf] * len(group), only=replay)
+            for bit in replay:
+                results[bit] = again[bit]
+        for bit, ((_, n_impostor, counts, _, _), (genuine, kth_highest, lowest)) in enumerate(zip(group, results)):
+            out[first + bit] = _rates_at(genuine, _thresholds(counts, n_impostor, kth_highest, lowest))
+    return out
+
+
+def _shared_pass(unit: np.ndarray, codes: np.ndarray, members: np.ndarray, trials: list, floors: list,
+                 only: Sequence[int] = None) -> list:
+    """One blockwise pass over the lower triangle of unit @ unit.T (rows sorted by label) for
+    several trials at once: per trial (bit ``b`` of ``members``: the rows in its test set),
+    (sorted genuine scores, {k: k-th highest impostor score}, lowest impostor score or inf),
+    or None where fewer than max(ranks) impostor scores exceed its floor. ``only``: the trials
+    to serve (default all); the others get None."""
+    serve = list(range(len(trials))) if only is None else list(only)
+    group_start = np.searchsorted(codes, codes, side="left")
+    highest = {b: _HighestScores(int(trials[b][3].max()), floors[b]) for b in serve}
+    genuine_parts = {b: [] for b in serve}
+    low = [b for b in serve if trials[b][4]]
+    lowest = {b: np.inf for b in serve}
+    bits = {b: np.uint64(1) << np.uint64(b) for b in serve}
+    n = len(unit)
+    columns = np.arange(n)
+    buffer = np.empty((min(BLOCK_ROWS, n), n), dtype=np.float32)
+
+    def entries(block, flat, start, width):
+        """(values, member bits of both images) of the block's entries at flat positions."""
+        r, c = np.divmod(flat, width)
+        return block[r, c], members[r + start] & members[c]
+
+    for start in range(0, n, BLOCK_ROWS):
+        stop = min(n, start + BLOCK_ROWS)
+        scores = buffer[:stop - start, :stop]
+        np.matmul(unit[start:stop], unit[:stop].T, out=scores)
+        # genuine entries: row i, columns group_start[i] .. i - 1 (same label, below the diagonal)
+        row_ids = np.arange(start, stop)
+        lengths = row_ids - group_start[start:stop]
+        g_rows = np.repeat(row_ids, lengths)
+        g_cols = group_start[g_rows] + np.arange(len(g_rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        g_vals, g_bits = scores[g_rows - start, g_cols], members[g_rows] & members[g_cols]
+        for b in serve:
+            genuine_parts[b].append(g_vals[(g_bits & bits[b]) != 0])
+        # from here on only impostor entries: genuine, self and upper-triangle columns drop out
+        scores[columns[None, :stop] >= group_start[start:stop, None]] = -np.inf
+        if low:
+            ceiling = max(lowest[b] for b in low)
+            flat = np.flatnonzero((scores < ceiling) & (scores > -np.inf))
+            vals, both = entries(scores, flat, start, stop)
+            for b in low:
+                mine = vals[(both & bits[b]) != 0]
+                if mine.size:
+                    lowest[b] = min(lowest[b], mine.min())
+        bound = min(h.bound for h in highest.values())
+        vals, both = entries(scores, np.flatnonzero(scores > bound), start, stop)
+        for b, h in highest.items():
+            h.add(vals[((both & bits[b]) != 0) & (vals > h.bound)])
+    results = [None] * len(trials)
+    for b in serve:
+        if highest[b].complete:
+            results[b] = (np.sort(np.concatenate(genuine_parts[b])), highest[b].kth_highest(trials[b][3]),
+                          lowest[b])
+    return results
+
+
 def blufr_open_set(features: Any, labels: Any, gallery_index: Any, probe_index: Any, fars: Any,
                    rank: int = 1) -> np.ndarray:
     """BLUFR open-set detection and identification rate DIR(rank, FAR) per FAR for one trial.
@@ -376,7 +498,8 @@ def blufr_trials(features: Any, labels: Any, config, vr_fars: Sequence[float] = 
     the test set, DIR at rank 1 at ``dir_fars`` and along ``dir_curve_fars`` for the gallery and
     probe sets; summaries over trials as mean - std (ddof=1), mean, std.
     """
-    array = np.asarray(features)
+    array = np.asarray(as_array(features))
+    labels = as_array(labels)
     if array.ndim != 2 or len(array) != len(config.image_list):
         raise MetricError(f"blufr_trials: features has shape {array.shape}; the config lists "
                           f"{len(config.image_list)} images, one feature row each")
@@ -386,12 +509,10 @@ def blufr_trials(features: Any, labels: Any, config, vr_fars: Sequence[float] = 
     vr_points = np.concatenate([np.atleast_1d(vr_fars), np.atleast_1d(vr_curve_fars)])
     dir_points = np.concatenate([np.atleast_1d(dir_fars), np.atleast_1d(dir_curve_fars)])
     n_vr, n_dir = np.atleast_1d(vr_fars).size, np.atleast_1d(dir_fars).size
-    vr_rows, dir_rows = [], []
-    for trial in range(n_trials):
-        vr_rows.append(blufr_verification(array, labels, config.test_index[trial], vr_points))
-        dir_rows.append(blufr_open_set(array, labels, config.gallery_index[trial],
-                                       config.probe_index[trial], dir_points))
-    vr_all, dir_all = np.array(vr_rows), np.array(dir_rows)
+    codes = label_codes(labels, len(array), "labels", "blufr_trials")
+    vr_all = _verification_all_trials(array, codes, config.test_index, vr_points)
+    dir_all = np.array([blufr_open_set(array, labels, config.gallery_index[trial], config.probe_index[trial],
+                                       dir_points) for trial in range(n_trials)])
     return BlufrResult(
         vr_fars=vr_points[:n_vr], vr=vr_all[:, :n_vr], vr_summary=TrialSummary.of(vr_all[:, :n_vr]),
         dir_fars=dir_points[:n_dir], dir=dir_all[:, :n_dir],

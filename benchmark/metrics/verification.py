@@ -12,6 +12,9 @@ Conventions (the README's "Definitions", pinned by the design notes' "Metric def
   predicted same / genuine pairs; FRR(t) = 1 - TAR(t).
 - Everything is computed in float64 after one sort: O(n log n).
 
+Every function takes NumPy arrays or torch tensors (on any device: they are copied to the CPU
+once, ``as_array``, and scored by the same NumPy code, so the results are identical).
+
 Bad input (length mismatch, NaN or inf scores, no genuine or no impostor pairs, folds that
 are not 10 non-empty groups) raises MetricError naming what is wrong.
 """
@@ -28,10 +31,22 @@ from benchmark.metrics.registry import MetricSpec, register_metric
 N_FOLDS = 10
 
 
+def as_array(values: Any) -> Any:
+    """A torch tensor (any device, any dtype; bfloat16 widened to float32) as a NumPy array on
+    the CPU; anything else unchanged. Lets the scoring functions take tensors without importing
+    torch."""
+    if hasattr(values, "detach") and hasattr(values, "cpu") and hasattr(values, "numpy"):
+        values = values.detach().cpu()
+        if str(values.dtype) == "torch.bfloat16":
+            values = values.float()
+        return values.numpy()
+    return values
+
+
 def _checked(scores: Any, is_same: Any, metric: str) -> Tuple[np.ndarray, np.ndarray]:
     """Return scores as float64 and is_same as bool, both 1-D, after validating them."""
-    score_array = np.asarray(scores, dtype=np.float64)
-    label_array = np.asarray(is_same)
+    score_array = np.asarray(as_array(scores), dtype=np.float64)
+    label_array = np.asarray(as_array(is_same))
     if score_array.ndim != 1 or label_array.ndim != 1:
         raise MetricError(
             f"{metric}: scores and is_same must be 1-D, got shapes {score_array.shape} "
@@ -163,7 +178,7 @@ class TenFoldResult:
 
 
 def _checked_folds(folds: Any, n_pairs: int) -> np.ndarray:
-    fold_array = np.asarray(folds)
+    fold_array = np.asarray(as_array(folds))
     if fold_array.shape != (n_pairs,):
         raise MetricError(
             f"ten_fold_accuracy: folds has shape {fold_array.shape}, expected ({n_pairs},) "
