@@ -53,6 +53,9 @@ def main():
 @click.option("--name", default=None, help="model name in the leaderboard (default: the model's)")
 @click.option("--replace", is_flag=True, help="replace a stored row of the same name that holds another model")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--backend", type=click.Choice(["onnxruntime", "torch", "auto"]), default=None,
+              help="how an ONNX evaluator (sface, arcface-mbf) runs: onnxruntime on the CPU (the default, behind "
+                   "every published figure) or converted to torch on --device; recorded in the manifest")
 @click.option("--cluster", default=None, metavar="SPEC",
               help="compute on Dask: local:N (N worker processes), tcp://HOST:PORT (a running scheduler) or "
                    "jobqueue:FILE.yaml (Slurm, PBS, SGE, LSF ...); see README 'Running on a cluster'")
@@ -60,7 +63,7 @@ def main():
               "(small sets, at most 256 MiB) instead of reading the data root there")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_weights, batch_size,
-        cache_dir, no_cache, clamp, upsampled_input, name, replace, device, cluster, ship_data, quiet):
+        cache_dir, no_cache, clamp, upsampled_input, name, replace, device, backend, cluster, ship_data, quiet):
     """Run one model on one protocol (or all) and store the result."""
     from benchmark.engine.runner import RunOptions, run_all
     from benchmark.engine.runner import run as run_protocol
@@ -71,7 +74,7 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
         model=model, protocol=protocol, scale=scale, evaluator=evaluator, data_root=data_root,
         store=store, weights=weights, evaluator_weights=evaluator_weights, batch_size=batch_size,
         cache_dir="" if no_cache else cache_dir, clamp=clamp, upsampled_input=upsampled_input, device=device,
-        progress=not quiet, name=name, replace=replace, cluster=cluster, ship_data=ship_data)
+        progress=not quiet, name=name, replace=replace, cluster=cluster, ship_data=ship_data, backend=backend)
     if protocol != "all":
         _print_result(run_protocol(opts), store)
         return
@@ -94,6 +97,9 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--cache-dir", default=None, help="per-image result cache (default ~/.cache/fhbench)")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--backend", type=click.Choice(["onnxruntime", "torch", "auto"]), default=None,
+              help="how an ONNX evaluator (sface, arcface-mbf) runs: onnxruntime on the CPU (the default, behind "
+                   "every published figure) or converted to torch on --device; recorded in the manifest")
 @click.option("--cluster", default=None, metavar="SPEC", help="local:N | tcp://HOST:PORT | jobqueue:FILE.yaml: "
               "independent cells run at the same time on its workers")
 @click.option("--ship-data", is_flag=True, help="with --cluster: send the image bytes to the workers")

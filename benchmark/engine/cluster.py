@@ -185,6 +185,7 @@ class WorkerSpec:
     weights: Optional[str]
     evaluator: str
     evaluator_weights: Optional[str]
+    backend: Optional[str]
     clamp: bool
     device: str
     upsampled_input: bool
@@ -240,7 +241,8 @@ class WorkerRun:
                                  device=spec.device, upsampled_input=spec.upsampled_input)
             for level in spec.levels:
                 model.check_compatible(level.degradation.lr_size(spec.hr_size), spec.hr_size, spec.check_scale)
-            evaluator = create_evaluator(spec.evaluator, weights=spec.evaluator_weights, device=spec.device)
+            evaluator = create_evaluator(spec.evaluator, weights=spec.evaluator_weights, device=spec.device,
+                                         backend=spec.backend)
         except FhbenchError as err:
             raise type(err)(f"{where}: {err}") from None
         _same(where, f"model {spec.model}", model.describe(), spec.model_description)

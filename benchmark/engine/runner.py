@@ -55,6 +55,7 @@ class RunOptions:
     clamp: bool = False
     upsampled_input: bool = False
     device: str = "cpu"
+    backend: Optional[str] = None     # an ONNX evaluator's backend: onnxruntime (None: its default), torch, auto
     progress: bool = True
     name: Optional[str] = None        # the row's model name (default: the model's own)
     replace: bool = False             # replace a row of the same name that holds another model
@@ -160,7 +161,8 @@ def prepare(opts: RunOptions) -> RunSetup:
                          clamp=opts.clamp, device=opts.device, upsampled_input=opts.upsampled_input)
     row_level, levels = _levels(protocol, model, opts.scale)
     name = opts.name or model.name
-    evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device)
+    evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device,
+                                 backend=opts.backend)
     check_run_name(name)
     if not opts.replace:  # a name taken by another model fails now, not after the work
         store.check_name(name, protocol.name, row_level, evaluator.name, {"model": _model_record(model, opts)})
@@ -351,7 +353,8 @@ def _compute_on_cluster(client, setup: RunSetup, opts, hr_source, keys, data_has
         return {"hr": 0, **{name: 0 for name in sr_caches}}
     fields = dict(model=opts.model, model_scale=opts.scale or setup.protocol.default_scale,
                   check_scale=level_scale(setup.level), weights=opts.weights,
-                  evaluator=opts.evaluator, evaluator_weights=opts.evaluator_weights, clamp=opts.clamp,
+                  evaluator=opts.evaluator, evaluator_weights=opts.evaluator_weights, backend=opts.backend,
+                  clamp=opts.clamp,
                   device=opts.device, upsampled_input=opts.upsampled_input, batch_size=opts.batch_size,
                   cache_dir=opts.cache_dir, hr_size=tuple(hr_source.hr_size), levels=setup.levels,
                   metric_names=[m.name for m in pixel_metrics], crop_border=setup.protocol.crop_border,
