@@ -5,7 +5,7 @@ Adversarial Network", CVPR 2017) with 10 residual blocks, and its two trained va
   srresnet-fr   then fine-tuned (Adam, lr 1e-5) on MSE + FR loss, the FR weight set on the
                 first batch so that both terms are equal (50/50), with the FR network frozen
                 but its BatchNorm statistics updating (Abello & Hirata, "Optimizing Super
-                Resolution for Face Recognition", SIBGRAPI 2019; ../shared/DESIGN.md).
+                Resolution for Face Recognition", SIBGRAPI 2019).
 
 Generator: 9x9 conv (3 -> 64) + PReLU; B residual blocks [3x3 conv, BN, PReLU, 3x3 conv,
 BN, + input]; 3x3 conv + BN, + the first activation (global skip); log2(scale) times

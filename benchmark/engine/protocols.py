@@ -11,27 +11,17 @@ wrong types are errors that name the file and the key.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
-
-import yaml
+from typing import Any, Dict, List, Optional, Tuple
 
 from benchmark.errors import ConfigError, UnknownNameError
+from benchmark.typed_yaml import convert, read_yaml_mapping
 
 # ``protocols/`` sits beside ``benchmark/`` in a checkout and in an installed package alike.
 PROTOCOL_DIRS = [Path(__file__).resolve().parents[2] / "protocols"]
-
-# key: (type, required)
-FIELDS = {
-    "name": (str, True), "summary": (str, True), "dataset": (str, True), "task": (str, True),
-    "degradation": (str, True), "scales": (list, False), "default_scale": (int, False),
-    "lr_sizes": (list, False), "hr_size": (list, False), "image_metrics": (bool, False),
-    "metrics": (list, True), "primary_metric": (str, True), "options": (dict, False),
-    "degradation_options": (dict, False), "crop_border": (int, False), "reference": (str, False),
-}
-# The store's scale sentinels (issue 12 replaces them by explicit level fields):
 
 
 @dataclass
@@ -48,15 +38,15 @@ class Protocol:
     lr_sizes: List[Tuple[int, int]] = field(default_factory=list)
     hr_size: Optional[Tuple[int, int]] = None
     image_metrics: bool = True
-    options: Dict = field(default_factory=dict)
-    degradation_options: Dict = field(default_factory=dict)
+    options: Dict[str, Any] = field(default_factory=dict)
+    degradation_options: Dict[str, Any] = field(default_factory=dict)
     crop_border: int = 0
     reference: str = ""
     source: Optional[Path] = None
 
     def spec(self) -> dict:
         """JSON-able copy for the manifest."""
-        d = {k: getattr(self, k) for k in FIELDS}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"}
         d["source"] = str(self.source)
         return d
 
@@ -86,56 +76,39 @@ def list_protocols() -> List[str]:
 
 
 def parse_protocol(path: Path) -> Protocol:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"protocol file {path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"protocol file {path} must be a mapping of keys")
-    for key, value in data.items():
-        if key not in FIELDS:
-            raise ConfigError(f"protocol file {path}: unknown key {key!r} (known: {', '.join(FIELDS)})")
-        typ = FIELDS[key][0]
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ConfigError(f"protocol file {path}: {key!r} must be {typ.__name__}, got {value!r}")
-    missing = [k for k, (_, req) in FIELDS.items() if req and k not in data]
-    if missing:
-        raise ConfigError(f"protocol file {path}: missing key(s) {', '.join(missing)}")
-    if data["name"] != path.stem:
-        raise ConfigError(f"protocol file {path}: name {data['name']!r} differs from the file name")
-    scales, lr_sizes = data.get("scales", []), data.get("lr_sizes", [])
+    """Read and check one protocol file: keys and types by the shared typed loader (one line
+    naming the file, key and expected type), then what the types cannot say."""
+    protocol = convert(read_yaml_mapping(path), Protocol, "", path, fixed={"source": path})
+    where = f"{path}:"
+    if protocol.name != path.stem:
+        raise ConfigError(f"{where} name {protocol.name!r} differs from the file name")
+    scales, lr_sizes = protocol.scales, protocol.lr_sizes
     if bool(scales) == bool(lr_sizes):
-        raise ConfigError(f"protocol file {path}: give exactly one of 'scales' (one run per scale) "
+        raise ConfigError(f"{where} give exactly one of 'scales' (one run per scale) "
                           "and 'lr_sizes' (every size in one run)")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 2 for s in scales):
-        raise ConfigError(f"protocol file {path}: 'scales' must be a list of integers >= 2 "
-                          "(scale 1 is the hr reference)")
-    if scales and data.get("default_scale") not in scales:
-        raise ConfigError(f"protocol file {path}: default_scale {data.get('default_scale')} is not in scales")
-    if lr_sizes and "default_scale" in data:
-        raise ConfigError(f"protocol file {path}: 'default_scale' makes no sense with 'lr_sizes'")
-    for key in ("lr_sizes", "hr_size"):
-        sizes = lr_sizes if key == "lr_sizes" else ([data["hr_size"]] if "hr_size" in data else [])
+    if not all(s >= 2 for s in scales):
+        raise ConfigError(f"{where} 'scales' must be a list of integers >= 2 (no degradation is the hr reference)")
+    if scales and protocol.default_scale not in scales:
+        raise ConfigError(f"{where} default_scale {protocol.default_scale} is not in scales")
+    if lr_sizes and protocol.default_scale is not None:
+        raise ConfigError(f"{where} 'default_scale' makes no sense with 'lr_sizes'")
+    for key, sizes in (("lr_sizes", lr_sizes), ("hr_size", [protocol.hr_size] if protocol.hr_size else [])):
         if not all(_is_size(s) for s in sizes):
-            raise ConfigError(f"protocol file {path}: {key!r} must hold [height, width] pairs of positive "
-                              f"integers, got {data[key]!r}")
-    data["lr_sizes"] = [tuple(s) for s in lr_sizes]
-    if "hr_size" in data:
-        data["hr_size"] = tuple(data["hr_size"])
-    if data["primary_metric"] not in data["metrics"]:
-        raise ConfigError(f"protocol file {path}: primary_metric {data['primary_metric']!r} is not in metrics")
+            raise ConfigError(f"{where} {key!r} must hold [height, width] pairs of positive integers, "
+                              f"got {getattr(protocol, key)!r}")
+    if protocol.primary_metric not in protocol.metrics:
+        raise ConfigError(f"{where} primary_metric {protocol.primary_metric!r} is not in metrics")
     from benchmark.metrics.registry import METRICS, known_metric
 
-    unknown = [m for m in data["metrics"] if not known_metric(m)]
+    unknown = [m for m in protocol.metrics if not known_metric(m)]
     if unknown:  # without its direction a metric could be ranked the wrong way round
-        raise ConfigError(f"protocol file {path}: metric(s) {', '.join(map(repr, unknown))} are not registered "
+        raise ConfigError(f"{where} metric(s) {', '.join(map(repr, unknown))} are not registered "
                           f"(known: {', '.join(METRICS.names())})")
-    return Protocol(source=path, **data)
+    return protocol
 
 
 def _is_size(value) -> bool:
-    return (isinstance(value, list) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
+    return len(value) == 2 and all(v > 0 for v in value)
 
 
 def load_protocol(name: str) -> Protocol:

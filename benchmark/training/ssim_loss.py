@@ -1,7 +1,7 @@
 """Differentiable SSIM and the Gaussian high-pass residual, as C-SRIP trains with them.
 
 ``ssim_map(x, y)``: the SSIM map of (N, C, H, W) tensors per channel, with the metric
-definitions of ../shared/DESIGN.md: an 11 x 11 Gaussian window (sigma 1.5, weights summing
+definitions the README pins (Definitions): an 11 x 11 Gaussian window (sigma 1.5, weights summing
 to 1), the 'valid' region only, population (co)variances, C1 = (0.01 L)^2, C2 = (0.03 L)^2
 for the data range L (1 for images in [0, 1]). Its mean over one channel of an image equals
 ``benchmark.metrics.image.ssim_y`` when given Y with L = 255, and skimage's
