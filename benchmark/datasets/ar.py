@@ -33,6 +33,7 @@ from benchmark.faces.gallery_probe import GalleryProbe
 from benchmark.faces.roots import find_dataset_folder, open_dataset_folder
 from benchmark.faces.selections import selection
 from benchmark.faces.survey import Inventory
+from benchmark.datasets.base import DatasetReader
 
 SESSIONS = range(1, 27)
 FIRST_DAY = range(1, 14)  # sessions 14..26 were taken 14 days later
@@ -96,7 +97,7 @@ def _scan(folder: Path) -> Tuple[List[ArImage], List[str]]:
 
 
 @DATASETS.register("ar", summary="AR face database (126 people, 26 images each over two days; licensed)")
-class AR:
+class AR(DatasetReader):
     def __init__(self, data_root):
         self.root = self.image_root = open_dataset_folder(data_root, "ar", _holds_ar, "AR", DOWNLOAD_HINT)
         self.aligned_frame = None

@@ -52,6 +52,7 @@ from benchmark.faces.seeded import SeededDraw
 from benchmark.faces.roots import find_dataset_folder, inside_root, open_dataset_folder
 from benchmark.faces.selections import selection
 from benchmark.faces.survey import Inventory
+from benchmark.datasets.base import DatasetReader
 
 IMAGE_FOLDER = "img_align_celeba"
 IDENTITY_FILE = "identity_CelebA.txt"
@@ -200,7 +201,7 @@ def _image_dir(folder: Path) -> Path:
 
 
 @DATASETS.register("celeba", summary="CelebA (202,599 images, 10,177 identities; non-commercial licence)")
-class CelebA:
+class CelebA(DatasetReader):
     def __init__(self, data_root):
         self.root = open_dataset_folder(data_root, "celeba", _holds_celeba, "CelebA", DOWNLOAD_HINT)
         self.lists = CelebaLists.load(self.root)

@@ -15,12 +15,13 @@ from benchmark.registry import DATASETS
 from benchmark.faces.templates import TEMPLATES
 from benchmark.faces.faceset import FaceSet
 from benchmark.faces.selections import selection
+from benchmark.datasets.base import DatasetReader
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 
 
 @DATASETS.register("folder", summary="root/<identity>/<image> (your own data)")
-class IdentityFolder:
+class IdentityFolder(DatasetReader):
     def __init__(self, data_root, aligned: str = None):
         self.root = Path(data_root).expanduser()
         if not self.root.is_dir():

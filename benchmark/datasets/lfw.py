@@ -30,6 +30,7 @@ from benchmark.faces.faceset import FaceSet
 from benchmark.faces.roots import find_dataset_folder, inside_root, open_dataset_folder, path_component
 from benchmark.faces.selections import selection
 from benchmark.faces.survey import Inventory
+from benchmark.datasets.base import DatasetReader
 
 # Searched in this order; the first present wins (pre-aligned beats raw: no detector noise).
 IMAGE_FOLDERS = (("aligned-112x96", SPHEREFACE_112x96), ("lfw-deepfunneled", None),
@@ -67,7 +68,7 @@ def _holds_lfw(root: Path) -> bool:
 
 
 @DATASETS.register("lfw", summary="Labeled Faces in the Wild (13,233 images, 5,749 people)")
-class LFW:
+class LFW(DatasetReader):
     def __init__(self, data_root):
         self.root = root = open_dataset_folder(data_root, "lfw", _holds_lfw, "LFW", DOWNLOAD_HINT)
         for folder, frame in IMAGE_FOLDERS:

@@ -44,6 +44,7 @@ from benchmark.faces.gallery_probe import GalleryProbe
 from benchmark.faces.roots import find_dataset_folder, open_dataset_folder
 from benchmark.faces.selections import selection
 from benchmark.faces.survey import Inventory
+from benchmark.datasets.base import DatasetReader
 
 SURVEILLANCE = "surveillance_cameras_all"
 MUGSHOTS = "mugshot_frontal_cropped_all"
@@ -141,7 +142,7 @@ class ScfaceSplit(GalleryProbe):
 
 
 @DATASETS.register("scface", summary="SCface (130 people, 5 visible + 2 IR surveillance cameras at 3 distances; licensed)")
-class SCface:
+class SCface(DatasetReader):
     def __init__(self, data_root):
         self.root = self.image_root = open_dataset_folder(data_root, "scface", _holds_scface, "SCface",
                                                           DOWNLOAD_HINT)
