@@ -133,7 +133,7 @@ def sweep(sweep_file, data_root, store, batch_size, cache_dir, device, cluster, 
 
 
 def _print_result(result, store):
-    from benchmark.reporting.leaderboard import describe_level
+    from benchmark.engine.query import describe_level
     from benchmark.metrics.registry import known_metric, metric_spec
 
     click.echo(f"{result['model']} on {result['protocol']} ({describe_level(result['level'])}, "

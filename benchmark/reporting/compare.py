@@ -29,12 +29,12 @@ from scipy.stats import binom
 
 from benchmark.engine import strict_json
 from benchmark.errors import FhbenchError
-from benchmark.reporting.leaderboard import describe_level
+from benchmark.engine.query import describe_level, find_run
 from benchmark.engine.levels import arrays_at_level, level_label, resolve_level
 from benchmark.metrics.registry import metric_spec, metrics_per_item
 from benchmark.metrics.verification import ten_fold_accuracy
 from benchmark.engine.protocols import load_protocol
-from benchmark.engine.store import HR_LEVEL, level_name, level_scale, ResultStore, RunRecord
+from benchmark.engine.store import HR_LEVEL, level_scale, ResultStore, RunRecord
 
 N_RESAMPLES = 10_000
 SEED = 0
@@ -149,27 +149,8 @@ def verification_correct(arrays: Dict[str, np.ndarray]) -> np.ndarray:
 
 
 def resolve_run(store: ResultStore, protocol: str, model: str, scale=None, evaluator=None) -> RunRecord:
-    """The one run of ``model`` on ``protocol`` (at ``scale``, with ``evaluator``); the hr
-    run stands for every level. Ambiguity or absence: FhbenchError."""
-    runs = store.runs(protocol=protocol, model=model, evaluator=evaluator)
-    if not runs:
-        evaluators = sorted({r.evaluator for r in store.runs(protocol=protocol, model=model)})
-        if evaluators:
-            raise FhbenchError(f"model {model} has no run on {protocol} with evaluator {evaluator} "
-                               f"(its runs use {', '.join(evaluators)})")
-        have = sorted({r.model for r in store.runs(protocol=protocol)})
-        raise FhbenchError(f"no run of model {model} on protocol {protocol}"
-                           + (f" (models with runs: {', '.join(have)})" if have else f" in {store.path}"))
-    if scale is not None:
-        runs = [r for r in runs if r.level == level_name(scale) or r.reference]
-        if not runs:
-            raise FhbenchError(f"model {model} has no run on {protocol} at scale {scale}")
-    if len(runs) > 1:
-        keys = ", ".join(f"{describe_level(r.level)} with {r.evaluator}" for r in runs)
-        options = [o for o, n in (("--scale", len({r.level for r in runs})),
-                                  ("--evaluator", len({r.evaluator for r in runs}))) if n > 1]
-        raise FhbenchError(f"model {model} has several runs on {protocol} ({keys}); pass {' and '.join(options)}")
-    return runs[0]
+    """The one run of ``model`` on ``protocol`` (``engine/query.find_run``)."""
+    return find_run(store, protocol, model, scale, evaluator)
 
 
 def check_comparable(run_a: RunRecord, run_b: RunRecord) -> str:

@@ -30,7 +30,8 @@ from benchmark.errors import FhbenchError
 from benchmark.metrics.registry import metric_spec
 from benchmark.engine.names import slug
 from benchmark.engine.protocols import load_protocol
-from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, ResultStore, level_name, level_scale
+from benchmark.engine.query import describe_level, table_views
+from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, ResultStore, level_scale
 
 HR_MODEL = "hr"
 LR_MODEL = "bicubic"
@@ -64,32 +65,11 @@ class Table:
         return level_scale(self.level)
 
 
-def describe_level(level: str) -> str:
-    """``x8`` -> ``x8``; ``sizes`` -> ``fixed LR sizes``; ``hr`` -> ``no degradation``."""
-    return {HR_LEVEL: "no degradation", SIZES_LEVEL: "fixed LR sizes"}.get(level, level)
-
-
 def build_tables(store: ResultStore, protocol=None, scale=None, evaluator=None) -> List[Table]:
     """Tables of the stored runs, filtered by protocol, scale (an integer, or a level: ``x8``,
-    ``sizes``, ``hr``) and evaluator (None: all), sorted by (protocol, level, evaluator). A
-    protocol and evaluator with only the hr run get an hr table of that row alone."""
+    ``sizes``, ``hr``) and evaluator (None: all), in the store's order (``engine/query``)."""
     runs = store.runs(protocol=protocol, evaluator=evaluator)
-    if not runs:
-        what = " ".join(f"{k}={v}" for k, v in (("protocol", protocol), ("evaluator", evaluator)) if v)
-        raise FhbenchError(f"no runs in {store.path}" + (f" for {what}" if what else "")
-                           + "; run `fhbench run --model M --protocol P` first")
-    level = None if scale is None else level_name(scale)
-    sr_groups = {(r.protocol, r.level, r.evaluator) for r in runs if not r.reference}
-    with_sr = {(p, e) for p, _, e in sr_groups}
-    hr_groups = {(r.protocol, r.level, r.evaluator) for r in runs if r.reference}
-    groups = sr_groups | {g for g in hr_groups if (g[0], g[2]) not in with_sr or level == HR_LEVEL}
-    if level is not None:
-        groups = {g for g in groups if g[1] == level}
-    if not groups:
-        stored = ", ".join(sorted({r.level for r in runs}))
-        raise FhbenchError(f"no runs in {store.path} at scale {scale} (stored levels: {stored})")
-    order = {(r.protocol, r.level, r.evaluator): i for i, r in enumerate(runs)}  # the store's order
-    return [_table(runs, *g) for g in sorted(groups, key=order.get)]
+    return [_table(runs, *view) for view in table_views(store, protocol, scale, evaluator)]
 
 
 def _table(runs, proto, sc, ev) -> Table:

@@ -39,11 +39,12 @@ from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
 from benchmark.errors import FhbenchError
 from benchmark.engine.levels import arrays_at_level, level_label, resolve_level, split_level
 from benchmark.tasks.base import at_level
-from benchmark.reporting.leaderboard import HR_MODEL, LR_MODEL, describe_level
+from benchmark.reporting.leaderboard import HR_MODEL, LR_MODEL
 from benchmark.metrics.registry import metric_spec, metrics_per_item
 from benchmark.metrics.verification import roc_curve_exact
 from benchmark.engine.protocols import load_protocol
-from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, level_name, ResultStore, RunRecord
+from benchmark.engine.store import ResultStore, RunRecord
+from benchmark.engine.query import describe_level, protocol_runs, select_view
 
 COLUMN_WIDTH = 3.5       # inches: one column of a two-column paper (IEEE, CVPR)
 TEXT_WIDTH = 7.16        # inches: both columns (figure*)
@@ -137,49 +138,19 @@ class Selection:
 def select_runs(store: ResultStore, protocol: str, scale: Optional[int] = None, evaluator: Optional[str] = None,
                 models: Optional[Sequence[str]] = None, all_scales: bool = False,
                 level: Optional[str] = None) -> Selection:
-    """Runs of ``protocol`` for one figure. ``scale`` and ``evaluator`` may be left out when
-    the store holds only one; ``all_scales`` keeps every scale (metric vs scale). ``level``
-    is required for an ``lr_sizes`` protocol (unless ``all_scales``) and refused otherwise."""
-    runs = store.runs(protocol=protocol)
-    if not runs:
-        have = sorted({r.protocol for r in store.runs()})
-        raise FhbenchError(f"no runs of protocol {protocol} in {store.path}"
-                           + (f" (protocols with runs: {', '.join(have)})" if have else "")
-                           + f"; run `fhbench run --model M --protocol {protocol}` first")
+    """Runs of ``protocol`` for one figure (``engine/query.select_view``): ``scale`` and
+    ``evaluator`` may be left out when the store holds only one; ``all_scales`` keeps every
+    scale (metric vs scale). ``level`` is required for an ``lr_sizes`` protocol (unless
+    ``all_scales``) and refused otherwise."""
+    protocol_runs(store, protocol)  # no runs at all: say so before asking for a level
+    spec = load_protocol(protocol)
     if not all_scales:
-        level = resolve_level(load_protocol(protocol), level, scale)
-    if models:
-        unknown = [m for m in models if m not in {r.model for r in runs}]
-        if unknown:
-            raise FhbenchError(f"no run of model(s) {', '.join(unknown)} on {protocol} "
-                               f"(models with runs: {', '.join(sorted({r.model for r in runs}))})")
-        runs = [r for r in runs if r.model in models]
-    evaluators = sorted({r.evaluator for r in runs})
-    if evaluator is None and len(evaluators) > 1:
-        raise FhbenchError(f"runs of {protocol} use evaluators {', '.join(evaluators)}; a figure shows one: "
-                           "pass --evaluator")
-    evaluator = evaluator or evaluators[0]
-    runs = [r for r in runs if r.evaluator == evaluator]
-    if not runs:
-        raise FhbenchError(f"no runs of {protocol} with evaluator {evaluator} (stored: {', '.join(evaluators)})")
-    stored = list(dict.fromkeys(r.level for r in runs if not r.reference))  # in the store's order
-    if all_scales:
-        row_level = None
-    elif scale is None:
-        if len(stored) > 1:
-            raise FhbenchError(f"runs of {protocol} are at scales {', '.join(describe_level(x) for x in stored)}; "
-                               "a figure shows one: pass --scale")
-        row_level = stored[0] if stored else HR_LEVEL
-    else:
-        row_level = SIZES_LEVEL if load_protocol(protocol).lr_sizes else level_name(scale)
-        if row_level not in stored and row_level != HR_LEVEL:
-            raise FhbenchError(f"no runs of {protocol} with {evaluator} at scale {scale} (stored scales: "
-                               f"{', '.join(describe_level(x) for x in stored) or 'none but the hr run'})")
-    if not all_scales:
-        runs = [r for r in runs if r.level == row_level or r.reference]
+        level = resolve_level(spec, level, scale)
+    view = select_view(store, protocol, scale, evaluator, models, all_levels=all_scales,
+                       lr_sizes=bool(spec.lr_sizes))
     order = {HR_MODEL: 0, LR_MODEL: 2}
-    runs.sort(key=lambda r: (order.get(r.model, 1), r.model, r.scale or 0))
-    return Selection(protocol, row_level, evaluator, runs, level, model_styles(r.model for r in store.runs()))
+    runs = sorted(view.runs, key=lambda r: (order.get(r.model, 1), r.model, r.scale or 0))
+    return Selection(protocol, view.level, view.evaluator, runs, level, model_styles(r.model for r in store.runs()))
 
 
 def _load_arrays(store: ResultStore, sel: Selection, names: Sequence[str], kind: str) -> Dict[int, Dict]:

@@ -23,7 +23,8 @@ import matplotlib
 from benchmark import __version__
 from benchmark.engine import strict_json
 from benchmark.errors import FhbenchError
-from benchmark.reporting.leaderboard import build_tables, describe_level, format_tables
+from benchmark.engine.query import describe_level, sr_levels
+from benchmark.reporting.leaderboard import build_tables, format_tables
 from benchmark.engine.levels import level_label, split_level
 from benchmark.reporting.plots import STYLE, draw, plot_sample_grid
 from benchmark.engine.protocols import load_protocol
@@ -123,7 +124,7 @@ def _figures(store: ResultStore, spec, runs) -> tuple:
         if spec.lr_sizes:  # one run holds every LR size: a figure per size
             where = [(None, lv, level_label(lv)) for lv in spec.level_names]
         else:
-            levels = list(dict.fromkeys(r.level for r in runs if r.evaluator == ev and not r.reference))
+            levels = sr_levels([r for r in runs if r.evaluator == ev])
             where = [(lv, None, describe_level(lv)) for lv in levels or [HR_LEVEL]]
         for sc, lv, label in where:
             for kind, options, caption in SCALE_FIGURES:
@@ -157,7 +158,7 @@ def _figure_html(fig, caption: str) -> str:
 def _samples(store: ResultStore, protocol: str, spec, data_root, images, runs, weights=None) -> str:
     esc = html.escape
     scales = sorted(r.scale for r in runs if r.scale is not None)
-    if not any(not r.reference for r in runs):
+    if not sr_levels(runs):
         return ""
     if spec.lr_sizes:  # the primary metric's LR size (else the first)
         scale, level = None, split_level(spec, spec.primary_metric)[1] or spec.level_names[0]

@@ -17,7 +17,8 @@ from benchmark.degradations.base import make_degradation
 from benchmark.engine.pipeline import HRSource, ImagePipeline, Level, degrade
 from benchmark.models.adapters import create_model
 from benchmark.errors import ConfigError, DataError, FhbenchError
-from benchmark.reporting.leaderboard import HR_MODEL, describe_level
+from benchmark.engine.query import describe_level
+from benchmark.reporting.leaderboard import HR_MODEL
 from benchmark.engine.levels import level_size, resolve_level
 from benchmark.engine.protocols import load_protocol
 from benchmark.registry import TASKS
@@ -58,13 +59,13 @@ def stored_models(store: ResultStore, protocol: str, scale: Optional[int] = None
     manifest (the row name as the spec when the manifest has none)."""
     spec = load_protocol(protocol)
     level = SIZES_LEVEL if spec.lr_sizes else level_name(spec.default_scale if scale is None else scale)
-    runs = store.runs(protocol=protocol, level=level, evaluator=evaluator)
+    runs = [r for r in store.runs(protocol=protocol, level=level, evaluator=evaluator) if not r.reference]
     if not runs:
         raise FhbenchError(f"no stored runs of {protocol} at {describe_level(level)} to take models from; "
                            "pass --models")
     out = {}
     for r in runs:
-        if r.model == HR_MODEL or r.reference:
+        if r.model == HR_MODEL:
             continue
         m = r.manifest.get("model", {})
         out[r.model] = ModelSpec(m.get("spec", r.model), bool(m.get("wants_upsampled_input", False)),
