@@ -74,6 +74,7 @@ def _max_diff(a, b):
 
 @pytest.mark.parametrize("model, arch, text, scale", [("srresnet-fr", "srresnet", SRRESNET_FR, 4),
                                                       ("csrip", "csrip", CSRIP, 8)])
+@pytest.mark.slow
 def test_two_processes_of_4_equal_one_process_of_8(tmp_path, faces12, toy_identity, model, arch, text, scale):
     config = _config(tmp_path, text)
     start = train(model, config, faces12, tmp_path / "start", device="cpu", max_steps=0)  # the initial weights
@@ -100,3 +101,84 @@ def test_without_sync_batchnorm_the_per_rank_statistics_change_the_result(tmp_pa
     diff = _max_diff(a["model_state"], b["model_state"])
     print(f"srresnet-fr without sync_batchnorm: max abs weight difference {diff:.3g}")
     assert diff > 1e-4
+
+
+@pytest.mark.slow
+def test_a_killed_two_process_run_resumes_to_the_same_weights(tmp_path, faces12, toy_identity):
+    """SIGKILL on both ranks right after the checkpoint of step 4 (inside fr-finetune, after its
+    auto weight was set); resuming with 2 processes ends bit-identical to an uninterrupted
+    2-process run, resuming with 1 process (a different world size) within 1e-5."""
+    import shutil
+
+    config = _config(tmp_path, SRRESNET_FR)
+    spawn_ddp(2, "srresnet-fr", config, faces12, tmp_path / "straight")
+    with pytest.raises(mp.ProcessExitedException, match="SIGKILL"):
+        spawn_ddp(2, "srresnet-fr", config, faces12, tmp_path / "killed", kill_after_checkpoint=4)
+    last = read_checkpoint(tmp_path / "killed" / "srresnet-fr" / "last.pt", "srresnet")
+    assert (last["step"], last["world_size"], last["stage_index"]) == (4, 2, 1)
+    assert not (tmp_path / "killed" / "srresnet-fr" / "srresnet-fr-x4.pt").exists()
+    shutil.copytree(tmp_path / "killed", tmp_path / "killed-1")
+
+    spawn_ddp(2, "srresnet-fr", config, faces12, tmp_path / "killed")
+    resumed_1 = train("srresnet-fr", config, faces12, tmp_path / "killed-1", device="cpu")
+    assert resumed_1.step == 5 and resumed_1.complete
+    straight, again, one = (_weights(tmp_path / d, "srresnet-fr", "srresnet", 4)
+                            for d in ("straight", "killed", "killed-1"))
+    assert straight["model_state"].keys() == again["model_state"].keys()
+    assert all(torch.equal(straight["model_state"][k], again["model_state"][k]) for k in straight["model_state"])
+    assert one["world_size"] == 1
+    diff = _max_diff(straight["model_state"], one["model_state"])
+    print(f"killed 2-process run resumed on 1 process: max abs difference {diff:.3g}")
+    assert diff <= 1e-5
+    # the log of the resumed run: one loss line per step, the balanced weight written once
+    import json
+
+    lines = [json.loads(x) for x in (tmp_path / "killed" / "srresnet-fr" / "scalars.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3, 4, 5]
+    assert sum("balanced_weights" in r for r in lines) == 1
+
+
+CFACE = """\
+    model: {name: cface, blocks: 1, filters: 4, d_filters: 2, d_dense: 8, hr_size: [32, 32],
+            perceptual_network: vgg19, perceptual_layer: relu1_2, perceptual_weights: random-init}
+    data: {hr_size: [32, 32], scale: 4, flip: false}
+    batch_size: 4
+    log_every: 1
+    checkpoint_every: 100
+    identity_network: toy
+    mixed_precision: false
+    stages:
+      - {name: mse, steps: 2, lr: 1.0e-3, loss_weights: {mse: 1.0}}
+      - {name: cface, steps: 2, lr: 1.0e-3, loss_weights: {perceptual: 0.006, adversarial: 1.0e-3, si: 0.01,
+                                                           compare: 0.01, d_real: 1.0, d_fake: 1.0}}
+      - {name: recognition, steps: 2, lr: 1.0e-3, loss_weights: {triplet: 1.0}}
+      - {name: cface_joint, steps: 2, lr: 1.0e-3, loss_weights: {perceptual: 0.006, adversarial: 1.0e-3,
+                                                                 si: 0.01, compare: 0.01, d_real: 1.0,
+                                                                 d_fake: 1.0, triplet: 1.0}}
+    """
+
+
+@pytest.mark.slow
+def test_cface_runs_its_four_stages_on_two_processes_with_identical_ranks(tmp_path, faces12, toy_identity,
+                                                                         monkeypatch):
+    monkeypatch.setenv("FHBENCH_CACHE", str(tmp_path / "cache"))
+    config = _config(tmp_path, CFACE)
+    start = train("cface", config, faces12, tmp_path / "start", device="cpu", max_steps=0)
+    spawn_ddp(2, "cface", config, faces12, tmp_path / "two", dump_ranks=True)
+    init = read_checkpoint(start.weights, "cface")["model_state"]
+    final = _weights(tmp_path / "two", "cface", "cface", 4)
+    assert (final["step"], final["complete"], final["world_size"]) == (8, True, 2)
+    state = final["model_state"]
+    for part in ("generator.", "discriminator.", "recognition."):  # each part trained
+        keys = [k for k in state if k.startswith(part) and state[k].is_floating_point()]
+        assert keys and max(float((state[k] - init[k]).abs().max()) for k in keys) > 1e-4, part
+    # generator, discriminator and the recognition copy: the same on both ranks, buffers included
+    r0, r1 = (torch.load(tmp_path / "two" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0.keys() == r1.keys() == state.keys()
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    assert all(torch.equal(r0[k], state[k]) for k in r0)
+    import json
+
+    lines = [json.loads(x) for x in (tmp_path / "two" / "cface" / "scalars.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in lines if "loss" in r] == ["mse"] * 2 + ["cface"] * 2 + ["recognition"] * 2 + \
+        ["cface_joint"] * 2

@@ -144,10 +144,11 @@ def free_port() -> int:
 
 
 def ddp_worker(rank, world_size, port, model, config, data_root, out_dir, kill_after_checkpoint=None,
-               max_steps=None):
+               max_steps=None, dump_ranks=False):
     """One rank of a gloo run, as torchrun would start it (the env variables it sets), with the
     toy identity backend registered; ``kill_after_checkpoint``: SIGKILL this process right after
-    the checkpoint of that step is on disk (every rank does: a killed job)."""
+    the checkpoint of that step is on disk (every rank does: a killed job); ``dump_ranks``: each
+    rank also saves its own final model state as ``out_dir/rank<r>.pt`` (to compare the ranks)."""
     import os
     import signal
 
@@ -168,6 +169,15 @@ def ddp_worker(rank, world_size, port, model, config, data_root, out_dir, kill_a
                 os.kill(os.getpid(), signal.SIGKILL)
 
         trainer.save_checkpoint = save_then_die
+    if dump_ranks:
+        save_weights = trainer.save_weights
+
+        def save_and_dump(run, step, complete):
+            torch.save({k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+                       f"{out_dir}/rank{rank}.pt")
+            return save_weights(run, step, complete)
+
+        trainer.save_weights = save_and_dump
     try:
         trainer.train(model, config, data_root, out_dir, device="cpu", max_steps=max_steps)
     finally:
@@ -180,5 +190,5 @@ def spawn_ddp(world_size, model, config, data_root, out_dir, **kw):
     import torch.multiprocessing as mp
 
     mp.spawn(ddp_worker, args=(world_size, free_port(), model, str(config), str(data_root), str(out_dir),
-                               kw.get("kill_after_checkpoint"), kw.get("max_steps")),
+                               kw.get("kill_after_checkpoint"), kw.get("max_steps"), kw.get("dump_ranks", False)),
              nprocs=world_size, join=True)
