@@ -6,8 +6,12 @@ computing the dict of raw loss terms for one batch (``StageSpec.step``); the con
 how long each stage runs, with which optimiser and with which loss weights. Everything
 else lives here, once:
 
-- device: CUDA when available, else CPU; mixed precision (autocast fp16 + GradScaler)
-  on CUDA only (``AMP_DEVICE_TYPES``; the tests run the same path on the CPU);
+- device: CUDA when available, else CPU; mixed precision (autocast fp16 + GradScaler, or
+  bf16 without a scaler with ``amp_dtype: bfloat16``) on CUDA only (``AMP_DEVICE_TYPES``;
+  the tests run the same path on the CPU);
+- data-parallel over processes under torchrun (``benchmark.training.distributed``): each
+  rank trains on its share of the same global batch, gradients averaged over the ranks,
+  rank 0 writes checkpoints (with ``world_size``) and scalars; resumable under any N;
 - ``out_dir/<model>/checkpoint-<step>.pt`` every ``checkpoint_every`` steps and
   ``last.pt``, both written atomically (tmp file + os.replace): model, optimiser and
   scaler state, stage index and step, resolved loss weights, RNG state, the config, the
@@ -37,6 +41,11 @@ ends once ``patience`` evaluations in a row improved none of the metrics. Each e
 a ``validation`` line in scalars.jsonl; the best values and the count of evaluations without
 gain live in the stage state, which every checkpoint saves, so a resumed run stops exactly
 where an uninterrupted one does.
+
+Modules: ``spec`` (what a baseline registers), ``checks`` (everything checked before the first
+step), ``checkpoints`` (what a checkpoint holds, writing, reading, RNG states), ``validation``
+(early stopping), ``distributed`` (the process group, gradient all-reduce, SyncBatchNorm),
+``launch`` (``fhbench train --nproc``); this module: the registry, the adapter and the loop.
 """
 from __future__ import annotations
 
@@ -47,20 +56,19 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from benchmark.models.base import SRAdapter
 from benchmark.errors import AdapterError, ConfigError, DataError, FhbenchError, UnknownNameError
 from benchmark.registry import TRAINERS
-from benchmark.faces.templates import FaceTemplate
 
 from benchmark.training import checks
+from benchmark.training.spec import Batch, StageContext, StageSpec, TrainableModel  # noqa: F401
 from benchmark.training.checkpoints import (CHECKPOINT_FORMAT, rank_seed, read_checkpoint, restore_rng,  # noqa: F401
                                             save_checkpoint, save_weights)
 from benchmark.training.config import AUTO, StageConfig, TrainConfig, load_config, make_data_degradation
@@ -73,67 +81,7 @@ log = logging.getLogger(__name__)
 AMP_DEVICE_TYPES = ("cuda",)
 
 
-# --- what a baseline module registers ------------------------------------------------
-
-@dataclass
-class Batch:
-    lr: torch.Tensor                   # (N, 3, h, w) RGB [0, 1]
-    hr: torch.Tensor                   # (N, 3, H, W) RGB [0, 1], in ``StageContext.frame``
-    labels: Optional[torch.Tensor]     # (N,) int64 identity index; None: the set has no labels
-    index: torch.Tensor                # (N,) index of each face in the FaceSet
-
-
-@dataclass
-class StageContext:
-    model: nn.Module                   # the whole built model (train mode)
-    identity: Optional[nn.Module]      # the frozen identity network, when the stage needs one
-    stage: StageConfig
-    frame: FaceTemplate                # the frame of the HR faces
-    scale: int
-    device: torch.device
-    faces: object = None               # the training FaceSet
-    state: dict = field(default_factory=dict)  # per-stage state saved in checkpoints
-    seed: int = 0                      # the config's seed
-    step: int = 0                      # the stage step of the batch ``StageSpec.step`` is computing
-    # under torch.distributed the batch is this rank's share of the step's global batch: its first
-    # face's position in it and the global batch size (0: the batch is the global batch). Per-face
-    # draws of (seed, step) streams take positions [batch_offset, batch_offset + len(batch)) of
-    # ``global_batch`` draws, so that they do not depend on the number of processes.
-    batch_offset: int = 0
-    global_batch: int = 0
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    step: Callable[[StageContext, Batch], Dict[str, torch.Tensor]]  # raw (unweighted) loss terms
-    losses: Tuple[str, ...]            # the terms ``step`` returns; the config weights each
-    optimise: Optional[Dict[str, Tuple[str, ...]]] = None  # submodule ('' = all) -> its terms
-    needs_identity_network: bool = False
-    needs_identity_labels: bool = False
-    setup: Optional[Callable[[StageContext], None]] = None  # runs at the stage's (re)start
-    # validation for early stopping: (ctx, batch of held-out faces, unflipped) -> {metric: (N,)
-    # per-face values}, run under torch.no_grad with the model in eval mode; ``metrics`` names
-    # each metric's direction ("max": higher is better, "min": lower is better)
-    validate: Optional[Callable[[StageContext, Batch], Dict[str, torch.Tensor]]] = None
-    metrics: Optional[Dict[str, str]] = None
-
-    def groups(self) -> Dict[str, Tuple[str, ...]]:
-        return self.optimise if self.optimise is not None else {"": self.losses}
-
-
-@dataclass(frozen=True)
-class TrainableModel:
-    name: str                          # also the adapter's name in benchmark.registry.MODELS
-    architecture: str                  # checkpoints of the same architecture are interchangeable
-    options: type                      # dataclass of the config's model: keys
-    build: Callable[[object, int], nn.Module]  # (options, scale) -> module; forward(lr) = SR
-    stages: Dict[str, StageSpec]       # stage kind (the config's stages[i].name) -> spec
-    paper: str = ""                    # the paper's size/speed figures, for the benchmark
-    # (model, identity=, data=, config=, device=) -> None, once before any step (after the model
-    # is built, before weights are loaded): model-specific checks, and parts that need the data
-    # or the identity network (e.g. a trainable copy of it); its errors stop the run cleanly.
-    prepare: Optional[Callable[..., None]] = None
-
+# --- what a baseline module registers (the types live in benchmark.training.spec) ----------
 
 TRAINABLE: Dict[str, TrainableModel] = {}
 
@@ -468,60 +416,10 @@ class _Run:
             self.dist.broadcast_module(self.identity, buffers_only=True)
         return terms, sum(group_losses)
 
-    # -- validation and early stopping --
-    def _early_stopping(self, spec: StageSpec, ctx: StageContext, stage_state: dict, stage_step: int, step: int,
-                        scalars) -> bool:
-        """Evaluate the validation metrics, update the stage state; True: stop the stage now."""
-        es = ctx.stage.early_stopping
-        values = self._validate(spec, ctx)
-        state = stage_state.setdefault("early_stopping", {"best": {}, "bad": 0, "evaluations": 0})
-        improved = []
-        for metric in es.metrics:
-            if metric not in values:
-                raise FhbenchError(f"{self.spec.name}: stage {ctx.stage.name}'s validation returned no metric "
-                                   f"{metric!r} (it returned {', '.join(sorted(values))})")
-            value, best = values[metric], state["best"].get(metric)
-            higher = spec.metrics[metric] == "max"
-            if best is None or (value > best + es.min_delta if higher else value < best - es.min_delta):
-                state["best"][metric] = value
-                improved.append(metric)
-        state["bad"] = 0 if improved else state["bad"] + 1
-        state["evaluations"] += 1
-        stop = state["bad"] >= es.patience
-        if stop:
-            stage_state["early_stopped"] = stage_step
-        scalars.write({"step": step, "stage": ctx.stage.name, "validation": values, "improved": improved,
-                       "evaluations_without_gain": state["bad"], "early_stopped": stop})
-        return stop
+    def _early_stopping(self, spec, ctx, stage_state, stage_step, step, scalars) -> bool:
+        from benchmark.training.validation import early_stopping
 
-    def _validate(self, spec: StageSpec, ctx: StageContext) -> Dict[str, float]:
-        """Mean of each validation metric over the held-out faces (unflipped, in index order),
-        the model in eval mode throughout (every module's flag set directly, so that wrappers
-        with sticky modes also use running BatchNorm statistics); the modes are restored."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        for m, _ in modes:
-            m.training = False
-        size = self.config.validation.batch_size or self.config.batch_size
-        sums: Dict[str, float] = {}
-        count = 0
-        try:
-            with torch.no_grad():
-                for s in range(0, len(self.val_indices), size):
-                    items = [self.data[(int(i), False)] for i in self.val_indices[s:s + size]]
-                    batch = Batch(torch.stack([it["lr"] for it in items]).to(self.device),
-                                  torch.stack([it["hr"] for it in items]).to(self.device),
-                                  torch.tensor([it["label"] for it in items]).to(self.device)
-                                  if self.data.has_labels else None,
-                                  torch.tensor([it["index"] for it in items]))
-                    with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                        values = spec.validate(ctx, batch)
-                    for k, v in values.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach().double().sum())
-                    count += len(items)
-        finally:
-            for m, mode in modes:
-                m.training = mode
-        return {k: v / count for k, v in sums.items()}
+        return early_stopping(self, spec, ctx, stage_state, stage_step, step, scalars)
 
     def _make_optimisers(self, spec: StageSpec, stage: StageConfig):
         """{submodule: (optimiser, params, loss terms)}; the parts must not overlap."""
