@@ -144,7 +144,7 @@ def free_port() -> int:
 
 
 def ddp_worker(rank, world_size, port, model, config, data_root, out_dir, kill_after_checkpoint=None,
-               max_steps=None, dump_ranks=False):
+               max_steps=None, dump_ranks=False, device="cpu"):
     """One rank of a gloo run, as torchrun would start it (the env variables it sets), with the
     toy identity backend registered; ``kill_after_checkpoint``: SIGKILL this process right after
     the checkpoint of that step is on disk (every rank does: a killed job); ``dump_ranks``: each
@@ -179,7 +179,7 @@ def ddp_worker(rank, world_size, port, model, config, data_root, out_dir, kill_a
 
         trainer.save_weights = save_and_dump
     try:
-        trainer.train(model, config, data_root, out_dir, device="cpu", max_steps=max_steps)
+        trainer.train(model, config, data_root, out_dir, device=device, max_steps=max_steps)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -190,5 +190,6 @@ def spawn_ddp(world_size, model, config, data_root, out_dir, **kw):
     import torch.multiprocessing as mp
 
     mp.spawn(ddp_worker, args=(world_size, free_port(), model, str(config), str(data_root), str(out_dir),
-                               kw.get("kill_after_checkpoint"), kw.get("max_steps"), kw.get("dump_ranks", False)),
+                               kw.get("kill_after_checkpoint"), kw.get("max_steps"), kw.get("dump_ranks", False),
+                               kw.get("device", "cpu")),
              nprocs=world_size, join=True)

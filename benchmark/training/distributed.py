@@ -124,6 +124,14 @@ class Dist:
             return torch.device("cuda", self.local_rank)
         return device
 
+    @property
+    def comm_device(self) -> torch.device:
+        """Where tensors of small collectives live: the rank's GPU with nccl (which cannot
+        reduce CPU tensors), else the CPU."""
+        if self.backend == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
     # -- collectives (no-ops in a single process) --
     def barrier(self):
         if self.enabled:
@@ -145,10 +153,9 @@ class Dist:
         if not self.enabled:
             return
         with torch.no_grad():
-            has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
-                               device=params[0].device if params else "cpu")
+            has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=self.comm_device)
             dist.all_reduce(has, op=dist.ReduceOp.MAX)
-            params = [p for p, h in zip(params, has.tolist()) if h]
+            params = [p for p, h in zip(params, has.cpu().tolist()) if h]
             for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
@@ -169,14 +176,14 @@ class Dist:
         if not self.enabled:
             return dict(terms)
         keys = sorted(terms)
-        t = torch.tensor([float(terms[k]) for k in keys], dtype=torch.float64)
+        t = torch.tensor([float(terms[k]) for k in keys], dtype=torch.float64, device=self.comm_device)
         dist.all_reduce(t)
-        return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist())}
+        return {k: float(v) / self.world_size for k, v in zip(keys, t.cpu().tolist())}
 
     def sum_int(self, value: int) -> int:
         if not self.enabled:
             return value
-        t = torch.tensor([value], dtype=torch.int64)
+        t = torch.tensor([value], dtype=torch.int64, device=self.comm_device)
         dist.all_reduce(t)
         return int(t.item())
 
