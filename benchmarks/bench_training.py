@@ -24,10 +24,12 @@ C-Face's VGG19 is randomly initialised when torchvision's ImageNet file is absen
 printed). A model that is not registered (yet) is skipped with the reason.
 
 Data-parallel scaling (``--ddp N``): instead of the table above, each stage trains twice at the
-same GLOBAL batch ``--batch-size``: as one process (``python -m benchmark.cli train``, torch's
-default threads) and as N processes (``torchrun --standalone --nproc_per_node=N -m
-benchmark.cli train``: gloo on the CPU, nccl on CUDA, one thread each as torchrun sets), both in
-fresh subprocesses; images/s is the median of the logged global images/s over the measured
+same GLOBAL batch ``--batch-size``: as one process (``python -m benchmark.cli train``) and as N
+processes (``torchrun --standalone --nproc_per_node=N -m benchmark.cli train``: gloo on the CPU,
+nccl on CUDA), both in fresh subprocesses with
+``--threads`` OMP threads per process (default 1, torchrun's own default: N processes then use
+N cores where 1 process uses one; a 1-process run with all cores under load is a different
+question); images/s is the median of the logged global images/s over the measured
 steps. Printed: both rates, their ratio (N processes / 1) and the scaling efficiency
 (ratio / N). ``--smoke`` uses baselines/configs/smoke/NAME.yaml (small widths: seconds per
 stage on a CPU) instead of the paper configs.
@@ -169,7 +171,7 @@ def run_stage(name, raw, faces, work: Path, device, warmup: int, steps: int, bat
     return statistics.median(rates), flops, wall
 
 
-def subprocess_rate(name, raw, faces, work: Path, device, warmup: int, nproc: int) -> float:
+def subprocess_rate(name, raw, faces, work: Path, device, warmup: int, nproc: int, threads: int = 1) -> float:
     """Median logged images/s (global) of one training run in a fresh process group of ``nproc``."""
     import subprocess
 
@@ -183,7 +185,8 @@ def subprocess_rate(name, raw, faces, work: Path, device, warmup: int, nproc: in
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "benchmark.cli", *args]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": str(threads)}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         tail = (res.stderr.strip().splitlines() or ["?"])[-1]
@@ -207,8 +210,8 @@ def ddp_table(args, models, tmp: Path, notes: list):
             cfg = stage_config(raw, stage, args.batch_size, 1 + args.steps, notes)
             work = tmp / "ddp" / name / f"{i}-{stage['name']}"
             try:
-                one = subprocess_rate(name, cfg, tmp / "faces", work, args.device, 1, 1)
-                many = subprocess_rate(name, cfg, tmp / "faces", work, args.device, 1, n)
+                one = subprocess_rate(name, cfg, tmp / "faces", work, args.device, 1, 1, args.threads)
+                many = subprocess_rate(name, cfg, tmp / "faces", work, args.device, 1, n, args.threads)
             except FhbenchError as err:
                 print(f"SKIP {name} stage {stage['name']}: {err}")
                 continue
@@ -217,7 +220,7 @@ def ddp_table(args, models, tmp: Path, notes: list):
                   f"images/s   ratio {many / one:5.2f}", flush=True)
     print()
     print(f"global batch {args.batch_size}, {'smoke' if args.smoke else 'paper'} configs, device {args.device}, "
-          f"{args.steps} measured steps after 1 warm-up")
+          f"{args.steps} measured steps after 1 warm-up, {args.threads} thread(s) per process")
     print(f"{'model':<12}{'stage':<22}{'1 proc img/s':>14}{f'{n} procs img/s':>16}{'ratio':>8}{'efficiency':>12}")
     for name, stage, one, many in rows:
         print(f"{name:<12}{stage:<22}{one:>14.2f}{many:>16.2f}{many / one:>8.2f}{many / one / n:>11.0%}")
@@ -238,6 +241,8 @@ def main():
     ap.add_argument("--ddp", type=int, default=0, metavar="N",
                     help="compare 1 process with N data-parallel processes (torchrun) at the same global batch")
     ap.add_argument("--smoke", action="store_true", help="the smoke configs instead of the paper configs")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="--ddp: OMP threads per process, the same for 1 and N processes (torchrun's default: 1)")
     args = ap.parse_args()
     if args.ddp and (args.ddp < 2 or args.batch_size % args.ddp):
         ap.error(f"--ddp {args.ddp}: needs N >= 2 dividing --batch-size {args.batch_size}")

@@ -182,3 +182,24 @@ def test_cface_runs_its_four_stages_on_two_processes_with_identical_ranks(tmp_pa
     lines = [json.loads(x) for x in (tmp_path / "two" / "cface" / "scalars.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in lines if "loss" in r] == ["mse"] * 2 + ["cface"] * 2 + ["recognition"] * 2 + \
         ["cface_joint"] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_cface_smoke_config_on_two_processes(train_faces, tmp_path, monkeypatch):
+    """baselines/configs/smoke/cface.yaml as shipped (SFace, random-init VGG19, 20 + 2 + 2 + 3
+    steps of 4 faces) on 8 real LFW faces, 2 gloo processes of 2 faces each."""
+    from pathlib import Path
+
+    monkeypatch.setenv("FHBENCH_CACHE", str(tmp_path / "cache"))
+    config = Path(__file__).resolve().parents[1] / "baselines" / "configs" / "smoke" / "cface.yaml"
+    spawn_ddp(2, "cface", config, train_faces, tmp_path / "two", dump_ranks=True)
+    final = _weights(tmp_path / "two", "cface", "cface", 4)
+    assert (final["step"], final["complete"], final["world_size"]) == (27, True, 2)
+    r0, r1 = (torch.load(tmp_path / "two" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    import json
+
+    lines = [json.loads(x) for x in (tmp_path / "two" / "cface" / "scalars.jsonl").read_text().splitlines()]
+    mse = [r["loss"] for r in lines if r.get("stage") == "mse" and "loss" in r]
+    assert len(mse) == 20 and sum(mse[-3:]) < sum(mse[:3])
