@@ -128,3 +128,38 @@ def test_nproc_2_runs_torchrun_and_equals_one_process(setup):
     diff = max(float((two["model_state"][k] - ref["model_state"][k]).abs().max())
                for k in ref["model_state"] if ref["model_state"][k].is_floating_point())
     assert diff <= 1e-5
+
+
+def test_sync_batchnorm_keeps_the_state_and_is_plain_batchnorm_in_one_process():
+    from torch import nn
+
+    from benchmark.training.distributed import SyncBatchNorm, convert_sync_batchnorm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
+    net[1].running_mean.fill_(0.5)
+    net[2][0].eval()
+    reference = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(6, 3, 8, 8)
+    want = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
+    want.load_state_dict(reference)
+    want[2][0].eval()
+    converted = convert_sync_batchnorm(net)
+    assert isinstance(converted[1], SyncBatchNorm) and isinstance(converted[2][0], SyncBatchNorm)
+    assert converted[1].training and not converted[2][0].training
+    assert converted.state_dict().keys() == reference.keys()
+    assert all(torch.equal(converted.state_dict()[k], reference[k]) for k in reference)
+    assert torch.allclose(converted(x), want(x), atol=1e-6)
+    assert torch.allclose(converted[1].running_var, want[1].running_var)
+
+
+def test_resuming_a_checkpoint_whose_optimisers_do_not_match_the_stage_is_refused(setup):
+    config = _config(setup)
+    train("srresnet", config, setup / "faces", setup / "runs", device="cpu", max_steps=1)
+    last = setup / "runs" / "srresnet" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["optimizers"] = {"generator": ckpt["optimizers"][""]}
+    ckpt["world_size"] = 4
+    torch.save(ckpt, last)
+    with pytest.raises(ConfigError, match=r"holds optimiser states for \['generator'\] \(written by 4 process"):
+        train("srresnet", config, setup / "faces", setup / "runs", device="cpu")
