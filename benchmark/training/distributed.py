@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional
 
@@ -253,6 +254,11 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         use_batch = self.training or not self.track_running_stats
         if not (use_batch and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
+        with warnings.catch_warnings():  # deprecated in favour of a private module; this one is differentiable
+            warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_reduce is deprecated")
+            return self._global_batch_norm(x)
+
+    def _global_batch_norm(self, x: torch.Tensor) -> torch.Tensor:
         from torch.distributed.nn.functional import all_reduce
 
         dims = [0] + list(range(2, x.dim()))
