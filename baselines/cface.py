@@ -465,13 +465,17 @@ def read_hr_faces(paths, hr_size) -> np.ndarray:
     return np.concatenate([fit_to_hr_size(read_batch([p]), tuple(hr_size)) for p in paths])
 
 
-def draw_compare(table: np.ndarray, index, seed: int, step: int) -> Tuple[np.ndarray, np.ndarray]:
+def draw_compare(table: np.ndarray, index, seed: int, step: int, offset: int = 0,
+                 global_batch: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """One neighbour per face of the batch (uniform over its row's valid entries), drawn from
-    ``default_rng([seed, step, ...])``: (indices, has_compare); index -1 where there is none."""
+    ``default_rng([seed, step, ...])``: (indices, has_compare); index -1 where there is none.
+    Under torch.distributed the batch is positions [offset, offset + len) of a global batch of
+    ``global_batch`` faces: it takes those draws, so the draw of a face does not depend on N."""
     rows = table[np.asarray(index)]
     counts = (rows >= 0).sum(1)
     rng = np.random.default_rng([seed, step, 0xCFACE])
-    pick = (rng.random(len(rows)) * np.maximum(counts, 1)).astype(np.int64)
+    draws = rng.random(max(global_batch, offset + len(rows)))[offset:offset + len(rows)]
+    pick = (draws * np.maximum(counts, 1)).astype(np.int64)
     chosen = np.where(counts > 0, rows[np.arange(len(rows)), pick], -1)
     return chosen, counts > 0
 
@@ -530,7 +534,8 @@ def recognition_asoftmax_stage(ctx, batch):
 def _cface_terms(ctx, batch):
     m = ctx.model
     sr, terms = _gan_terms(ctx, batch)
-    chosen, has = draw_compare(m.aux["compare"], batch.index.cpu().numpy(), ctx.seed, ctx.step)
+    chosen, has = draw_compare(m.aux["compare"], batch.index.cpu().numpy(), ctx.seed, ctx.step,
+                                ctx.batch_offset, ctx.global_batch)
     hrc = batch.hr.clone()  # placeholders where a face has no compare face (masked out)
     if has.any():
         paths = [ctx.faces.image_root / ctx.faces.relpaths[j] for j in chosen[has]]

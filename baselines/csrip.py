@@ -349,19 +349,25 @@ def _prior_ce(logits: List[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
 CROP_STREAM = 0xC809  # keeps the crop draws apart from other per-step streams
 
 
-def random_crops(hr: torch.Tensor, pad: int, seed: int, step: int) -> torch.Tensor:
+def random_crops(hr: torch.Tensor, pad: int, seed: int, step: int, offset: int = 0,
+                 global_batch: int = 0) -> torch.Tensor:
     """Each face edge-padded by ``pad`` px and cropped back to its size at an offset drawn
-    uniformly from [0, 2 pad] x [0, 2 pad] by ``default_rng([seed, step, CROP_STREAM])``."""
+    uniformly from [0, 2 pad] x [0, 2 pad] by ``default_rng([seed, step, CROP_STREAM])``. Under
+    torch.distributed ``hr`` is positions [offset, offset + len) of a global batch of
+    ``global_batch`` faces and takes those draws (the same crops whatever the number of ranks)."""
     if pad <= 0:
         return hr
     h, w = hr.shape[-2:]
-    offsets = np.random.default_rng([seed, step, CROP_STREAM]).integers(0, 2 * pad + 1, size=(len(hr), 2))
+    n = max(global_batch, offset + len(hr))
+    offsets = np.random.default_rng([seed, step, CROP_STREAM]).integers(0, 2 * pad + 1, size=(n, 2))
+    offsets = offsets[offset:offset + len(hr)]
     padded = F.pad(hr, (pad,) * 4, mode="replicate")
     return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
 def priors_stage(ctx, batch):
-    hr = random_crops(batch.hr, ctx.model.options.prior_crop, ctx.seed, ctx.step)
+    hr = random_crops(batch.hr, ctx.model.options.prior_crop, ctx.seed, ctx.step, ctx.batch_offset,
+                      ctx.global_batch)
     targets = scale_targets(hr, len(ctx.model.cascade.to_rgb))
     return {"ce": _prior_ce(ctx.model.priors(targets), batch.labels)}
 

@@ -346,17 +346,35 @@ def report(output, data_root, images, title, weights, store):
               help="stop after this many steps in all (resume later)")
 @click.option("--scale", type=click.IntRange(min=1), default=None, help="override the config's data.scale")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-def train(name, config_path, data_root, out_dir, max_steps, scale, device):
-    """Train a reference model (resumes from OUT/NAME/last.pt when it exists)."""
+@click.option("--nproc", type=int, default=None, metavar="N",
+              help="data-parallel on N processes of this machine (one per GPU): runs torchrun --standalone "
+                   "--nproc_per_node=N; the config's batch_size is the global batch")
+def train(name, config_path, data_root, out_dir, max_steps, scale, device, nproc):
+    """Train a reference model (resumes from OUT/NAME/last.pt when it exists).
+
+    Under torchrun (torchrun --nproc_per_node=N -m benchmark.cli train ...) each process trains on
+    its share of every batch; rank 0 writes the checkpoints and the log."""
     from benchmark.registry import TRAINERS
 
     train_model = TRAINERS.get(name)
+    if nproc is not None:
+        from benchmark.training.launch import check_nproc, exec_torchrun
+
+        check_nproc(name, nproc, config_path, device)
+        if nproc > 1:
+            args = [name, "--config", str(config_path), "--data-root", str(data_root), "--out", str(out_dir)]
+            for option, value in (("--max-steps", max_steps), ("--scale", scale), ("--device", device)):
+                if value is not None:
+                    args += [option, str(value)]
+            exec_torchrun(nproc, args)
     try:
         result = train_model(config_path, data_root, out_dir, device=device, max_steps=max_steps, scale=scale)
     except KeyboardInterrupt:  # the engine-wide message is about the results store
         click.echo(f"fhbench: interrupted; run the same command again to resume from the last checkpoint "
                    f"in {out_dir}/{name}/", err=True)
         sys.exit(130)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports
+        return
     state = "complete" if result.complete else "stopped early: run the same command again to resume"
     click.echo(f"{name}: step {result.step} of {result.total_steps} ({state})")
     click.echo(f"  weights: {result.weights}  (fhbench run --model {name} --weights {result.weights} ...)")

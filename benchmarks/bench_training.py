@@ -22,6 +22,17 @@ without gradients on a batch of ``--batch-size`` random inputs, median of 3 afte
 (the papers' speed figures are inference speeds, mostly on GPUs).
 C-Face's VGG19 is randomly initialised when torchvision's ImageNet file is absent (same FLOPs;
 printed). A model that is not registered (yet) is skipped with the reason.
+
+Data-parallel scaling (``--ddp N``): instead of the table above, each stage trains twice at the
+same GLOBAL batch ``--batch-size``: as one process (``python -m benchmark.cli train``) and as N
+processes (``torchrun --standalone --nproc_per_node=N -m benchmark.cli train``: gloo on the CPU,
+nccl on CUDA), both in fresh subprocesses with
+``--threads`` OMP threads per process (default 1, torchrun's own default: N processes then use
+N cores where 1 process uses one; a 1-process run with all cores under load is a different
+question); images/s is the median of the logged global images/s over the measured
+steps. Printed: both rates, their ratio (N processes / 1) and the scaling efficiency
+(ratio / N). ``--smoke`` uses baselines/configs/smoke/NAME.yaml (small widths: seconds per
+stage on a CPU) instead of the paper configs.
 """
 from __future__ import annotations
 
@@ -160,6 +171,62 @@ def run_stage(name, raw, faces, work: Path, device, warmup: int, steps: int, bat
     return statistics.median(rates), flops, wall
 
 
+def subprocess_rate(name, raw, faces, work: Path, device, warmup: int, nproc: int, threads: int = 1) -> float:
+    """Median logged images/s (global) of one training run in a fresh process group of ``nproc``."""
+    import subprocess
+
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / f"config-{nproc}.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    out = work / f"run-{nproc}"
+    args = ["train", name, "--config", str(cfg), "--data-root", str(faces), "--out", str(out), "--device", device]
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "benchmark.cli", *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "benchmark.cli", *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": str(threads)}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        tail = (res.stderr.strip().splitlines() or ["?"])[-1]
+        raise FhbenchError(f"{nproc} process(es) failed: {tail}")
+    rows = [json.loads(ln) for ln in (out / name / "scalars.jsonl").read_text().splitlines()]
+    return statistics.median([r["images_per_s"] for r in rows if "loss" in r][warmup:])
+
+
+def ddp_table(args, models, tmp: Path, notes: list):
+    """1 process against ``args.ddp`` processes at the same global batch, every stage."""
+    n = args.ddp
+    rows = []
+    folder = ROOT / "baselines" / "configs" / ("smoke" if args.smoke else "")
+    for name in models:
+        path = folder / f"{name}.yaml"
+        if not path.is_file():
+            print(f"SKIP {name}: no config {path}")
+            continue
+        raw = yaml.safe_load(path.read_text())
+        for i, stage in enumerate(raw["stages"]):
+            cfg = stage_config(raw, stage, args.batch_size, 1 + args.steps, notes)
+            work = tmp / "ddp" / name / f"{i}-{stage['name']}"
+            try:
+                one = subprocess_rate(name, cfg, tmp / "faces", work, args.device, 1, 1, args.threads)
+                many = subprocess_rate(name, cfg, tmp / "faces", work, args.device, 1, n, args.threads)
+            except FhbenchError as err:
+                print(f"SKIP {name} stage {stage['name']}: {err}")
+                continue
+            rows.append((name, stage["name"], one, many))
+            print(f"  {name:<12} {stage['name']:<20} 1 process {one:8.2f} images/s   {n} processes {many:8.2f} "
+                  f"images/s   ratio {many / one:5.2f}", flush=True)
+    print()
+    print(f"global batch {args.batch_size}, {'smoke' if args.smoke else 'paper'} configs, device {args.device}, "
+          f"{args.steps} measured steps after 1 warm-up, {args.threads} thread(s) per process")
+    print(f"{'model':<12}{'stage':<22}{'1 proc img/s':>14}{f'{n} procs img/s':>16}{'ratio':>8}{'efficiency':>12}")
+    for name, stage, one, many in rows:
+        print(f"{name:<12}{stage:<22}{one:>14.2f}{many:>16.2f}{many / one:>8.2f}{many / one / n:>11.0%}")
+    return rows
+
+
 def fmt_g(flops: float) -> str:
     return f"{flops / 1e9:.2f}"
 
@@ -171,7 +238,14 @@ def main():
     ap.add_argument("--steps", type=int, default=2, help="measured steps per stage (after 1 warm-up step)")
     ap.add_argument("--faces", type=int, default=16)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--ddp", type=int, default=0, metavar="N",
+                    help="compare 1 process with N data-parallel processes (torchrun) at the same global batch")
+    ap.add_argument("--smoke", action="store_true", help="the smoke configs instead of the paper configs")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="--ddp: OMP threads per process, the same for 1 and N processes (torchrun's default: 1)")
     args = ap.parse_args()
+    if args.ddp and (args.ddp < 2 or args.batch_size % args.ddp):
+        ap.error(f"--ddp {args.ddp}: needs N >= 2 dividing --batch-size {args.batch_size}")
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     notes, rows = [], []
@@ -180,7 +254,13 @@ def main():
         os.environ["FHBENCH_CACHE"] = str(tmp / "cache")  # C-Face's compare faces: not the user's cache
         print(f"training faces: {make_faces(tmp / 'faces', args.faces)}; batch size {args.batch_size}, "
               f"1 warm-up + {args.steps} measured steps per stage")
-        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if args.ddp:
+            ddp_table(args, models, tmp, notes)
+            for note in notes:
+                print(f"note: {note}")
+            return
+        for name in models:
             try:
                 trainable(name)
             except UnknownNameError:

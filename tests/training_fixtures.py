@@ -131,3 +131,65 @@ def _log(result):
 def _comparable(lines):
     """Log lines without their timings, to compare two runs."""
     return [{k: v for k, v in r.items() if k != "images_per_s"} for r in lines]
+
+
+# --- several processes (tests/test_training_ddp*.py) -------------------------------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ddp_worker(rank, world_size, port, model, config, data_root, out_dir, kill_after_checkpoint=None,
+               max_steps=None, dump_ranks=False, device="cpu"):
+    """One rank of a gloo run, as torchrun would start it (the env variables it sets), with the
+    toy identity backend registered; ``kill_after_checkpoint``: SIGKILL this process right after
+    the checkpoint of that step is on disk (every rank does: a killed job); ``dump_ranks``: each
+    rank also saves its own final model state as ``out_dir/rank<r>.pt`` (to compare the ranks)."""
+    import os
+    import signal
+
+    import torch.distributed as dist
+
+    from benchmark.training import trainer
+
+    torch.set_num_threads(1)
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size), "FHBENCH_DIST_TIMEOUT": "60"})
+    identity_mod.BACKENDS["toy"] = lambda: identity_mod.Backend(_ToyIdentity(), ARCFACE_112x112.resized(28, 28))
+    if kill_after_checkpoint is not None:
+        save = trainer.save_checkpoint
+
+        def save_then_die(run, stage_index, stage_step, step, stage_state):
+            save(run, stage_index, stage_step, step, stage_state)
+            if step == kill_after_checkpoint:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer.save_checkpoint = save_then_die
+    if dump_ranks:
+        save_weights = trainer.save_weights
+
+        def save_and_dump(run, step, complete):
+            torch.save({k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+                       f"{out_dir}/rank{rank}.pt")
+            return save_weights(run, step, complete)
+
+        trainer.save_weights = save_and_dump
+    try:
+        trainer.train(model, config, data_root, out_dir, device=device, max_steps=max_steps)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def spawn_ddp(world_size, model, config, data_root, out_dir, **kw):
+    """Run ``ddp_worker`` on ``world_size`` spawned processes and wait for them all."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(ddp_worker, args=(world_size, free_port(), model, str(config), str(data_root), str(out_dir),
+                               kw.get("kill_after_checkpoint"), kw.get("max_steps"), kw.get("dump_ranks", False),
+                               kw.get("device", "cpu")),
+             nprocs=world_size, join=True)

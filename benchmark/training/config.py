@@ -15,7 +15,13 @@ Layout (every key optional unless marked; defaults below)::
                                  min_delta: 0.0}}
     validation: null | {fraction: 0.1, max_images: 0, batch_size: 0}
     batch_size: 16, checkpoint_every: 1000, keep_checkpoints: 3, log_every: 50, seed: 0,
-    identity_network: auto, mixed_precision: true, init_weights: null
+    identity_network: auto, mixed_precision: true, amp_dtype: float16 | bfloat16,
+    sync_batchnorm: false, init_weights: null
+
+``batch_size`` (and a stage's) is the global batch: under torchrun each of N processes takes
+batch_size / N faces of it (``benchmark.training.distributed``); ``sync_batchnorm: true``
+computes BatchNorm statistics over the global batch (model and identity network), which a
+single process does anyway.
 
 A loss weight ``auto`` is set on the stage's first batch so that the term equals the sum
 of the fixed-weight terms optimised with it (a 50/50 balance for two terms).
@@ -117,6 +123,8 @@ class TrainConfig:
     seed: int = 0
     identity_network: str = "auto"        # see benchmark.training.identity.load_identity_network
     mixed_precision: bool = True          # used on CUDA only
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"  # autocast dtype (float16 with a GradScaler)
+    sync_batchnorm: bool = False          # under torch.distributed: BatchNorm on the global batch
     init_weights: Optional[str] = None    # start from these weights (same architecture and scale)
     validation: Optional[ValidationConfig] = None  # faces held out of training (for early stopping)
     source: Path = Path("?")              # the YAML file (not a key)

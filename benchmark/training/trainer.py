@@ -6,8 +6,12 @@ computing the dict of raw loss terms for one batch (``StageSpec.step``); the con
 how long each stage runs, with which optimiser and with which loss weights. Everything
 else lives here, once:
 
-- device: CUDA when available, else CPU; mixed precision (autocast fp16 + GradScaler)
-  on CUDA only (``AMP_DEVICE_TYPES``; the tests run the same path on the CPU);
+- device: CUDA when available, else CPU; mixed precision (autocast fp16 + GradScaler, or
+  bf16 without a scaler with ``amp_dtype: bfloat16``) on CUDA only (``AMP_DEVICE_TYPES``;
+  the tests run the same path on the CPU);
+- data-parallel over processes under torchrun (``benchmark.training.distributed``): each
+  rank trains on its share of the same global batch, gradients averaged over the ranks,
+  rank 0 writes checkpoints (with ``world_size``) and scalars; resumable under any N;
 - ``out_dir/<model>/checkpoint-<step>.pt`` every ``checkpoint_every`` steps and
   ``last.pt``, both written atomically (tmp file + os.replace): model, optimiser and
   scaler state, stage index and step, resolved loss weights, RNG state, the config, the
@@ -37,6 +41,11 @@ ends once ``patience`` evaluations in a row improved none of the metrics. Each e
 a ``validation`` line in scalars.jsonl; the best values and the count of evaluations without
 gain live in the stage state, which every checkpoint saves, so a resumed run stops exactly
 where an uninterrupted one does.
+
+Modules: ``spec`` (what a baseline registers), ``checks`` (everything checked before the first
+step), ``checkpoints`` (what a checkpoint holds, writing, reading, RNG states), ``validation``
+(early stopping), ``distributed`` (the process group, gradient all-reduce, SyncBatchNorm),
+``launch`` (``fhbench train --nproc``); this module: the registry, the adapter and the loop.
 """
 from __future__ import annotations
 
@@ -46,86 +55,33 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from benchmark.models.base import SRAdapter
 from benchmark.errors import AdapterError, ConfigError, DataError, FhbenchError, UnknownNameError
 from benchmark.registry import TRAINERS
-from benchmark.faces.templates import FaceTemplate
 
+from benchmark.training import checks
+from benchmark.training.spec import Batch, StageContext, StageSpec, TrainableModel  # noqa: F401
+from benchmark.training.checkpoints import (CHECKPOINT_FORMAT, rank_seed, read_checkpoint, restore_rng,  # noqa: F401
+                                            save_checkpoint, save_weights)
 from benchmark.training.config import AUTO, StageConfig, TrainConfig, load_config, make_data_degradation
+from benchmark.training.distributed import Dist, RankShare, convert_sync_batchnorm, requested_world_size
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "fhbench-baseline/1"
 # Devices on which ``mixed_precision: true`` autocasts to float16 with a GradScaler. Tests add
 # "cpu" (torch autocasts fp16 and scales gradients there too) to run that path without a GPU.
 AMP_DEVICE_TYPES = ("cuda",)
 
 
-# --- what a baseline module registers ------------------------------------------------
-
-@dataclass
-class Batch:
-    lr: torch.Tensor                   # (N, 3, h, w) RGB [0, 1]
-    hr: torch.Tensor                   # (N, 3, H, W) RGB [0, 1], in ``StageContext.frame``
-    labels: Optional[torch.Tensor]     # (N,) int64 identity index; None: the set has no labels
-    index: torch.Tensor                # (N,) index of each face in the FaceSet
-
-
-@dataclass
-class StageContext:
-    model: nn.Module                   # the whole built model (train mode)
-    identity: Optional[nn.Module]      # the frozen identity network, when the stage needs one
-    stage: StageConfig
-    frame: FaceTemplate                # the frame of the HR faces
-    scale: int
-    device: torch.device
-    faces: object = None               # the training FaceSet
-    state: dict = field(default_factory=dict)  # per-stage state saved in checkpoints
-    seed: int = 0                      # the config's seed
-    step: int = 0                      # the stage step of the batch ``StageSpec.step`` is computing
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    step: Callable[[StageContext, Batch], Dict[str, torch.Tensor]]  # raw (unweighted) loss terms
-    losses: Tuple[str, ...]            # the terms ``step`` returns; the config weights each
-    optimise: Optional[Dict[str, Tuple[str, ...]]] = None  # submodule ('' = all) -> its terms
-    needs_identity_network: bool = False
-    needs_identity_labels: bool = False
-    setup: Optional[Callable[[StageContext], None]] = None  # runs at the stage's (re)start
-    # validation for early stopping: (ctx, batch of held-out faces, unflipped) -> {metric: (N,)
-    # per-face values}, run under torch.no_grad with the model in eval mode; ``metrics`` names
-    # each metric's direction ("max": higher is better, "min": lower is better)
-    validate: Optional[Callable[[StageContext, Batch], Dict[str, torch.Tensor]]] = None
-    metrics: Optional[Dict[str, str]] = None
-
-    def groups(self) -> Dict[str, Tuple[str, ...]]:
-        return self.optimise if self.optimise is not None else {"": self.losses}
-
-
-@dataclass(frozen=True)
-class TrainableModel:
-    name: str                          # also the adapter's name in benchmark.registry.MODELS
-    architecture: str                  # checkpoints of the same architecture are interchangeable
-    options: type                      # dataclass of the config's model: keys
-    build: Callable[[object, int], nn.Module]  # (options, scale) -> module; forward(lr) = SR
-    stages: Dict[str, StageSpec]       # stage kind (the config's stages[i].name) -> spec
-    paper: str = ""                    # the paper's size/speed figures, for the benchmark
-    # (model, identity=, data=, config=, device=) -> None, once before any step (after the model
-    # is built, before weights are loaded): model-specific checks, and parts that need the data
-    # or the identity network (e.g. a trainable copy of it); its errors stop the run cleanly.
-    prepare: Optional[Callable[..., None]] = None
-
+# --- what a baseline module registers (the types live in benchmark.training.spec) ----------
 
 TRAINABLE: Dict[str, TrainableModel] = {}
 
@@ -153,25 +109,6 @@ def default_weights_path(model: str, scale: int) -> Path:
     """``$FHBENCH_WEIGHTS/<model>-x<scale>.pt``, else ``~/.cache/fhbench/weights/...``."""
     folder = os.environ.get("FHBENCH_WEIGHTS") or Path.home() / ".cache" / "fhbench" / "weights"
     return Path(folder).expanduser() / f"{model}-x{scale}.pt"
-
-
-def read_checkpoint(path, architecture: str, scale: Optional[int] = None, error=AdapterError) -> dict:
-    """A weights file or training checkpoint of ``architecture`` (at ``scale`` when given);
-    anything else raises ``error`` naming what the file holds and what was expected."""
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"weights file {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise error(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise error(f"{path} is not an fhbench baseline checkpoint (written by benchmark.training.trainer)")
-    want = f"{architecture} x{scale}" if scale else architecture
-    if ckpt["architecture"] != architecture or (scale and ckpt["scale"] != scale):
-        raise error(f"{path} holds a {ckpt['architecture']} x{ckpt['scale']} model "
-                    f"(trained as {ckpt['model']}), not the {want} model asked for")
-    return ckpt
 
 
 class CheckpointAdapter(SRAdapter):
@@ -246,149 +183,119 @@ def train(model_name: str, config_path, data_root, out_dir, device=None, max_ste
 
 
 class _Run:
-    def __init__(self, spec: TrainableModel, config: TrainConfig, data_root, out_dir, device):
-        from benchmark.training.facedata import FaceTrainingSet, open_training_faces
-        from benchmark.training.identity import identity_network_names, load_identity_network
+    """One training run: the checks and set-up before the first step (``__init__``), then the
+    loop (``run``: stages; ``_run_stage``: the steps of one; ``_step``: one step). Checkpoints
+    are ``benchmark.training.checkpoints``; the pre-flight checks ``benchmark.training.checks``;
+    the process group ``benchmark.training.distributed``."""
 
+    def __init__(self, spec: TrainableModel, config: TrainConfig, data_root, out_dir, device):
         self.spec, self.config = spec, config
         self.scale = config.data.scale
-        self._check_stages()
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        checks.check_stages(spec, config)
+        checks.check_world(config, requested_world_size())  # before joining: every rank fails alike
+        self.dist = Dist.from_env(device)
+        self.device = self.dist.device(device)
         self.amp = config.mixed_precision and self.device.type in AMP_DEVICE_TYPES
+        self.amp_dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
+        if self.amp and self.amp_dtype == torch.bfloat16 and self.device.type == "cuda" \
+                and not torch.cuda.is_bf16_supported():
+            raise config.error("amp_dtype", f"bfloat16 is not supported by {torch.cuda.get_device_name(self.device)}")
         self.dir = Path(out_dir) / spec.name
         self.last = self.dir / "last.pt"
         self.resume = read_checkpoint(self.last, spec.architecture, self.scale, ConfigError) \
             if self.last.exists() else None
-        self._check_resume()
+        if self.resume is not None:
+            checks.check_resume(spec, config, self.resume, self.last)
         init = None
         if config.init_weights and self.resume is None:
             init = read_checkpoint(Path(config.init_weights).expanduser(), spec.architecture, self.scale, ConfigError)
-            self._check_options(init, config.init_weights)
+            checks.check_options(spec, config, init, config.init_weights)
+        self._open_data(data_root)
+        self._build_model(init)
 
-        faces = open_training_faces(data_root, config.data.frame)
-        self.data = FaceTrainingSet(faces, config.data.hr_size, make_data_degradation(config.data))
-        for i, stage in enumerate(config.stages):
-            if self.spec.stages[stage.name].needs_identity_labels and not self.data.has_labels:
-                raise DataError(f"stage {i} ({stage.name}) of {spec.name} needs identity labels, but the faces "
-                                f"in {faces.image_root} have none (lay them out as <identity>/<image>)")
+    def _open_data(self, data_root):
+        from benchmark.training.facedata import FaceTrainingSet, open_training_faces, split_validation
+
+        c = self.config
+        faces = open_training_faces(data_root, c.data.frame)
+        self.data = FaceTrainingSet(faces, c.data.hr_size, make_data_degradation(c.data))
+        checks.check_labels(self.spec, c, self.data, faces.image_root)
         self.train_indices, self.val_indices = None, None  # None: every face trains
         held_out = ""
-        if config.validation is not None:
-            from benchmark.training.facedata import split_validation
-
-            self.train_indices, self.val_indices = split_validation(faces, config.validation.fraction, config.seed)
+        if c.validation is not None:
+            self.train_indices, self.val_indices = split_validation(faces, c.validation.fraction, c.seed)
             if not len(self.val_indices):
-                raise DataError(f"validation.fraction {config.validation.fraction} holds out none of the "
+                raise DataError(f"validation.fraction {c.validation.fraction} holds out none of the "
                                 f"{len(self.data)} faces in {faces.image_root} (each identity keeps at least one "
                                 "training face): raise it or add faces")
-            if 0 < config.validation.max_images < len(self.val_indices):  # evenly spaced over the held-out faces
-                keep = np.unique(np.linspace(0, len(self.val_indices) - 1, config.validation.max_images).round())
+            if 0 < c.validation.max_images < len(self.val_indices):  # evenly spaced over the held-out faces
+                keep = np.unique(np.linspace(0, len(self.val_indices) - 1, c.validation.max_images).round())
                 self.val_indices = self.val_indices[keep.astype(np.int64)]
             held_out = f" (after {len(self.data) - len(self.train_indices)} held out for validation)"
         self.n_train = len(self.data) if self.train_indices is None else len(self.train_indices)
-        biggest = max(config.stage_batch_size(s) for s in config.stages)
+        biggest = max(c.stage_batch_size(s) for s in c.stages)
         if self.n_train < biggest:
             raise DataError(f"{self.n_train} training faces in {faces.image_root}{held_out} are fewer than one "
                             f"batch of {biggest}")
-        self.steps_per_epoch = [self.n_train // config.stage_batch_size(s) for s in config.stages]
-        self.stage_steps = [self._stage_length(i, s) for i, s in enumerate(config.stages)]
-        self.identity = None
-        if any(self.spec.stages[s.name].needs_identity_network for s in config.stages):
-            if config.identity_network not in identity_network_names():
-                raise config.error("identity_network", f"unknown network {config.identity_network!r} "
-                                   f"(known: {', '.join(identity_network_names())})")
-            self.identity = load_identity_network(config.identity_network, self.data.frame, self.device)
+        self.steps_per_epoch = [self.n_train // c.stage_batch_size(s) for s in c.stages]
+        self.stage_steps = [s.steps if s.steps is not None else s.epochs * self.steps_per_epoch[i]
+                            for i, s in enumerate(c.stages)]
 
-        torch.manual_seed(config.seed)
-        self.model = spec.build(config.model_options, self.scale).to(self.device)
+    def _build_model(self, init):
+        from benchmark.training.identity import identity_network_names, load_identity_network
+
+        c, spec = self.config, self.spec
+        self.identity = None
+        if any(spec.stages[s.name].needs_identity_network for s in c.stages):
+            if c.identity_network not in identity_network_names():
+                raise c.error("identity_network", f"unknown network {c.identity_network!r} "
+                              f"(known: {', '.join(identity_network_names())})")
+            self.identity = load_identity_network(c.identity_network, self.data.frame, self.device)
+        torch.manual_seed(c.seed)
+        self.model = spec.build(c.model_options, self.scale).to(self.device)
         if spec.prepare is not None:
-            spec.prepare(self.model, identity=self.identity, data=self.data, config=config, device=self.device)
+            spec.prepare(self.model, identity=self.identity, data=self.data, config=c, device=self.device)
+        if c.sync_batchnorm:  # global-batch statistics (a no-op in a single process); same state-dict keys
+            self.model = convert_sync_batchnorm(self.model)
+            if self.identity is not None:
+                self.identity = convert_sync_batchnorm(self.identity)
         if init is not None:
             self.model.load_state_dict(init["model_state"])
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
-        self._optimisers: Dict[str, torch.optim.Optimizer] = {}  # the current stage's
-
-    # -- checks before any step --
-    def _check_stages(self):
-        c = self.config
-        for i, stage in enumerate(c.stages):
-            if stage.name not in self.spec.stages:
-                raise c.error(f"stages[{i}].name", f"{self.spec.name} has no stage {stage.name!r} "
-                              f"(its stages: {', '.join(self.spec.stages)})")
-            terms = self.spec.stages[stage.name].losses
-            for term in stage.loss_weights:
-                if term not in terms:
-                    raise c.error(f"stages[{i}].loss_weights.{term}",
-                                  f"stage {stage.name} has no loss {term!r} (its losses: {', '.join(terms)})")
-            for term in terms:
-                if term not in stage.loss_weights:
-                    raise c.error(f"stages[{i}].loss_weights", f"no weight for the loss {term!r} of "
-                                  f"stage {stage.name} (give a number or auto)")
-            for group, group_terms in self.spec.stages[stage.name].groups().items():
-                if all(stage.loss_weights[t] == AUTO for t in group_terms):
-                    raise c.error(f"stages[{i}].loss_weights", f"the losses {', '.join(group_terms)} are all "
-                                  "auto: auto balances a loss against fixed-weight ones")
-            if stage.early_stopping is not None:
-                known = self.spec.stages[stage.name].metrics or {}
-                if self.spec.stages[stage.name].validate is None or not known:
-                    raise c.error(f"stages[{i}].early_stopping", f"stage {stage.name} of {self.spec.name} has no "
-                                  "validation metrics to stop on")
-                for metric in stage.early_stopping.metrics:
-                    if metric not in known:
-                        raise c.error(f"stages[{i}].early_stopping.metrics", f"stage {stage.name} has no "
-                                      f"validation metric {metric!r} (its metrics: {', '.join(known)})")
-
-    def _check_options(self, ckpt: dict, where) -> None:
-        mine = dataclasses.asdict(self.config.model_options)
-        try:  # options added since the checkpoint was written take their defaults (today's behaviour)
-            theirs = dataclasses.asdict(self.spec.options(**ckpt["model_options"]))
-        except TypeError:
-            theirs = ckpt["model_options"]
-        if theirs != mine:
-            raise ConfigError(f"{where} was trained with model options {ckpt['model_options']}, "
-                              f"but {self.config.source} asks for {mine}")
-
-    def _check_resume(self):
-        if self.resume is None:
-            return
-        self._check_options(self.resume, self.last)
-        before = [s["name"] for s in self.resume["config"]["stages"]]
-        now = [s.name for s in self.config.stages]
-        if before != now:
-            raise ConfigError(f"{self.last} is a run with stages {before}, but {self.config.source} has "
-                              f"stages {now}; resume with the same stages or use another output folder")
-
-    def _stage_length(self, index: int, stage: StageConfig) -> int:
-        if stage.steps is not None:
-            return stage.steps
-        return stage.epochs * self.steps_per_epoch[index]
+        self.dist.broadcast_module(self.model)  # the same start on every rank
+        if self.identity is not None:
+            self.dist.broadcast_module(self.identity)
+        if self.dist.rank > 0:  # own dropout masks; rank 0 keeps the single-process stream
+            torch.manual_seed(rank_seed(c.seed, self.dist.rank))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == torch.float16)
+        self.optimisers: Dict[str, torch.optim.Optimizer] = {}  # the current stage's
 
     # -- the loop --
     def run(self, max_steps: Optional[int]) -> TrainResult:
-        from tqdm.auto import tqdm
-
         c = self.config
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        self.dist.barrier()
         stage_index, stage_step, step, stage_state, optimiser_state = 0, 0, 0, {}, None
         if self.resume is not None:
             r = self.resume
             stage_index, stage_step, step, stage_state = r["stage_index"], r["stage_step"], r["step"], r["stage_state"]
             optimiser_state = r["optimizers"]
             self.model.load_state_dict(r["model_state"])
-            if r["scaler"] and self.amp:
+            if r["scaler"] and self.scaler.is_enabled():
                 self.scaler.load_state_dict(r["scaler"])
-            _restore_rng(r["rng"])
-            log.info("%s: resuming from %s at step %d", self.spec.name, self.last, step)
-        scalars = ScalarLog(self.dir, truncate_after=step)
+            restore_rng(r, self.dist.rank, c.seed)
+            log.info("%s: resuming from %s (written by %d process(es)) at step %d with %d", self.spec.name,
+                     self.last, r.get("world_size", 1), step, self.dist.world_size)
+        scalars = ScalarLog(self.dir, truncate_after=step) if self.dist.is_main else _NoLog(self.dir)
         total = sum(self.stage_steps)
         limit = total if max_steps is None else min(total, max_steps)
-        bar = tqdm(total=total, initial=step, desc=self.spec.name, unit="step", disable=None, dynamic_ncols=True)
+        bar = _progress(total, step, self.spec.name, self.dist.is_main)
         try:
             while stage_index < len(c.stages):
                 # the stage is done (all its steps, or stopped early): the next starts afresh
                 if stage_step >= self.stage_steps[stage_index] or stage_state.get("early_stopped") is not None:
                     stage_index, stage_step, stage_state, optimiser_state = stage_index + 1, 0, {}, None
-                    self._optimisers = {}
+                    self.optimisers = {}
                     continue
                 if step >= limit:
                     break
@@ -399,141 +306,120 @@ class _Run:
             bar.close()
             scalars.close()
         if self.resume is None or step != self.resume["step"]:
-            self._save_checkpoint(stage_index, stage_step, step, stage_state)
+            save_checkpoint(self, stage_index, stage_step, step, stage_state)
         complete = stage_index >= len(c.stages)
-        weights = self.dir / f"{self.spec.name}-x{self.scale}.pt"
-        _atomic_save(self._checkpoint_body(step, complete), weights)
+        weights = save_weights(self, step, complete)
         return TrainResult(weights, self.last, scalars.path, step, total, complete)
+
+    def _start_stage(self, stage_index, stage_state, optimiser_state):
+        """The stage's context and optimisers (restored from ``optimiser_state`` when resuming)."""
+        c, stage = self.config, self.config.stages[stage_index]
+        spec = self.spec.stages[stage.name]
+        ctx = StageContext(self.model, self.identity if spec.needs_identity_network else None, stage,
+                           self.data.frame, self.scale, self.device, self.data.faces, stage_state, c.seed)
+        if self.dist.enabled:
+            ctx.global_batch = c.stage_batch_size(stage)
+            ctx.batch_offset = self.dist.rank * (ctx.global_batch // self.dist.world_size)
+        groups = self._make_optimisers(spec, stage)
+        self.optimisers = {name: opt for name, (opt, _, _) in groups.items()}
+        if optimiser_state:
+            for name, opt in self.optimisers.items():
+                opt.load_state_dict(optimiser_state[name])
+        if spec.setup is not None:  # must not draw from the global RNG (resumed runs stay identical)
+            spec.setup(ctx)
+        return spec, ctx, groups
+
+    def _loader(self, stage_index, start, stop):
+        from benchmark.training.facedata import StageBatches
+
+        c = self.config
+        batches = StageBatches(self.n_train, c.stage_batch_size(c.stages[stage_index]), c.seed, stage_index,
+                               start, stop, c.data.flip, self.train_indices)
+        if self.dist.enabled:  # the rank's share of the same global batch
+            batches = RankShare(batches, self.dist.rank, self.dist.world_size)
+        return torch.utils.data.DataLoader(
+            self.data, batch_sampler=batches, num_workers=c.data.workers, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(c.seed))  # keeps the global RNG untouched
 
     def _run_stage(self, stage_index, stage_step, step, stage_state, optimiser_state, limit, scalars, bar):
         """Steps of one stage from ``stage_step`` until it ends or ``limit`` global steps;
         ``optimiser_state``: the resumed checkpoint's optimisers, when resuming inside it."""
         c, stage = self.config, self.config.stages[stage_index]
-        spec = self.spec.stages[stage.name]
-        ctx = StageContext(self.model, self.identity if spec.needs_identity_network else None, stage,
-                           self.data.frame, self.scale, self.device, self.data.faces, stage_state, c.seed)
-        groups = self._make_optimisers(spec, stage)
-        self._optimisers = {name: opt for name, (opt, _, _) in groups.items()}
-        if optimiser_state:
-            for name, opt in self._optimisers.items():
-                opt.load_state_dict(optimiser_state[name])
-        if spec.setup is not None:  # must not draw from the global RNG (resumed runs stay identical)
-            spec.setup(ctx)
-        weights = stage_state.get("loss_weights") or dict(stage.loss_weights)
-        n_steps = self.stage_steps[stage_index]
-        per_epoch = self.steps_per_epoch[stage_index]
+        spec, ctx, groups = self._start_stage(stage_index, stage_state, optimiser_state)
+        n_steps, per_epoch = self.stage_steps[stage_index], self.steps_per_epoch[stage_index]
         es = stage.early_stopping
         es_interval = None if es is None else es.every * (per_epoch if es.unit == "epochs" else 1)
         stop = min(n_steps, stage_step + (limit - step))
-        sampler = self._sampler(stage_index, stage_step, stop)
-        loader = torch.utils.data.DataLoader(
-            self.data, batch_sampler=sampler, num_workers=c.data.workers, pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(c.seed))  # keeps the global RNG untouched
         self.model.train()
         window = _Window()
-        for item in loader:
+        for item in self._loader(stage_index, stage_step, stop):
             batch = Batch(item["lr"].to(self.device, non_blocking=True), item["hr"].to(self.device, non_blocking=True),
                           item["label"].to(self.device) if self.data.has_labels else None, item["index"])
             lr_now = _learning_rate(stage, stage_step, n_steps, per_epoch)
-            for opt in self._optimisers.values():
-                for g in opt.param_groups:
-                    g["lr"] = lr_now
             ctx.step = stage_step
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                terms = spec.step(ctx, batch)
-            if set(terms) != set(spec.losses):
-                raise RuntimeError(f"stage {stage.name} of {self.spec.name} returned losses {sorted(terms)}, "
-                                   f"declared {sorted(spec.losses)}")
-            if any(w == AUTO for w in weights.values()):
-                values = {k: float(v.detach()) for k, v in terms.items()}
-                weights = balance_weights(weights, values, spec.groups())
-                stage_state["loss_weights"] = weights
-                scalars.write({"step": step + 1, "stage": stage.name, "balanced_weights": weights, "terms": values})
-                log.info("%s stage %s: balanced loss weights %s on %s", self.spec.name, stage.name, weights, values)
-            group_losses = [sum(weights[t] * terms[t] for t in group_terms) for _, _, group_terms in groups.values()]
-            for i, ((_, params, _), loss) in enumerate(zip(groups.values(), group_losses)):
-                grads = torch.autograd.grad(self.scaler.scale(loss), params, retain_graph=i + 1 < len(groups),
-                                            allow_unused=True)
-                for p, g in zip(params, grads):
-                    p.grad = g
-            for opt in self._optimisers.values():
-                self.scaler.step(opt)
-            self.scaler.update()
+            terms, total = self._step(spec, ctx, groups, batch, lr_now, step, scalars)
             stage_step, step = stage_step + 1, step + 1
-            window.add(terms, sum(group_losses), len(batch.hr))
+            window.add(terms, total, len(batch.hr) * self.dist.world_size)
             bar.update(1)
             stopped = False
             if es_interval is not None and stage_step % es_interval == 0:
                 stopped = self._early_stopping(spec, ctx, stage_state, stage_step, step, scalars)
             if step % c.log_every == 0 or stage_step == stop or stopped:
-                record = window.flush(step, stage.name, lr_now)
+                record = window.flush(step, stage.name, lr_now, self.dist.mean_terms)
                 if not self.amp and not math.isfinite(record["loss"]):
                     raise FhbenchError(f"{self.spec.name}: the loss became {record['loss']} at step {step} "
                                        f"(stage {stage.name}); lower the learning rate")
                 scalars.write(record)
                 bar.set_postfix(loss=f"{record['loss']:.4g}", stage=stage.name)
             if step % c.checkpoint_every == 0:
-                self._save_checkpoint(stage_index, stage_step, step, stage_state)
+                save_checkpoint(self, stage_index, stage_step, step, stage_state)
             if stopped:
                 log.info("%s: stage %s stopped early at its step %d (step %d): no validation gain in %d "
                          "evaluations", self.spec.name, stage.name, stage_step, step, es.patience)
                 break
         return stage_step, step
 
-    # -- validation and early stopping --
-    def _early_stopping(self, spec: StageSpec, ctx: StageContext, stage_state: dict, stage_step: int, step: int,
-                        scalars) -> bool:
-        """Evaluate the validation metrics, update the stage state; True: stop the stage now."""
-        es = ctx.stage.early_stopping
-        values = self._validate(spec, ctx)
-        state = stage_state.setdefault("early_stopping", {"best": {}, "bad": 0, "evaluations": 0})
-        improved = []
-        for metric in es.metrics:
-            if metric not in values:
-                raise FhbenchError(f"{self.spec.name}: stage {ctx.stage.name}'s validation returned no metric "
-                                   f"{metric!r} (it returned {', '.join(sorted(values))})")
-            value, best = values[metric], state["best"].get(metric)
-            higher = spec.metrics[metric] == "max"
-            if best is None or (value > best + es.min_delta if higher else value < best - es.min_delta):
-                state["best"][metric] = value
-                improved.append(metric)
-        state["bad"] = 0 if improved else state["bad"] + 1
-        state["evaluations"] += 1
-        stop = state["bad"] >= es.patience
-        if stop:
-            stage_state["early_stopped"] = stage_step
-        scalars.write({"step": step, "stage": ctx.stage.name, "validation": values, "improved": improved,
-                       "evaluations_without_gain": state["bad"], "early_stopped": stop})
-        return stop
+    def _step(self, spec: StageSpec, ctx: StageContext, groups, batch: Batch, lr_now: float, step: int, scalars):
+        """One optimiser step of every part on ``batch`` (this rank's share of the global batch):
+        the loss terms, each part's gradient of its own terms, averaged over the ranks, then
+        the optimisers; returns (terms, weighted total) of this rank."""
+        stage = ctx.stage
+        for opt in self.optimisers.values():
+            for g in opt.param_groups:
+                g["lr"] = lr_now
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            terms = spec.step(ctx, batch)
+        if set(terms) != set(spec.losses):
+            raise RuntimeError(f"stage {stage.name} of {self.spec.name} returned losses {sorted(terms)}, "
+                               f"declared {sorted(spec.losses)}")
+        weights = ctx.state.get("loss_weights") or dict(stage.loss_weights)
+        if any(w == AUTO for w in weights.values()):  # on the global batch's mean of each term
+            values = self.dist.mean_terms({k: float(v.detach()) for k, v in terms.items()})
+            weights = balance_weights(weights, values, spec.groups())
+            ctx.state["loss_weights"] = weights
+            scalars.write({"step": step + 1, "stage": stage.name, "balanced_weights": weights, "terms": values})
+            log.info("%s stage %s: balanced loss weights %s on %s", self.spec.name, stage.name, weights, values)
+        group_losses = [sum(weights[t] * terms[t] for t in group_terms) for _, _, group_terms in groups.values()]
+        every_param = []
+        for i, ((_, params, _), loss) in enumerate(zip(groups.values(), group_losses)):
+            grads = torch.autograd.grad(self.scaler.scale(loss), params, retain_graph=i + 1 < len(groups),
+                                        allow_unused=True)
+            for p, g in zip(params, grads):
+                p.grad = g
+            every_param += params
+        self.dist.all_reduce_gradients(every_param)
+        for opt in self.optimisers.values():
+            self.scaler.step(opt)
+        self.scaler.update()
+        self.dist.broadcast_module(self.model, buffers_only=True)  # running statistics: rank 0's
+        if self.identity is not None:
+            self.dist.broadcast_module(self.identity, buffers_only=True)
+        return terms, sum(group_losses)
 
-    def _validate(self, spec: StageSpec, ctx: StageContext) -> Dict[str, float]:
-        """Mean of each validation metric over the held-out faces (unflipped, in index order),
-        the model in eval mode throughout (every module's flag set directly, so that wrappers
-        with sticky modes also use running BatchNorm statistics); the modes are restored."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        for m, _ in modes:
-            m.training = False
-        size = self.config.validation.batch_size or self.config.batch_size
-        sums: Dict[str, float] = {}
-        count = 0
-        try:
-            with torch.no_grad():
-                for s in range(0, len(self.val_indices), size):
-                    items = [self.data[(int(i), False)] for i in self.val_indices[s:s + size]]
-                    batch = Batch(torch.stack([it["lr"] for it in items]).to(self.device),
-                                  torch.stack([it["hr"] for it in items]).to(self.device),
-                                  torch.tensor([it["label"] for it in items]).to(self.device)
-                                  if self.data.has_labels else None,
-                                  torch.tensor([it["index"] for it in items]))
-                    with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                        values = spec.validate(ctx, batch)
-                    for k, v in values.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach().double().sum())
-                    count += len(items)
-        finally:
-            for m, mode in modes:
-                m.training = mode
-        return {k: v / count for k, v in sums.items()}
+    def _early_stopping(self, spec, ctx, stage_state, stage_step, step, scalars) -> bool:
+        from benchmark.training.validation import early_stopping
+
+        return early_stopping(self, spec, ctx, stage_state, stage_step, step, scalars)
 
     def _make_optimisers(self, spec: StageSpec, stage: StageConfig):
         """{submodule: (optimiser, params, loss terms)}; the parts must not overlap."""
@@ -549,40 +435,6 @@ class _Run:
                 opt = torch.optim.SGD(params, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
             out[name] = (opt, params, terms)
         return out
-
-    def _sampler(self, stage_index, start, stop):
-        from benchmark.training.facedata import StageBatches
-
-        return StageBatches(self.n_train, self.config.stage_batch_size(self.config.stages[stage_index]),
-                            self.config.seed, stage_index, start, stop, self.config.data.flip, self.train_indices)
-
-    # -- checkpoints --
-    def _checkpoint_body(self, step, complete=None) -> dict:
-        return {"format": CHECKPOINT_FORMAT, "model": self.spec.name, "architecture": self.spec.architecture,
-                "scale": self.scale, "model_options": dataclasses.asdict(self.config.model_options),
-                "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "step": step, "complete": complete,
-                "data": {"hr_size": list(self.config.data.hr_size), "frame": self.data.frame.name,
-                         "degradation": make_data_degradation(self.config.data).spec()},
-                "identity_network": self.identity.describe() if self.identity is not None else None,
-                "config": self.config.to_dict()}
-
-    def _save_checkpoint(self, stage_index, stage_step, step, stage_state):
-        body = self._checkpoint_body(step)
-        body.update({"stage_index": stage_index, "stage_step": stage_step, "stage_state": stage_state,
-                     "optimizers": {k: o.state_dict() for k, o in self._optimisers.items()}
-                     if stage_index < len(self.config.stages) else {},
-                     "scaler": self.scaler.state_dict(), "rng": _rng_state()})
-        numbered = self.dir / f"checkpoint-{step}.pt"
-        _atomic_save(body, numbered)
-        tmp = self.last.with_name(self.last.name + ".tmp")
-        shutil.copyfile(numbered, tmp)
-        os.replace(tmp, self.last)
-        keep = self.config.keep_checkpoints
-        if keep:
-            old = sorted(self.dir.glob("checkpoint-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-            for p in old[:-keep]:
-                p.unlink()
 
 
 def balance_weights(weights: Dict[str, object], terms: Dict[str, float],
@@ -632,10 +484,12 @@ class _Window:
         self.steps += 1
         self.images += n_images
 
-    def flush(self, step, stage, lr) -> dict:
+    def flush(self, step, stage, lr, mean=dict) -> dict:
+        """The window's means; ``mean`` averages them over the ranks (``Dist.mean_terms``)."""
         elapsed = time.perf_counter() - self.t0
-        record = {"step": step, "stage": stage, **{k: float(v) / self.steps for k, v in self.sums.items()},
-                  "loss": float(self.total) / self.steps, "lr": lr,
+        means = mean({**{k: float(v) / self.steps for k, v in self.sums.items()},
+                      "loss": float(self.total) / self.steps})
+        record = {"step": step, "stage": stage, **{k: means[k] for k in self.sums}, "loss": means["loss"], "lr": lr,
                   "images_per_s": self.images / elapsed if elapsed > 0 else float("inf")}
         self.reset()
         return record
@@ -673,18 +527,21 @@ class ScalarLog:
             self.tb.close()
 
 
-def _atomic_save(obj, path: Path):
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+class _NoLog:
+    """What ranks other than 0 write to: nothing (rank 0 writes ``path``)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "scalars.jsonl"
+
+    def write(self, record: dict):
+        pass
+
+    def close(self):
+        pass
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+def _progress(total: int, initial: int, name: str, shown: bool):
+    from tqdm.auto import tqdm
 
-
-def _restore_rng(state: dict):
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    return tqdm(total=total, initial=initial, desc=name, unit="step", disable=None if shown else True,
+                dynamic_ncols=True)
