@@ -346,8 +346,8 @@ class OnnxEvaluator(Evaluator):
 
     @classmethod
     def where_it_runs(cls) -> str:
-        return (f"backends: onnxruntime (default; the CPU whatever --device says), torch (on --device, "
-                f"CPU or CUDA), auto (torch if the graph converts, else onnxruntime)")
+        return ("backends: onnxruntime (default; the CPU whatever --device says), torch (on --device, "
+                "CPU or CUDA), auto (torch if the graph converts, else onnxruntime)")
 
     def result_settings(self) -> dict:
         # torch and onnxruntime differ by ~1e-7, and so may torch on the CPU and on CUDA
