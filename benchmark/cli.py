@@ -104,7 +104,7 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
               "independent cells run at the same time on its workers")
 @click.option("--ship-data", is_flag=True, help="with --cluster: send the image bytes to the workers")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def sweep(sweep_file, data_root, store, batch_size, cache_dir, device, cluster, ship_data, quiet):
+def sweep(sweep_file, data_root, store, batch_size, cache_dir, device, backend, cluster, ship_data, quiet):
     """Run a grid of models x protocols x scales x evaluators; skip stored cells."""
     import contextlib
 
@@ -113,7 +113,7 @@ def sweep(sweep_file, data_root, store, batch_size, cache_dir, device, cluster, 
 
     cells = load_sweep(sweep_file)
     base = RunOptions(model="", protocol="", data_root=data_root, store=store, batch_size=batch_size,
-                      cache_dir=cache_dir, device=device, progress=not quiet, ship_data=ship_data)
+                      cache_dir=cache_dir, device=device, backend=backend, progress=not quiet, ship_data=ship_data)
     with contextlib.ExitStack() as stack:
         client = None
         if cluster:

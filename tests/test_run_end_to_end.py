@@ -64,7 +64,7 @@ def _rows(store):
     if not store.exists():
         return []
     with sqlite3.connect(store) as con:
-        return con.execute("SELECT model, protocol, scale, evaluator, metrics, manifest FROM runs").fetchall()
+        return con.execute("SELECT model, protocol, level, evaluator, metrics, manifest FROM runs").fetchall()
 
 
 def run_args(root, store, cache, *extra):
@@ -80,7 +80,7 @@ def test_hr_and_bicubic_runs_store_rows_and_rank(mini_lfw_jpg_names, tmp_path):
     assert res.exit_code == 0, res.output
     rows = {r[0]: r for r in _rows(store)}
     assert set(rows) == {"hr", "bicubic"}
-    assert rows["hr"][2] == 1 and rows["bicubic"][2] == 8
+    assert rows["hr"][2] == "hr" and rows["bicubic"][2] == "x8"
     hr_m, bic_m = json.loads(rows["hr"][4]), json.loads(rows["bicubic"][4])
     assert hr_m["psnr"] == float("inf") and hr_m["psnr_n_inf"] == len(set(pairs_txt_images(root)))
     assert hr_m["ssim"] == 1.0 and hr_m["fr_loss"] == pytest.approx(0.0, abs=1e-6)

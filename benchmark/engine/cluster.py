@@ -185,7 +185,6 @@ class WorkerSpec:
     weights: Optional[str]
     evaluator: str
     evaluator_weights: Optional[str]
-    backend: Optional[str]
     clamp: bool
     device: str
     upsampled_input: bool
@@ -199,6 +198,7 @@ class WorkerSpec:
     model_description: dict        # the client's model.describe() (weights SHA256, fingerprint)
     evaluator_description: dict
     ship_data: bool = False
+    backend: Optional[str] = None  # an ONNX evaluator's backend (None: its default)
 
 
 def spec_key(fields: dict) -> str:
