@@ -9,7 +9,7 @@ import scipy.io
 from benchmark.faces.blufr import BLUFR_URL, load_blufr_config
 from benchmark.errors import DataError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BLUFR_MAT = DATA / "lfw" / "blufr_lfw_config.mat"
 LFW_ALIGNED = DATA / "lfw" / "aligned-112x96"
 needs_blufr = pytest.mark.skipif(not BLUFR_MAT.is_file(),

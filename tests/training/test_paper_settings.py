@@ -15,7 +15,7 @@ import torch
 from benchmark.training.config import load_config
 from benchmark.training.trainer import TRAINABLE, _learning_rate, trainable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "baselines" / "configs"
 PAPERS = ROOT.parent / "shared" / "papers"
 

@@ -4,7 +4,7 @@ dependency. Parsed from the source, nothing imported."""
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("benchmark", "baselines")
 # Layers, bottom to top (docs/ARCHITECTURE.md): a module may import its own layer and below.
 LAYERS = [

@@ -15,7 +15,7 @@ from benchmark.training.launch import torchrun_argv
 from benchmark.training.trainer import read_checkpoint, train
 from training_fixtures import _write_faces, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """\
     model: {name: srresnet, blocks: 1, filters: 4}
     data: {hr_size: [16, 16], scale: 4}

@@ -27,7 +27,7 @@ from benchmark.faces.frames import fit_to_hr_size
 from benchmark.metrics.image import psnr_y
 from conftest import pairs_txt_images
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "baselines" / "configs" / "smoke"
 
 

@@ -19,7 +19,7 @@ from benchmark.reporting.plots import cumulative_score_distribution, plot_csd
 from benchmark.engine.protocols import load_protocol
 from benchmark.engine.store import ResultStore
 
-ROOT_PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols"
+ROOT_PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols"
 
 Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 

@@ -26,7 +26,7 @@ from benchmark.metrics.openset import (
     blufr_verification,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BLUFR_MAT = DATA / "lfw" / "blufr_lfw_config.mat"
 FARS = [0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.99, 1.0]
 

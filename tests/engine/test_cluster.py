@@ -20,7 +20,7 @@ from benchmark.engine import runner
 from benchmark.engine.store import ResultStore
 from benchmark.errors import ConfigError, DataError, FhbenchError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env_path(*extra):

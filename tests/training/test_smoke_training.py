@@ -22,7 +22,7 @@ from benchmark.evaluators.base import sha256_file
 from benchmark.metrics.image import psnr_y
 from conftest import pairs_txt_images
 
-CONFIGS = Path(__file__).resolve().parents[1] / "baselines" / "configs" / "smoke"
+CONFIGS = Path(__file__).resolve().parents[2] / "baselines" / "configs" / "smoke"
 
 
 def cli(*args):

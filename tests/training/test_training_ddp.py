@@ -192,7 +192,7 @@ def test_cface_smoke_config_on_two_processes(train_faces, tmp_path, monkeypatch)
     from pathlib import Path
 
     monkeypatch.setenv("FHBENCH_CACHE", str(tmp_path / "cache"))
-    config = Path(__file__).resolve().parents[1] / "baselines" / "configs" / "smoke" / "cface.yaml"
+    config = Path(__file__).resolve().parents[2] / "baselines" / "configs" / "smoke" / "cface.yaml"
     spawn_ddp(2, "cface", config, train_faces, tmp_path / "two", dump_ranks=True)
     final = _weights(tmp_path / "two", "cface", "cface", 4)
     assert (final["step"], final["complete"], final["world_size"]) == (27, True, 2)

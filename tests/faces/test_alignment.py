@@ -13,7 +13,7 @@ from benchmark.faces.alignment import MtcnnAligner, choose_face, fallback_crop_b
 from benchmark.errors import DataError
 from benchmark.faces.templates import SPHEREFACE_112x96
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 RAW = DATA / "lfw-raw-mini"
 ALIGNED = DATA / "lfw" / "aligned-112x96"
 needs_raw_lfw = pytest.mark.skipif(not (RAW.is_dir() and ALIGNED.is_dir()),

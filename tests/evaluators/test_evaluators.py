@@ -9,7 +9,7 @@ from benchmark.errors import EvaluatorUnavailable, UnknownNameError
 from benchmark.evaluators import create_evaluator
 from benchmark.registry import EVALUATORS
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ALIGNED = DATA / "lfw" / "aligned-112x96"
 needs_lfw = pytest.mark.skipif(not ALIGNED.is_dir(), reason="needs ../shared/data/lfw (real LFW)")
 OFFLINE_EVALUATORS = ["sface", "arcface-mbf", "dlib"]

@@ -87,7 +87,7 @@ def test_lfw_blufr_runs_the_design_cards_example(tiny_lfw, tmp_path):
 
 
 def test_a_protocol_that_pins_another_hr_size_still_refuses(tiny_lfw, tmp_path, proto_dir):
-    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "protocols" / "lfw-10fold.yaml").read_text())
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "protocols" / "lfw-10fold.yaml").read_text())
     spec.update(name="lfw-10fold-128", hr_size=[128, 128])
     (proto_dir / "lfw-10fold-128.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(IncompatibleModelError, match="outputs 192x192 but the protocol's HR size is 128x128"):

@@ -10,7 +10,7 @@ from benchmark.errors import ConfigError, UnknownNameError
 from benchmark.engine.protocols import list_protocols, load_protocol, parse_protocol
 from benchmark.registry import DATASETS, DEGRADATIONS, TASKS
 
-SHIPPED = Path(__file__).resolve().parents[1] / "protocols"
+SHIPPED = Path(__file__).resolve().parents[2] / "protocols"
 
 VALID = {
     "name": "my-proto", "summary": "a test protocol", "dataset": "lfw", "task": "pairs-10fold",

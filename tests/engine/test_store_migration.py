@@ -14,7 +14,7 @@ from benchmark.errors import FhbenchError
 from benchmark.reporting.leaderboard import build_tables, format_tables
 from pathlib import Path
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "store-v1.sqlite"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store-v1.sqlite"
 
 
 def raw_rows(path):

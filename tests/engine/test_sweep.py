@@ -25,7 +25,7 @@ def nan_model(lr):
 
 @pytest.fixture
 def sweep_setup(tiny_lfw, tmp_path, proto_dir, monkeypatch):
-    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "protocols" / "lfw-10fold.yaml").read_text())
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "protocols" / "lfw-10fold.yaml").read_text())
     spec["options"]["pair_mode"] = "sr-hr"  # another protocol over the same images
     (proto_dir / "toy-b.yaml").write_text(yaml.safe_dump({**spec, "name": "toy-b"}))
     (tmp_path / "sweepmodels.py").write_text(BAD_MODEL)

@@ -457,7 +457,7 @@ def test_an_fhbench_upgrade_of_a_baselines_code_keeps_its_rows_identity(monkeypa
     from benchmark.models.adapters import create_model
     from benchmark.engine.store import same_model
 
-    weights = Path(__file__).resolve().parents[1] / "results" / "srresnet-cpu-demo" / "srresnet-cpu-demo-x8.pt"
+    weights = Path(__file__).resolve().parents[2] / "results" / "srresnet-cpu-demo" / "srresnet-cpu-demo-x8.pt"
     before = create_model("srresnet", weights=str(weights))
     before.fingerprint(), before.identity()  # computed (and kept) before the 'upgrade'
     real = fingerprint.sha256_bytes

@@ -17,7 +17,7 @@ from benchmark.metrics import identification, openset
 from benchmark.metrics.openset import (DIR_CURVE_FARS, VR_CURVE_FARS, BlufrResult, TrialSummary,
                                        blufr_open_set, blufr_trials, blufr_verification)
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BLUFR_MAT = DATA / "lfw" / "blufr_lfw_config.mat"
 FIELDS = ["vr_fars", "vr", "dir_fars", "dir", "vr_curve_fars", "vr_curve", "dir_curve_fars", "dir_curve"]
 
