@@ -200,6 +200,8 @@ def _score(setup: RunSetup, keys, hr_cache, sr_caches, pixel_metrics):
                 values[same] = m.identical
             per_image[m.name] = values
         level_embs[level.name] = emb
+        for key, values in _degradation_params(level, [keys[i] for i in degraded]).items():
+            arrays[at_level(key, level.name if name_levels else None)] = values
         if protocol.image_metrics:
             suffix = level.name if name_levels else None
             for key, values in per_image.items():
@@ -241,7 +243,24 @@ def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache
                   # images this run computed (the rest came from the cache)
                   "computed": computed},
         "batch_size": opts.batch_size,
+        # a degradation that draws per-image parameters (blind): where the run stores them
+        **({"degradation_params": {
+            "arrays": {lv.name: [at_level(k, lv.name if setup.protocol.lr_sizes else None)
+                                 for k in _degradation_params(lv, [])] for lv in levels},
+            "order": "the degraded images in protocol order (data.n_degraded values each)"}}
+           if any(hasattr(lv.degradation, "params") for lv in levels) else {}),
     }
+
+
+def _degradation_params(level, keys) -> Dict[str, np.ndarray]:
+    """``degradation_<param>`` arrays of a degradation that draws per-image parameters
+    (``params(keys)``, e.g. blind), one value per image of ``keys``; {} for the others."""
+    params = getattr(level.degradation, "params", None)
+    if params is None:
+        return {}
+    names = getattr(level.degradation, "param_names", ())
+    drawn = params(keys)
+    return {f"degradation_{n}": np.array([d[n] for d in drawn], dtype=np.float64) for n in names}
 
 
 def _levels(protocol, model, scale: Optional[int]):
