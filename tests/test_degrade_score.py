@@ -156,3 +156,18 @@ def test_score_checks_the_degrade_manifest(tiny_lfw, degraded, tmp_path):
               "--data-root", tiny_lfw, "--store", tmp_path / "r.sqlite", "--cache-dir", "")
     assert res.exit_code == 2 and "holds lfw-10fold x4, not lfw-10fold x8" in res.output
     assert rows(tmp_path / "r.sqlite") == 0
+
+
+@pytest.mark.parametrize("args, says", [
+    (["degrade", "--protocol", "lfw-10fold", "--scale", 3], "runs at scales [2, 4, 8], not 3"),
+    (["degrade", "--protocol", "lfw-ident"], "fixed LR sizes"),
+    (["degrade", "--protocol", "lfw-10fold-blnd"], "did you mean lfw-10fold-blind"),
+    (["score", "--sr", "NOWHERE", "--protocol", "lfw-10fold"], "is not a folder"),
+])
+def test_bad_options_are_one_line(tiny_lfw, tmp_path, args, says):
+    args = [a if a != "NOWHERE" else tmp_path / "nowhere" for a in args]
+    if args[0] == "degrade":
+        args += ["--out", tmp_path / "out"]
+    res = cli(*args, "--data-root", tiny_lfw)
+    assert res.exit_code == 2 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "out").exists()
