@@ -382,5 +382,42 @@ def train(name, config_path, data_root, out_dir, max_steps, scale, device, nproc
     click.echo(f"  log: {result.log}")
 
 
+@main.command()
+@click.option("--protocol", required=True, help="protocol name (see `fhbench protocols`)")
+@click.option("--scale", type=click.IntRange(min=1), default=None, help="degradation scale (default: the protocol's)")
+@click.option("--out", "out_dir", required=True, metavar="DIR",
+              help="folder for the LR PNG files (the dataset's layout) and fhbench-degrade.json")
+@click.option("--overwrite", is_flag=True, help="replace DIR when it is not empty")
+@click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")
+@click.option("--cache-dir", default=None, help="alignment cache (default ~/.cache/fhbench; '' disables)")
+def degrade(protocol, scale, out_dir, overwrite, data_root, cache_dir):
+    """Write a protocol's LR inputs as PNG files, to run a model anywhere (then `fhbench score`)."""
+    from benchmark.engine.exchange import write_degraded
+
+    res = write_degraded(protocol, out_dir, scale, data_root, overwrite=overwrite, cache_dir=cache_dir)
+    click.echo(f"wrote {res.n_images} LR image(s) into {res.out}; manifest {res.manifest}")
+
+
+@main.command()
+@click.option("--sr", "sr_dir", required=True, metavar="DIR",
+              help="SR images laid out like the dataset: <relpath>.png at the protocol's HR size")
+@click.option("--protocol", required=True, help="protocol name (see `fhbench protocols`)")
+@click.option("--scale", type=click.IntRange(min=1), default=None, help="degradation scale (default: the protocol's)")
+@click.option("--degraded", "degraded_dir", default=None, metavar="DIR",
+              help="the folder `fhbench degrade` wrote: its manifest is checked against the protocol and data")
+@click.option("--evaluator", default="sface", show_default=True, help="face-recognition model for the task metrics")
+@click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")
+@click.option("--store", default=DEFAULT_STORE, show_default=True, help="SQLite results file ($FHBENCH_STORE)")
+@click.option("--name", default=None, help="model name in the leaderboard (default: the folder's name)")
+@click.option("--replace", is_flag=True, help="replace a stored row of the same name that holds another model")
+@click.option("--cache-dir", default=None, help="per-image result cache (default ~/.cache/fhbench; '' disables)")
+def score(sr_dir, protocol, scale, degraded_dir, evaluator, data_root, store, name, replace, cache_dir):
+    """Score a folder of SR outputs on a protocol and store it as a leaderboard row."""
+    from benchmark.engine.exchange import score_folder
+
+    _print_result(score_folder(sr_dir, protocol, scale, degraded_dir, evaluator, data_root, store, name,
+                               replace, cache_dir), store)
+
+
 if __name__ == "__main__":
     main()

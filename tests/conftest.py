@@ -4,11 +4,20 @@ Tests that need the real data in ../shared/data take the ``shared_data`` / ``lfw
 fixtures, which skip cleanly when it is absent.
 """
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+
+# The area folders (tests/engine, tests/metrics, ...) are not packages: a test that reuses
+# another area's helpers (the end-to-end protocol tests take scface's fixture builders) finds
+# them whatever order pytest collects the folders in.
+for _area in sorted(p for p in Path(__file__).resolve().parent.iterdir() if p.is_dir() and (p / "__init__.py").exists() is False
+                    and any(p.glob("test_*.py"))):
+    if str(_area) not in sys.path:
+        sys.path.append(str(_area))
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LFW_SHARED = DATA / "lfw"

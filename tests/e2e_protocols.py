@@ -66,7 +66,8 @@ SHIPPED = PROTOCOL_DIRS[0]
 RAW_MINI = DATA / "lfw-raw-mini"
 CELEBA_LISTS = DATA / "celeba"
 COVERED = {"lfw-10fold", "lfw-blufr", "lfw-ident", "lfw-psnr", "celeba-knn", "celeba-10fold", "ar-cmc",
-           "scface-mugshot", "scface-1m-2.6m"}
+           "scface-mugshot", "scface-1m-2.6m",
+           "lfw-10fold-blind", "lfw-blufr-blind", "celeba-blind"}  # test_protocols_e2e_blind.py
 
 
 # --- running, counting, checking rows ---------------------------------------------------------

@@ -95,6 +95,8 @@ class RunSetup:
     task: object
     faces: object
     degraded: np.ndarray       # indices of the faces the protocol degrades
+    # {metric@level: relpaths of the images a counts_nan metric could not measure} (_score)
+    failures: Dict[str, List[str]] = field(default_factory=dict)
 
 
 def run(opts: RunOptions, client=None) -> dict:
@@ -121,7 +123,8 @@ def run(opts: RunOptions, client=None) -> dict:
     for level in levels:
         model.check_compatible(level.degradation.lr_size(hr_hw), hr_hw, level_scale(setup.level))
     # the registered per-image metrics (PSNR, SSIM, plug-ins), where the protocol has a true HR
-    pixel_metrics = per_image_metrics() if protocol.image_metrics else []
+    pixel_metrics = ([m for m in per_image_metrics() if not m.opt_in or m.name in protocol.metrics]
+                     if protocol.image_metrics else [])
     description = model.describe()  # after check_compatible: the model as it runs here
     hr_cache, sr_caches = _caches(setup, hr_source.frame, hr_hw, pixel_metrics, opts, description)
     pipeline = ImagePipeline(model, evaluator, hr_source.frame, protocol.crop_border, pixel_metrics,
@@ -206,6 +209,7 @@ def _score(setup: RunSetup, keys, hr_cache, sr_caches, pixel_metrics):
     protocol, degraded, dim = setup.protocol, setup.degraded, setup.evaluator.embedding_dim
     hr_emb = hr_cache.get(keys, dim)["emb"]
     counts_inf = {m.name for m in pixel_metrics if m.counts_inf}
+    counts_nan = {m.name for m in pixel_metrics if m.counts_nan}
     level_embs, image_metrics, arrays = {}, {}, {}
     name_levels = bool(protocol.lr_sizes)
     for level in setup.levels:
@@ -220,10 +224,18 @@ def _score(setup: RunSetup, keys, hr_cache, sr_caches, pixel_metrics):
                 values[same] = m.identical
             per_image[m.name] = values
         level_embs[level.name] = emb
+        for key, values in _degradation_params(level, [keys[i] for i in degraded]).items():
+            arrays[at_level(key, level.name if name_levels else None)] = values
         if protocol.image_metrics:
             suffix = level.name if name_levels else None
             for key, values in per_image.items():
-                s = summarize(values)
+                if key in counts_nan:  # images it could not measure: counted, named, left out of the mean
+                    failed = np.isnan(values)
+                    setup.failures[at_level(key, suffix)] = [setup.faces.relpaths[i] for i in degraded[failed]]
+                    image_metrics[at_level(f"{key}_n_failed", suffix)] = int(failed.sum())
+                    s = summarize(values[~failed]) if (~failed).any() else {"mean": np.nan, "std": np.nan}
+                else:
+                    s = summarize(values)
                 image_metrics[at_level(key, suffix)] = s["mean"]
                 image_metrics[at_level(f"{key}_std", suffix)] = s["std"]
                 if key in counts_inf:  # how many images a mean left out (PSNR of identical images)
@@ -261,7 +273,33 @@ def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache
                   # images this run computed (the rest came from the cache)
                   "computed": computed},
         "batch_size": opts.batch_size,
+        # what each opt-in per-image metric measured with (landmark backend, points, normaliser)
+        **({"image_metric_settings": settings} if (settings := {
+            m.name: m.per_image.describe() for m in per_image_metrics()
+            if m.opt_in and m.name in setup.protocol.metrics and setup.protocol.image_metrics
+            and hasattr(m.per_image, "describe")}) else {}),
+        **({"metric_failures": {"images": setup.failures,
+                                "why": "the metric could not measure them (e.g. no face found): NaN in its "
+                                       "array, left out of its mean, counted in <metric>_n_failed"}}
+           if setup.failures else {}),
+        # a degradation that draws per-image parameters (blind): where the run stores them
+        **({"degradation_params": {
+            "arrays": {lv.name: [at_level(k, lv.name if setup.protocol.lr_sizes else None)
+                                 for k in _degradation_params(lv, [])] for lv in levels},
+            "order": "the degraded images in protocol order (data.n_degraded values each)"}}
+           if any(hasattr(lv.degradation, "params") for lv in levels) else {}),
     }
+
+
+def _degradation_params(level, keys) -> Dict[str, np.ndarray]:
+    """``degradation_<param>`` arrays of a degradation that draws per-image parameters
+    (``params(keys)``, e.g. blind), one value per image of ``keys``; {} for the others."""
+    params = getattr(level.degradation, "params", None)
+    if params is None:
+        return {}
+    names = getattr(level.degradation, "param_names", ())
+    drawn = params(keys)
+    return {f"degradation_{n}": np.array([d[n] for d in drawn], dtype=np.float64) for n in names}
 
 
 def _levels(protocol, model, scale: Optional[int]):

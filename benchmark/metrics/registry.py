@@ -36,6 +36,11 @@ class MetricSpec:
     per_pair: Optional[Callable] = field(default=None, compare=False)
     identical: Optional[float] = None  # its value for two identical images (the hr row; None: NaN)
     counts_inf: bool = False           # store ``<name>_n_inf``, the images whose value is inf
+    # NaN marks an image the metric could not measure (no face found): the mean is over the
+    # others, ``<name>_n_failed`` counts them and the manifest names them (never dropped silently)
+    counts_nan: bool = False
+    # a costly per-image metric (landmarks) is computed only by protocols that list it
+    opt_in: bool = False
     summary: str = ""
 
     def display(self, value: float) -> float:
