@@ -12,7 +12,9 @@ wrong types are errors that name the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -104,7 +106,33 @@ def parse_protocol(path: Path) -> Protocol:
     if unknown:  # without its direction a metric could be ranked the wrong way round
         raise ConfigError(f"{where} metric(s) {', '.join(map(repr, unknown))} are not registered "
                           f"(known: {', '.join(METRICS.names())})")
+    _check_plugin_options(protocol, path)
     return protocol
+
+
+def _check_plugin_options(protocol: Protocol, path: Path) -> None:
+    """The task's ``options`` and the degradation's ``degradation_options``, by the same typed
+    loader: an option the plug-in lacks, or a value of another type than its declared one (a
+    degradation's annotation; a task option's default), is one line naming file and key."""
+    from benchmark.registry import DEGRADATIONS, TASKS
+
+    task = TASKS.get(protocol.task)
+    for key, value in protocol.options.items():
+        if key not in task.OPTIONS:
+            raise ConfigError(f"{path}: options.{key}: unknown option of task {protocol.task} "
+                              f"(known: {', '.join(task.OPTIONS) or 'none'})")
+        default = task.OPTIONS[key]
+        kind = {bool: bool, int: int, float: float, str: str, list: List[Any], dict: Dict[str, Any]}.get(type(default))
+        if kind is not None:
+            convert(value, kind, f"options.{key}", path)
+    degradation = DEGRADATIONS.get(protocol.degradation)
+    params = [n for n in inspect.signature(degradation.__init__).parameters if n != "self"]
+    hints = typing.get_type_hints(degradation.__init__)
+    for key, value in protocol.degradation_options.items():
+        if key not in params:
+            raise ConfigError(f"{path}: degradation_options.{key}: unknown parameter of degradation "
+                              f"{protocol.degradation} (known: {', '.join(params) or 'none'})")
+        convert(value, hints.get(key, Any), f"degradation_options.{key}", path)
 
 
 def _is_size(value) -> bool:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from benchmark.errors import ConfigError, FhbenchError, short_error
+from benchmark.typed_yaml import read_yaml_mapping
 
 TOP_KEYS = {"models": list, "protocols": list, "scales": list, "evaluators": list, "exclude": list}
 MODEL_KEYS = {"model": str, "weights": str, "name": str}
@@ -52,20 +53,13 @@ class Cell:
 
 def load_sweep(path) -> List[Cell]:
     """The sweep's cells, every name checked: one line naming the file and the culprit."""
-    import yaml
-
     from benchmark.engine.protocols import load_protocol
     from benchmark.registry import EVALUATORS, MODELS
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"sweep file {path} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"sweep file {path} is not valid YAML: {short_error(err)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"sweep file {path}: expected a mapping with models and protocols")
+    data = read_yaml_mapping(p)
     for key, value in data.items():
         if key not in TOP_KEYS:
             raise ConfigError(f"sweep file {path}: unknown key {key!r} (known: {', '.join(TOP_KEYS)})")

@@ -293,14 +293,7 @@ def blufr_verification(features: Any, labels: Any, test_index: Any, fars: Any) -
     test = _checked_index(test_index, len(array), "test_index", metric)
     unit = normalized_rows(array[test], "features[test_index]", metric)
     test_codes = codes[test]
-    n = len(test)
-    label_counts = np.bincount(test_codes)
-    n_genuine = int(np.sum(label_counts * (label_counts - 1) // 2))
-    n_impostor = n * (n - 1) // 2 - n_genuine
-    if n_genuine == 0 or n_impostor == 0:
-        raise MetricError(f"{metric}: the {n} test images give {n_genuine} genuine and {n_impostor} "
-                          "impostor pairs; both kinds are needed")
-    counts = false_alarm_counts(fars, n_impostor)
+    n_impostor, counts = _verification_counts(test_codes, fars, metric)
     genuine, kth_highest, lowest = _verification_scores(
         unit, test_codes, _ranks_needed(counts, n_impostor), n_impostor,
         need_lowest=bool(np.any(counts == n_impostor)))

@@ -128,3 +128,20 @@ def test_unknown_protocol_suggests(monkeypatch):
     monkeypatch.delenv("FHBENCH_PROTOCOLS", raising=False)
     with pytest.raises(UnknownNameError, match=r"unknown protocol 'lfw-10-fold'; did you mean lfw-10fold"):
         load_protocol("lfw-10-fold")
+
+
+@pytest.mark.parametrize("change,pattern", [
+    ({"options": {"pair_mod": "sr-sr"}}, r"options\.pair_mod: unknown option of task pairs-10fold \(known: pairs, "),
+    ({"options": {"pair_mode": 3}}, r"options\.pair_mode: must be a string, got int 3"),
+    ({"options": {"pairs_args": [1]}}, r"options\.pairs_args: must be a mapping, got list \[1\]"),
+    ({"degradation_options": {"quantise": False}}, r"degradation_options\.quantise: unknown parameter of "
+                                                    r"degradation bicubic \(known: scale, size, quantize\)"),
+    ({"degradation_options": {"quantize": "no"}}, r"degradation_options\.quantize: must be true or false, "
+                                                   r"got str 'no'"),
+    ({"degradation": "blur-decimate", "degradation_options": {"sigma": "1e-1"}},
+     r"degradation_options\.sigma: must be number or null, got str '1e-1'"),
+])
+def test_task_and_degradation_options_are_checked_by_the_typed_loader(proto_dir, change, pattern):
+    path = write(proto_dir, {**VALID, **change})
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ": " + pattern):
+        load_protocol("my-proto")
