@@ -27,7 +27,7 @@ from benchmark.faces.templates import SPHEREFACE_112x96, FaceTemplate, template_
 # The backends an ONNX evaluator can score with. "onnxruntime" (CPU provider) is the reference
 # and the default: every stored figure was computed with it. "torch" runs the graph converted
 # by benchmark.models.onnx_torch (eval mode) on --device, CPU or CUDA; its embeddings agree with
-# onnxruntime's to ~1e-7 (max abs, L2-normalised; tests/test_evaluator_backends.py), not bit for
+# onnxruntime's to ~1e-7 (max abs, L2-normalised; tests/evaluators/test_evaluator_backends.py), not bit for
 # bit, so the backend is part of the evaluator's description (cache keys, manifest). "auto" is
 # torch where the converter takes the graph, else onnxruntime (``backend`` says which ran).
 ONNX_BACKENDS = ("onnxruntime", "torch")

@@ -381,7 +381,7 @@ def test_resume_inside_the_joint_stage_ends_bit_identical(tmp_path, monkeypatch)
 
 def test_config_files_read_and_carry_the_paper_settings():
     """The paper's settings (../shared/papers/004, Sec. 3-4.2); every value is checked in
-    tests/test_paper_settings.py, the stage layout here."""
+    tests/training/test_paper_settings.py, the stage layout here."""
     types = {n: m.options for n, m in TRAINABLE.items()}
     c = load_config("baselines/configs/cface.yaml", types)
     assert [s.name for s in c.stages] == ["mse", "cface", "recognition_asoftmax", "cface_joint_asoftmax"]
