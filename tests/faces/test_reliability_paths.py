@@ -273,7 +273,6 @@ def test_unmarked_or_unknown_selection_is_a_config_error(tiny_lfw, proto_dir, na
                       r"min_images\)$"),
     ({"min_images": "4"}, r"option selection_args\.min_images must be an integer \(its default is 4\), got '4'$"),
     ({"min_images": True}, r"option selection_args\.min_images must be an integer .*, got True$"),
-    ([4], r"option selection_args must be a mapping of argument names to values, got \[4\]$"),
 ])
 def test_selection_arguments_that_do_not_fit_are_config_errors(tiny_lfw, proto_dir, args, expected):
     spec = protocol(proto_dir, "bad-args", "gallery-probe", {"selection": "people", "selection_args": args,
@@ -281,6 +280,13 @@ def test_selection_arguments_that_do_not_fit_are_config_errors(tiny_lfw, proto_d
     with pytest.raises(ConfigError) as err:
         TASKS.get("gallery-probe")(spec, tiny_lfw)
     assert re.search(r"^protocol bad-args: " + expected, one_line(err))
+
+
+def test_selection_arguments_that_are_not_a_mapping_fail_when_the_protocol_loads(tiny_lfw, proto_dir):
+    """The typed loader checks a task option's type (its default's) as the protocol loads."""
+    with pytest.raises(ConfigError) as err:
+        protocol(proto_dir, "bad-args", "gallery-probe", {"selection": "people", "selection_args": [4], "repeats": 2})
+    assert re.search(r"bad-args\.yaml: options\.selection_args: must be a mapping, got list \[4\]$", one_line(err))
 
 
 class SplitReader:
