@@ -13,6 +13,7 @@ from typing import Dict, Optional, Tuple
 from benchmark.errors import FhbenchError
 from benchmark.engine.protocols import Protocol
 from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL
+from benchmark.metrics.keys import STD, split_key
 
 
 def normalize_level(level: Optional[str]) -> Optional[str]:
@@ -57,11 +58,9 @@ def split_level(spec: Protocol, name: str) -> Tuple[str, Optional[str]]:
     """``rank1@16x14`` -> (``rank1``, ``16x14``) and ``rank1@16x14_std`` -> (``rank1_std``,
     ``16x14``) when the suffix is one of the protocol's levels; any other name (``rank1``,
     SCface's probe group ``rank1@4.20m``) -> (name, None)."""
-    base, at, level = name.rpartition("@")
-    std = "_std" if level.endswith("_std") else ""
-    level = level[:-len(std)] if std else level
-    if at and level in spec.level_names:
-        return base + std, level
+    base, level, std = split_key(name)
+    if level is not None and level in spec.level_names:
+        return base + (STD if std else ""), level
     return name, None
 
 

@@ -34,7 +34,7 @@ from benchmark.metrics.image import summarize
 from benchmark.metrics.registry import pair_metrics, per_image_metrics
 from benchmark.models.adapters import create_model
 from benchmark.registry import TASKS
-from benchmark.tasks.base import at_level
+from benchmark.metrics.keys import at_level
 
 SEED = 0
 

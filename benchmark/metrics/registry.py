@@ -15,6 +15,7 @@ from typing import Callable, List, Optional
 
 from benchmark.errors import ConfigError
 from benchmark.registry import Registry
+from benchmark.metrics.keys import STD, split_key
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,9 @@ class MetricSpec:
 
     def at(self, key: str) -> "MetricSpec":
         """This spec for a stored key of it (``rank1@16x14``): the level in the header."""
-        base, sep, level = key.partition("@")
-        if not sep:
+        base, level, _ = split_key(key)
+        if level is None:
             return self
-        level = level[:-4] if level.endswith("_std") else level
         return replace(self, name=key, header=f"{self.header} @{level}",
                        std=f"{base}@{level}_std" if self.std else None)
 
@@ -66,8 +66,8 @@ def register_metric(spec: MetricSpec) -> MetricSpec:
 
 def base_name(key: str) -> str:
     """``rank1@16x14_std`` -> ``rank1``; ``accuracy_std`` -> ``accuracy``."""
-    base = key.partition("@")[0]
-    return base[:-4] if base.endswith("_std") and base[:-4] in METRICS else base
+    base = split_key(key)[0]
+    return base[:-len(STD)] if base.endswith(STD) and base[:-len(STD)] in METRICS else base
 
 
 def metric_spec(key: str) -> MetricSpec:

@@ -38,7 +38,7 @@ from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
 
 from benchmark.errors import FhbenchError
 from benchmark.engine.levels import arrays_at_level, level_label, resolve_level, split_level
-from benchmark.tasks.base import at_level
+from benchmark.metrics.keys import at_level
 from benchmark.reporting.leaderboard import HR_MODEL, LR_MODEL
 from benchmark.metrics.registry import metric_spec, metrics_per_item
 from benchmark.metrics.verification import roc_curve_exact

@@ -15,6 +15,7 @@ import numpy as np
 from benchmark.faces.faceset import FaceSet
 from benchmark.faces.selections import call_selection
 from benchmark.errors import ConfigError
+from benchmark.metrics.keys import at_level
 from benchmark.registry import DATASETS
 
 Scores = Tuple[Dict[str, float], Dict[str, np.ndarray]]
@@ -28,16 +29,6 @@ def selected(task: "Task", option: str):
     (``benchmark.faces.selections``)."""
     return call_selection(task.dataset, task.options[option], task.options.get(f"{option}_args", {}),
                           f"protocol {task.protocol.name}", option)
-
-
-def at_level(name: str, level: Optional[str]) -> str:
-    """``rank1`` -> ``rank1@16x12``; a ``_std`` suffix stays last (``rank1@16x12_std``), so the
-    leaderboard still finds a metric's std as ``<metric>_std``."""
-    if level is None:
-        return name
-    if name.endswith("_std"):
-        return f"{name[:-4]}@{level}_std"
-    return f"{name}@{level}"
 
 
 class Task:
