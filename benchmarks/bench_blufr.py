@@ -5,7 +5,7 @@ it replaced (each trial recomputing its own ~47 M verification scores).
 
 Config: the real ../shared/data/lfw/blufr_lfw_config.mat (13,233 images, 10 trials) when present,
 else a synthetic config of the same structure (13,233 images of 5,749 identities, 10 trials of
-10,000 test images with a 1,000-image gallery). Features: random float32 rows around one centre
+10,000 test images with a gallery of up to 1,000 images). Features: random float32 rows around one centre
 per identity (not real faces; the timings do not depend on what the scores say). Both paths run
 with the default FARs and curves (VR at FAR 0.1 % and DIR at 1 %, plus the plot grids); they must
 give identical results in every field, and the script says so. Prints both wall times (and the
@@ -23,7 +23,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -32,29 +31,12 @@ from benchmark.metrics.identification import label_codes  # noqa: E402
 from benchmark.metrics.openset import (  # noqa: E402
     DIR_CURVE_FARS, VR_CURVE_FARS, _verification_all_trials, blufr_open_set, blufr_trials, blufr_verification)
 
+from bench_identification import synthetic_config  # noqa: E402  (the same LFW-sized synthetic config)
+
 VR_POINTS = np.r_[0.001, VR_CURVE_FARS]
 DIR_POINTS = np.r_[0.01, DIR_CURVE_FARS]
 
 BLUFR_MAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw" / "blufr_lfw_config.mat"
-
-
-def synthetic_config(seed: int = 0):
-    """LFW-sized: 13,233 images of 5,749 identities (Zipf-like sizes), 10 trials of 10,000 test
-    images, each with a gallery of 1,000 images of identities that have another test image."""
-    rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, 5750) ** 1.1
-    labels = rng.choice(5749, 13233, p=weights / weights.sum()) + 1
-    tests, galleries, probes = [], [], []
-    for _ in range(10):
-        test = np.sort(rng.choice(13233, 10000, replace=False))
-        _, first, counts = np.unique(labels[test], return_index=True, return_counts=True)
-        chosen = rng.choice(np.flatnonzero(counts >= 2), 1000, replace=False)
-        gallery = np.sort(test[first[chosen]])
-        tests.append(test)
-        galleries.append(gallery)
-        probes.append(np.setdiff1d(test, gallery))
-    return SimpleNamespace(image_list=[f"synthetic_{i:05d}.jpg" for i in range(13233)], labels=labels,
-                           test_index=tests, gallery_index=galleries, probe_index=probes)
 
 
 def features_for(labels, dim: int, signal: float, seed: int = 0) -> np.ndarray:
