@@ -57,21 +57,17 @@ CREATE TABLE IF NOT EXISTS arrays (
     PRIMARY KEY (run_id, name)
 )""")
 SCHEMA = ";\n".join(SCHEMA_STATEMENTS) + ";\n"
-# Schema 1 -> 2: the scale sentinels become explicit levels; ids (and so arrays) are kept.
-MIGRATE_1_TO_2 = ("""
-CREATE TABLE runs_v2 AS SELECT id, model, protocol,
-    CASE scale WHEN 1 THEN 'hr' WHEN 0 THEN 'sizes' ELSE 'x' || scale END AS level,
-    CASE scale WHEN 1 THEN 1 ELSE 0 END AS reference,
-    CASE WHEN scale > 1 THEN scale END AS scale,
-    evaluator, metrics, manifest, created FROM runs""", "DROP TABLE runs", SCHEMA_STATEMENTS[0],
-    """INSERT INTO runs (id, model, protocol, level, reference, scale, evaluator, metrics, manifest, created)
-       SELECT id, model, protocol, level, reference, scale, evaluator, metrics, manifest, created FROM runs_v2""",
-    "DROP TABLE runs_v2", f"PRAGMA user_version = {SCHEMA_VERSION}")
-# How schema 1 is read where it cannot be migrated (a read-only store).
-SELECT_V1 = ("SELECT id, model, protocol, CASE scale WHEN 1 THEN 'hr' WHEN 0 THEN 'sizes' ELSE 'x' || scale END, "
-             "CASE scale WHEN 1 THEN 1 ELSE 0 END, CASE WHEN scale > 1 THEN scale END, evaluator, metrics, manifest, "
-             "created FROM runs")
-SELECT_V2 = "SELECT id, model, protocol, level, reference, scale, evaluator, metrics, manifest, created FROM runs"
+# A schema-1 row read as schema 2: the scale sentinels become explicit levels. Used to read a
+# store that cannot be migrated, and by the migration itself (ids, and so arrays, are kept).
+SELECT_V1 = ("SELECT id, model, protocol, "
+             "CASE scale WHEN 1 THEN 'hr' WHEN 0 THEN 'sizes' ELSE 'x' || scale END AS level, "
+             "CASE scale WHEN 1 THEN 1 ELSE 0 END AS reference, CASE WHEN scale > 1 THEN scale END AS scale, "
+             "evaluator, metrics, manifest, created FROM runs")
+RUN_COLUMNS = "id, model, protocol, level, reference, scale, evaluator, metrics, manifest, created"
+SELECT_V2 = f"SELECT {RUN_COLUMNS} FROM runs"
+MIGRATE_1_TO_2 = (f"CREATE TABLE runs_v2 AS {SELECT_V1}", "DROP TABLE runs", SCHEMA_STATEMENTS[0],
+                  f"INSERT INTO runs ({RUN_COLUMNS}) SELECT {RUN_COLUMNS} FROM runs_v2",
+                  "DROP TABLE runs_v2", f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def level_name(level) -> str:
@@ -279,12 +275,14 @@ class ResultStore:
         with self._connect() as con:
             if not con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone():
                 return []
-            rows = con.execute(SELECT_V2 if self.version == SCHEMA_VERSION else SELECT_V1).fetchall()
+            where = [(col, val) for col, val in (("protocol", protocol), ("level", level), ("evaluator", evaluator),
+                                                   ("model", model)) if val is not None]
+            sql = f"SELECT * FROM ({SELECT_V2 if self.version == SCHEMA_VERSION else SELECT_V1})"
+            if where:  # filtered by SQLite: only the rows asked for have their JSON parsed
+                sql += " WHERE " + " AND ".join(f"{col} = ?" for col, _ in where)
+            rows = con.execute(sql, [val for _, val in where]).fetchall()
         out = [RunRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], json.loads(r[7]), json.loads(r[8]), r[9])
                for r in rows]
-        out = [r for r in out if all(want is None or got == want for got, want in
-                                     ((r.protocol, protocol), (r.level, level), (r.evaluator, evaluator),
-                                      (r.model, model)))]
         return sorted(out, key=lambda r: (r.protocol, _level_order(r.level), r.evaluator, r.model))
 
     def arrays(self, run_id: int) -> Dict[str, np.ndarray]:
