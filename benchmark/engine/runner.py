@@ -361,14 +361,15 @@ def _compute_missing(pipeline: ImagePipeline, levels, hr_source, keys, faces, de
             hr_cache.put([keys[i] for i in need[rows]], pipeline.embed(hr[rows]))
             computed["hr"] += len(rows)
         row_of = {int(i): r for r, i in enumerate(need)}
+        # the chunk's HR embeddings, read once for all its levels (identical SR images reuse them)
+        hr_emb = hr_cache.get([keys[i] for i in need], dim)["emb"] if any(wanted.values()) else None
         for level in levels:
             if not wanted.get(level.name):
                 continue
             idx = np.concatenate([batches[b] for b in wanted[level.name]])
             at = np.array([row_of[int(i)] for i in idx], dtype=np.int64)
             image_keys = [keys[i] for i in idx]
-            result = pipeline.process(level, hr[at], idx, [faces.relpaths[i] for i in idx], image_keys,
-                                      hr_cache.get(image_keys, dim)["emb"])
+            result = pipeline.process(level, hr[at], idx, [faces.relpaths[i] for i in idx], image_keys, hr_emb[at])
             write = np.array([k for k, i in enumerate(idx) if i in sr_todo[level.name]], dtype=np.int64)
             if len(write):
                 sr_caches[level.name].put([image_keys[k] for k in write], **{k: v[write] for k, v in result.items()})
