@@ -134,7 +134,7 @@ def sweep(sweep_file, data_root, store, batch_size, cache_dir, device, backend, 
 
 def _print_result(result, store):
     from benchmark.engine.query import describe_level
-    from benchmark.metrics.registry import known_metric, metric_spec
+    from benchmark.contracts.metric import known_metric, metric_spec
 
     click.echo(f"{result['model']} on {result['protocol']} ({describe_level(result['level'])}, "
                f"evaluator {result['evaluator']}):")

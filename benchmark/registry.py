@@ -5,7 +5,7 @@ A plug-in registers itself with a decorator in its own module. The modules are f
 through package entry points, one group per kind (``fhbench.models``,
 ``fhbench.evaluators``, ...): fhbench declares its built-in ones in ``setup.cfg``, and a
 third-party package adds a model or an evaluator by declaring its own, as pytest and timm
-plug-ins do. An entry point names a package (each public module in it except ``base`` is
+plug-ins do. An entry point names a package (each public module in it is
 imported, so a new built-in plug-in is one new file), a module (imported, so its decorators
 run) or an object (registered under the entry point's name). Nothing is imported until a
 registry is used.
@@ -111,7 +111,7 @@ def import_submodules(package: str) -> None:
     """Import ``package`` and every plug-in module in it so their ``@register`` decorators run."""
     pkg = importlib.import_module(package)
     for mod in pkgutil.iter_modules(getattr(pkg, "__path__", [])):  # a plain module has none
-        if not mod.name.startswith("_") and mod.name != "base":  # base: the kind's interface
+        if not mod.name.startswith("_"):  # plug-in folders hold only plug-ins (contracts/)
             importlib.import_module(f"{package}.{mod.name}")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.faces.images import read_batch
 from benchmark.faces.resize import upsample_bicubic
 from benchmark.metrics import landmarks as L

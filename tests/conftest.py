@@ -111,7 +111,7 @@ def tiny_lfw(tmp_path) -> Path:
 def toy_metrics():
     """Register metrics for one test, as a plug-in would: ``toy_metrics(MetricSpec(...), ...)``;
     they are unregistered afterwards."""
-    from benchmark.metrics.registry import METRICS, register_metric
+    from benchmark.contracts.metric import METRICS, register_metric
 
     added = []
 

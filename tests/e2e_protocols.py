@@ -52,7 +52,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from benchmark.engine import runner
 from benchmark.cli import main
 from benchmark.faces.alignment import MtcnnAligner, warp_face
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.faces.resize import upsample_bicubic
 from benchmark.evaluators import create_evaluator
 from benchmark.evaluators.sface import SFace

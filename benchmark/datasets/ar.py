@@ -33,7 +33,7 @@ from benchmark.faces.gallery_probe import GalleryProbe
 from benchmark.faces.roots import find_dataset_folder, open_dataset_folder
 from benchmark.faces.selections import selection
 from benchmark.faces.survey import Inventory
-from benchmark.datasets.base import DatasetReader
+from benchmark.contracts.dataset import DatasetReader
 
 SESSIONS = range(1, 27)
 FIRST_DAY = range(1, 14)  # sessions 14..26 were taken 14 days later

@@ -52,7 +52,7 @@ from benchmark.faces.seeded import SeededDraw
 from benchmark.faces.roots import find_dataset_folder, inside_root, open_dataset_folder
 from benchmark.faces.selections import selection
 from benchmark.faces.survey import Inventory
-from benchmark.datasets.base import DatasetReader
+from benchmark.contracts.dataset import DatasetReader
 
 IMAGE_FOLDER = "img_align_celeba"
 IDENTITY_FILE = "identity_CelebA.txt"

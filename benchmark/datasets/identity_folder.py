@@ -15,7 +15,7 @@ from benchmark.registry import DATASETS
 from benchmark.faces.templates import TEMPLATES
 from benchmark.faces.faceset import FaceSet
 from benchmark.faces.selections import selection
-from benchmark.datasets.base import DatasetReader
+from benchmark.contracts.dataset import DatasetReader
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 

@@ -30,7 +30,7 @@ from benchmark.faces.faceset import FaceSet
 from benchmark.faces.roots import find_dataset_folder, inside_root, open_dataset_folder, path_component
 from benchmark.faces.selections import selection
 from benchmark.faces.survey import Inventory
-from benchmark.datasets.base import DatasetReader
+from benchmark.contracts.dataset import DatasetReader
 
 # Searched in this order; the first present wins (pre-aligned beats raw: no detector noise).
 IMAGE_FOLDERS = (("aligned-112x96", SPHEREFACE_112x96), ("lfw-deepfunneled", None),

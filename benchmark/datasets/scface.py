@@ -44,7 +44,7 @@ from benchmark.faces.gallery_probe import GalleryProbe
 from benchmark.faces.roots import find_dataset_folder, open_dataset_folder
 from benchmark.faces.selections import selection
 from benchmark.faces.survey import Inventory
-from benchmark.datasets.base import DatasetReader
+from benchmark.contracts.dataset import DatasetReader
 
 SURVEILLANCE = "surveillance_cameras_all"
 MUGSHOTS = "mugshot_frontal_cropped_all"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from benchmark.degradations.base import Degradation, divided_size
+from benchmark.contracts.degradation import Degradation, divided_size
 from benchmark.errors import ConfigError
 from benchmark.faces.resize import imresize, to_uint8_levels
 from benchmark.registry import DEGRADATIONS

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from benchmark.degradations.base import Degradation, divided_size
+from benchmark.contracts.degradation import Degradation, divided_size
 from benchmark.errors import ConfigError, DataError
 from benchmark.faces.resize import imresize, to_uint8_levels
 from benchmark.registry import DEGRADATIONS

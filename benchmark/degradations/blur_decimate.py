@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from benchmark.degradations.base import Degradation, divided_size
+from benchmark.contracts.degradation import Degradation, divided_size
 from benchmark.faces.resize import to_uint8_levels
 from benchmark.registry import DEGRADATIONS
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.degradations.base import Degradation
+from benchmark.contracts.degradation import Degradation
 from benchmark.registry import DEGRADATIONS
 
 

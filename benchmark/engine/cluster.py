@@ -224,8 +224,8 @@ class WorkerRun:
     def __init__(self, spec: WorkerSpec):
         from benchmark.engine.pipeline import HRSource, ImagePipeline
         from benchmark.evaluators import create_evaluator
-        from benchmark.metrics.registry import per_image_metrics
-        from benchmark.models.adapters import create_model
+        from benchmark.contracts.metric import per_image_metrics
+        from benchmark.contracts.model_adapters import create_model
 
         where = _where()
         self.lock = threading.Lock()  # one shard at a time per process (a model, a GPU)

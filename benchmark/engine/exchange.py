@@ -36,7 +36,7 @@ SR_SUFFIXES = (".png", ".jpg", ".bmp", ".tif")  # what the folder adapter accept
 
 
 def _level(protocol, scale: Optional[int]) -> Level:
-    from benchmark.degradations.base import make_degradation
+    from benchmark.contracts.degradation import make_degradation
 
     if protocol.lr_sizes:
         raise ConfigError(f"protocol {protocol.name} runs fixed LR sizes ({', '.join(protocol.level_names)}); "

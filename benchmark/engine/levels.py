@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple
 from benchmark.errors import FhbenchError
 from benchmark.engine.protocols import Protocol
 from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL
-from benchmark.metrics.keys import STD, split_key
+from benchmark.contracts.metric_keys import STD, split_key
 
 
 def normalize_level(level: Optional[str]) -> Optional[str]:

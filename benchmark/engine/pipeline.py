@@ -24,7 +24,7 @@ from benchmark.faces.frames import fit_to_hr_size, hr_frame
 from benchmark.faces.images import read_batch
 from benchmark.faces.resize import upsampled_model_input
 from benchmark.faces.templates import SPHEREFACE_112x96
-from benchmark.models.base import check_sr_batch
+from benchmark.contracts.model import check_sr_batch
 
 
 @dataclass

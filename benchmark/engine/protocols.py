@@ -100,7 +100,7 @@ def parse_protocol(path: Path) -> Protocol:
                               f"got {getattr(protocol, key)!r}")
     if protocol.primary_metric not in protocol.metrics:
         raise ConfigError(f"{where} primary_metric {protocol.primary_metric!r} is not in metrics")
-    from benchmark.metrics.registry import METRICS, known_metric
+    from benchmark.contracts.metric import METRICS, known_metric
 
     unknown = [m for m in protocol.metrics if not known_metric(m)]
     if unknown:  # without its direction a metric could be ranked the wrong way round

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.engine import manifest as manifest_mod
 from benchmark.engine.cache import ImageResultCache, check_cache_dir, default_cache_dir
 from benchmark.engine.names import check_run_name
@@ -31,10 +31,10 @@ from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, ResultStore, level_sca
 from benchmark.errors import ConfigError, DataError, DataMissing, IncompatibleModelError
 from benchmark.evaluators import create_evaluator
 from benchmark.metrics.image import summarize
-from benchmark.metrics.registry import pair_metrics, per_image_metrics
-from benchmark.models.adapters import create_model
+from benchmark.contracts.metric import pair_metrics, per_image_metrics
+from benchmark.contracts.model_adapters import create_model
 from benchmark.registry import TASKS
-from benchmark.metrics.keys import at_level
+from benchmark.contracts.metric_keys import at_level
 
 SEED = 0
 
@@ -117,7 +117,7 @@ def run(opts: RunOptions, client=None) -> dict:
     data_hash = setup.faces.content_hash(keys)
     timer.add("hash", t0, len(setup.faces))
     # the protocol's HR size; where it pins none, the model's native one; else the dataset's frame
-    native = None if model.is_reference_hr else model.native_hr_size()
+    native = model.native_hr_size()
     hr_source = HRSource(setup.faces, protocol.hr_size or native, opts.cache_dir, opts.device, timer)
     hr_hw = hr_source.hr_size  # every path renders faces at hr_size
     for level in levels:
@@ -303,24 +303,32 @@ def _degradation_params(level, keys) -> Dict[str, np.ndarray]:
 
 
 def _levels(protocol, model, scale: Optional[int]):
-    """(the row's level, the run's levels) for this protocol, model and ``--scale``."""
+    """(the row's level, the run's levels) for this protocol, model and ``--scale``. A model
+    that pins its degradation runs on it at each of the protocol's levels."""
+    if model.pinned_degradation:
+        return _pinned_levels(protocol, model)
     if protocol.lr_sizes:
-        if scale is not None and not model.is_reference_hr:
+        if scale is not None:
             raise ConfigError(f"protocol {protocol.name} runs every LR size of its own "
                               f"({', '.join(protocol.level_names)}) in one run; leave out --scale")
-        names = protocol.level_names
-        if model.is_reference_hr:  # the identity model on the none degradation, at each level's name
-            return HR_LEVEL, [Level(n, make_degradation("none")) for n in names]
         return SIZES_LEVEL, [Level(n, make_degradation(protocol.degradation, size=tuple(size),
                                                           **protocol.degradation_options))
-                                for n, size in zip(names, protocol.lr_sizes)]
-    if model.is_reference_hr:
-        return HR_LEVEL, [Level(HR_LEVEL, make_degradation("none"))]
+                                for n, size in zip(protocol.level_names, protocol.lr_sizes)]
     scale = scale or protocol.default_scale
     if scale not in protocol.scales:
         raise ConfigError(f"protocol {protocol.name} runs at scales {protocol.scales}, not {scale}")
     return f"x{scale}", [Level(f"x{scale}", make_degradation(protocol.degradation, scale=scale,
                                                        **protocol.degradation_options))]
+
+
+def _pinned_levels(protocol, model):
+    """The identity model on the ``none`` degradation is the reference row (level ``hr``),
+    whatever ``--scale`` says; an lr_sizes protocol names its levels as for any model."""
+    if model.pinned_degradation != "none":  # no other pinned degradation has a row level
+        raise ConfigError(f"model {model.name} pins degradation {model.pinned_degradation!r}; "
+                          f"only 'none' (the HR reference) can be pinned")
+    names = protocol.level_names if protocol.lr_sizes else [HR_LEVEL]
+    return HR_LEVEL, [Level(n, make_degradation("none")) for n in names]
 
 
 def _level_label(row_level, levels) -> str:

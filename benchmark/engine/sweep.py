@@ -136,7 +136,7 @@ def already_stored(cell: Cell, opts) -> bool:
     from benchmark.engine import runner
     from benchmark.engine.protocols import load_protocol
     from benchmark.engine.store import ResultStore, same_model
-    from benchmark.models.adapters import create_model
+    from benchmark.contracts.model_adapters import create_model
 
     if not Path(opts.store).exists():
         return False

@@ -6,7 +6,7 @@ Input as InsightFace's ArcFaceONNX feeds it: RGB, (x - 127.5) / 127.5.
 """
 from benchmark.registry import EVALUATORS
 from benchmark.faces.templates import ARCFACE_112x112
-from benchmark.evaluators.base import OnnxEvaluator, PixelFeed
+from benchmark.contracts.evaluator import OnnxEvaluator, PixelFeed
 
 
 class ArcFaceMbf(OnnxEvaluator):

@@ -10,7 +10,7 @@ import numpy as np
 from benchmark.errors import EvaluatorUnavailable
 from benchmark.registry import EVALUATORS
 from benchmark.faces.templates import SPHEREFACE_112x96
-from benchmark.evaluators.base import Evaluator, sha256_file, short_error, site_package_file
+from benchmark.contracts.evaluator import Evaluator, sha256_file, short_error, site_package_file
 
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmark.errors import EvaluatorUnavailable
 from benchmark.registry import EVALUATORS
 from benchmark.faces.templates import ARCFACE_112x112
-from benchmark.evaluators.base import Evaluator, PixelFeed, sha256_file, short_error, torch_device
+from benchmark.contracts.evaluator import Evaluator, PixelFeed, sha256_file, short_error, torch_device
 
 RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 

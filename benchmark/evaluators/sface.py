@@ -6,7 +6,7 @@ FaceRecognizerSF feeds it (blobFromImage with swapRB=true).
 """
 from benchmark.registry import EVALUATORS
 from benchmark.faces.templates import ARCFACE_112x112
-from benchmark.evaluators.base import OnnxEvaluator, PixelFeed
+from benchmark.contracts.evaluator import OnnxEvaluator, PixelFeed
 
 
 class SFace(OnnxEvaluator):

@@ -5,13 +5,14 @@ The canonical frame of fhbench is the SphereFace 112x96 crop (the one
 ../shared/data/lfw/aligned-112x96 uses). Every evaluator derives its own crop from
 the frame its input images are in by a similarity warp between two templates, so a
 112x96 face becomes the 112x112 ArcFace crop by padding 8 px left and right, exactly.
+This module is the geometry (where the points are, and where they go when a frame is
+resized or padded); ``frames.py`` moves the pixels.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Tuple
 
-import cv2
 import numpy as np
 
 _ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -41,6 +42,13 @@ class FaceTemplate:
         sx, sy = width / self.width, height / self.height
         pts = [((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5) for x, y in self.landmarks]
         return FaceTemplate(f"{self.name}@{height}x{width}", height, width, tuple(pts))
+
+    def padded(self, top: int, bottom: int, left: int, right: int) -> "FaceTemplate":
+        """The frame with zero borders added: the points move by (left, top)."""
+        if not (top or bottom or left or right):
+            return self
+        return FaceTemplate(f"{self.name}+pad", self.height + top + bottom, self.width + left + right,
+                            tuple((x + left, y + top) for x, y in self.landmarks))
 
 
 def _as_template(name, h, w, pts):
@@ -76,44 +84,3 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def template_transform(src: FaceTemplate, dst: FaceTemplate) -> np.ndarray:
     return similarity_transform(src.points, dst.points)
-
-
-def warp_images(images: np.ndarray, matrix: np.ndarray, out_hw: Tuple[int, int],
-                interpolation=cv2.INTER_LINEAR) -> np.ndarray:
-    """Warp a batch (N, 3, H, W) float32 with one 2x3 matrix; outside pixels become 0."""
-    n = images.shape[0]
-    h, w = out_hw
-    out = np.empty((n, 3, h, w), dtype=np.float32)
-    for i in range(n):
-        hwc = np.ascontiguousarray(images[i].transpose(1, 2, 0))
-        out[i] = cv2.warpAffine(hwc, matrix, (w, h), flags=interpolation,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0).transpose(2, 0, 1)
-    return out
-
-
-def warp_to_template(images: np.ndarray, src: FaceTemplate, dst: FaceTemplate) -> np.ndarray:
-    """Re-crop a batch aligned to ``src`` (at its own resolution) into ``dst``.
-
-    When the two templates differ by an integer translation only (112x96 -> 112x112),
-    this is exact zero padding / cropping rather than an interpolating warp.
-    """
-    if images.shape[-2:] != src.size:
-        src = src.resized(*images.shape[-2:])
-    m = template_transform(src, dst)
-    lin, t = m[:, :2], m[:, 2]
-    if np.allclose(lin, np.eye(2), atol=1e-6) and np.allclose(t, np.round(t), atol=1e-6):
-        return _shift(images, int(round(t[0])), int(round(t[1])), dst.size)
-    return warp_images(images, m, dst.size)
-
-
-def _shift(images, dx, dy, out_hw):
-    n, c, h, w = images.shape
-    oh, ow = out_hw
-    out = np.zeros((n, c, oh, ow), dtype=images.dtype)
-    ys, yd = max(0, -dy), max(0, dy)
-    xs, xd = max(0, -dx), max(0, dx)
-    hh = min(h - ys, oh - yd)
-    ww = min(w - xs, ow - xd)
-    if hh > 0 and ww > 0:
-        out[:, :, yd:yd + hh, xd:xd + ww] = images[:, :, ys:ys + hh, xs:xs + ww]
-    return out

@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, Iterator, Tuple
 import numpy as np
 
 from benchmark.errors import MetricError
-from benchmark.metrics.registry import MetricSpec, register_metric
+from benchmark.contracts.metric import MetricSpec, register_metric
 from benchmark.metrics.verification import as_array
 
 BLOCK_ROWS = 1024  # 1024 x 10,000 float32 scores = 40 MB per block

@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmark.errors import MetricError
 from benchmark.metrics.image import fr_loss  # noqa: F401  (registered first: FR loss precedes IDS)
-from benchmark.metrics.registry import MetricSpec, register_metric
+from benchmark.contracts.metric import MetricSpec, register_metric
 
 
 def _unit_rows(name: str, sr_emb: Any, hr_emb: Any) -> Tuple[np.ndarray, np.ndarray]:

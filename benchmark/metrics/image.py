@@ -29,7 +29,7 @@ import numpy as np
 from scipy.ndimage import correlate1d
 
 from benchmark.errors import MetricError
-from benchmark.metrics.registry import MetricSpec, register_metric
+from benchmark.contracts.metric import MetricSpec, register_metric
 
 PEAK = 255.0
 SSIM_WINDOW = 11

@@ -30,7 +30,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from benchmark.errors import ConfigError, DataError, EvaluatorUnavailable
-from benchmark.metrics.registry import MetricSpec, register_metric
+from benchmark.contracts.metric import MetricSpec, register_metric
 
 BACKENDS = {
     "dlib68": {"points": 68, "eyes": (36, 45), "package": "face_recognition_models",

@@ -49,7 +49,7 @@ import numpy as np
 
 from benchmark.errors import MetricError
 from benchmark.metrics.identification import first_correct_match, label_codes, normalized_rows
-from benchmark.metrics.registry import MetricSpec, register_metric
+from benchmark.contracts.metric import MetricSpec, register_metric
 from benchmark.metrics.verification import as_array
 
 BLOCK_ROWS = 1024  # rows of the test-set score matrix scored at once (1024 x 10,000 float32 = 40 MB)

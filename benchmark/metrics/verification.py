@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Tuple
 import numpy as np
 
 from benchmark.errors import MetricError
-from benchmark.metrics.registry import MetricSpec, register_metric
+from benchmark.contracts.metric import MetricSpec, register_metric
 
 N_FOLDS = 10
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.models.base import SRAdapter
+from benchmark.contracts.model import SRAdapter
 from benchmark.registry import MODELS
 
 
@@ -12,7 +12,7 @@ from benchmark.registry import MODELS
 class ReferenceHR(SRAdapter):
     name = "hr"
     batch_invariant = True
-    is_reference_hr = True
+    pinned_degradation = "none"  # SR = HR: the upper bound
 
     def __init__(self, scale=None, **_):
         self.scale = None

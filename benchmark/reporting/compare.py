@@ -31,7 +31,7 @@ from benchmark.engine import strict_json
 from benchmark.errors import FhbenchError
 from benchmark.engine.query import describe_level, find_run
 from benchmark.engine.levels import arrays_at_level, level_label, resolve_level
-from benchmark.metrics.registry import metric_spec, metrics_per_item
+from benchmark.contracts.metric import metric_spec, metrics_per_item
 from benchmark.metrics.verification import ten_fold_accuracy
 from benchmark.engine.protocols import load_protocol
 from benchmark.engine.store import HR_LEVEL, level_scale, ResultStore, RunRecord

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 
 from benchmark.engine import strict_json
 from benchmark.errors import FhbenchError
-from benchmark.metrics.registry import metric_spec
+from benchmark.contracts.metric import metric_spec
 from benchmark.engine.names import slug
 from benchmark.engine.protocols import load_protocol
 from benchmark.engine.query import describe_level, table_views

@@ -38,9 +38,9 @@ from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
 
 from benchmark.errors import FhbenchError
 from benchmark.engine.levels import arrays_at_level, level_label, resolve_level, split_level
-from benchmark.metrics.keys import at_level
+from benchmark.contracts.metric_keys import at_level
 from benchmark.reporting.leaderboard import HR_MODEL, LR_MODEL
-from benchmark.metrics.registry import metric_spec, metrics_per_item
+from benchmark.contracts.metric import metric_spec, metrics_per_item
 from benchmark.metrics.verification import roc_curve_exact
 from benchmark.engine.protocols import load_protocol
 from benchmark.engine.store import ResultStore, RunRecord

@@ -13,9 +13,9 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.engine.pipeline import HRSource, ImagePipeline, Level, degrade
-from benchmark.models.adapters import create_model
+from benchmark.contracts.model_adapters import create_model
 from benchmark.errors import ConfigError, DataError, FhbenchError
 from benchmark.engine.query import describe_level
 from benchmark.reporting.leaderboard import HR_MODEL
@@ -170,7 +170,7 @@ def _super_resolve(label, model_spec: ModelSpec, level, hr, idx, names, faces, s
         raise ConfigError(f"{label}: the weights loaded ({weights or 'the default location'}) are not those its "
                           f"stored run was scored with (SHA256 {str(got)[:12]}..., the run's "
                           f"{want[:12]}...); pass --weights {label}=FILE with that run's file")
-    if model.is_reference_hr:
+    if model.pinned_degradation == "none":  # SR = HR: the HR column shows it
         return None
     model.check_compatible(level.degradation.lr_size(hr.shape[-2:]), hr.shape[-2:], scale)
     pipeline = ImagePipeline(model, batch_size=max(1, len(idx)))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from benchmark.metrics.openset import blufr_trials
 from benchmark.registry import TASKS
-from benchmark.tasks.base import Task
+from benchmark.contracts.task import Task
 
 
 @TASKS.register("blufr", summary="BLUFR: VR at a FAR over all test pairs, DIR at rank 1 open-set (10 trials)")

@@ -10,7 +10,7 @@ from benchmark.faces.gallery_probe import GalleryProbe
 from benchmark.errors import ConfigError, DataError
 from benchmark.metrics.identification import cmc_gallery_probe, gallery_probe_split
 from benchmark.registry import TASKS
-from benchmark.tasks.base import Task, selected
+from benchmark.contracts.task import Task, selected
 from benchmark.tasks.loo_identification import rank_metrics
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from benchmark.registry import TASKS
-from benchmark.tasks.base import SelectionTask
+from benchmark.contracts.task import SelectionTask
 
 
 @TASKS.register("image-quality", summary="PSNR, SSIM and FR loss per image, with their distributions")

@@ -5,7 +5,7 @@ import numpy as np
 
 from benchmark.metrics.identification import cmc_leave_one_out, knn_leave_one_out
 from benchmark.registry import TASKS
-from benchmark.tasks.base import SelectionTask
+from benchmark.contracts.task import SelectionTask
 
 
 @TASKS.register("loo-identification", summary="leave-one-out k-NN accuracy and CMC over SR faces")

@@ -6,7 +6,7 @@ import numpy as np
 from benchmark.errors import ConfigError, DataError
 from benchmark.metrics.verification import N_FOLDS, eer, roc_auc, ten_fold_accuracy
 from benchmark.registry import TASKS
-from benchmark.tasks.base import Task, selected
+from benchmark.contracts.task import Task, selected
 
 PAIR_MODES = ("sr-sr", "sr-hr")
 

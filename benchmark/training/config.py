@@ -233,7 +233,7 @@ def _check_values(c: TrainConfig) -> None:
 
 def make_data_degradation(data: DataConfig):
     """The configured degradation (``benchmark.degrade``) at the configured scale."""
-    from benchmark.degradations.base import make_degradation
+    from benchmark.contracts.degradation import make_degradation
 
     return make_degradation(data.degradation, scale=data.scale, **data.degradation_params)
 

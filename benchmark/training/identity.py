@@ -11,7 +11,7 @@ Backends (``name``):
                     $TORCH_HOME/checkpoints (the files the facenet evaluators use);
   sface, arcface-mbf
                     the ONNX evaluators' networks converted to torch
-                    (``benchmark.models.onnx_torch``), offline.
+                    (``benchmark.onnx_torch``), offline.
 Each backend is derived from its evaluator's spec (``Evaluator.torch_network``, ``template``
 and ``pixels``), so the loss sees the crop and pixel feed that scoring uses.
 

@@ -51,11 +51,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -63,7 +61,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from benchmark.models.base import SRAdapter
+from benchmark.contracts.model import SRAdapter
 from benchmark.errors import AdapterError, ConfigError, DataError, FhbenchError, UnknownNameError
 from benchmark.registry import TRAINERS
 
@@ -71,6 +69,7 @@ from benchmark.training import checks
 from benchmark.training.spec import Batch, StageContext, StageSpec, TrainableModel  # noqa: F401
 from benchmark.training.checkpoints import (CHECKPOINT_FORMAT, rank_seed, read_checkpoint, restore_rng,  # noqa: F401
                                             save_checkpoint, save_weights)
+from benchmark.training.scalars import LossWindow, NoScalarLog, ScalarLog, progress_bar
 from benchmark.training.config import AUTO, StageConfig, TrainConfig, load_config, make_data_degradation
 from benchmark.training.distributed import Dist, RankShare, convert_sync_batchnorm, requested_world_size
 
@@ -140,7 +139,7 @@ class CheckpointAdapter(SRAdapter):
         self.training_data = ckpt.get("data") or {}  # hr_size, frame, degradation it was trained on
 
     def weights_sha256(self):
-        from benchmark.evaluators.base import sha256_file
+        from benchmark.contracts.evaluator import sha256_file
 
         return sha256_file(self.weights_file)
 
@@ -286,10 +285,10 @@ class _Run:
             restore_rng(r, self.dist.rank, c.seed)
             log.info("%s: resuming from %s (written by %d process(es)) at step %d with %d", self.spec.name,
                      self.last, r.get("world_size", 1), step, self.dist.world_size)
-        scalars = ScalarLog(self.dir, truncate_after=step) if self.dist.is_main else _NoLog(self.dir)
+        scalars = ScalarLog(self.dir, truncate_after=step) if self.dist.is_main else NoScalarLog(self.dir)
         total = sum(self.stage_steps)
         limit = total if max_steps is None else min(total, max_steps)
-        bar = _progress(total, step, self.spec.name, self.dist.is_main)
+        bar = progress_bar(total, step, self.spec.name, self.dist.is_main)
         try:
             while stage_index < len(c.stages):
                 # the stage is done (all its steps, or stopped early): the next starts afresh
@@ -351,7 +350,7 @@ class _Run:
         es_interval = None if es is None else es.every * (per_epoch if es.unit == "epochs" else 1)
         stop = min(n_steps, stage_step + (limit - step))
         self.model.train()
-        window = _Window()
+        window = LossWindow()
         for item in self._loader(stage_index, stage_step, stop):
             batch = Batch(item["lr"].to(self.device, non_blocking=True), item["hr"].to(self.device, non_blocking=True),
                           item["label"].to(self.device) if self.data.has_labels else None, item["index"])
@@ -466,82 +465,3 @@ def _learning_rate(stage: StageConfig, k: int, n_steps: int, steps_per_epoch: in
     if s.kind == "cosine":
         return s.final_lr + (stage.lr - s.final_lr) * 0.5 * (1 + math.cos(math.pi * k / max(1, n_steps)))
     return stage.lr
-
-
-class _Window:
-    """Loss terms summed over the steps since the last log line (on the device: no sync)."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.sums, self.total, self.steps, self.images, self.t0 = {}, 0.0, 0, 0, time.perf_counter()
-
-    def add(self, terms, total, n_images):
-        for k, v in terms.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v.detach().float()
-        self.total = self.total + total.detach().float()
-        self.steps += 1
-        self.images += n_images
-
-    def flush(self, step, stage, lr, mean=dict) -> dict:
-        """The window's means; ``mean`` averages them over the ranks (``Dist.mean_terms``)."""
-        elapsed = time.perf_counter() - self.t0
-        means = mean({**{k: float(v) / self.steps for k, v in self.sums.items()},
-                      "loss": float(self.total) / self.steps})
-        record = {"step": step, "stage": stage, **{k: means[k] for k in self.sums}, "loss": means["loss"], "lr": lr,
-                  "images_per_s": self.images / elapsed if elapsed > 0 else float("inf")}
-        self.reset()
-        return record
-
-
-class ScalarLog:
-    """``scalars.jsonl`` (and TensorBoard events when available); on resume, lines past
-    the checkpoint's step (written after it by the interrupted run) are dropped."""
-
-    def __init__(self, folder: Path, truncate_after: int):
-        self.path = folder / "scalars.jsonl"
-        if self.path.exists():
-            kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= truncate_after]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
-        self.file = self.path.open("a")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            self.tb = None
-        else:
-            self.tb = SummaryWriter(str(folder / "tb"), purge_step=truncate_after + 1 if truncate_after else None)
-
-    def write(self, record: dict):
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, float):
-                    self.tb.add_scalar(f"{record['stage']}/{key}", value, record["step"])
-
-    def close(self):
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
-class _NoLog:
-    """What ranks other than 0 write to: nothing (rank 0 writes ``path``)."""
-
-    def __init__(self, folder: Path):
-        self.path = folder / "scalars.jsonl"
-
-    def write(self, record: dict):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, initial: int, name: str, shown: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=name, unit="step", disable=None if shown else True,
-                dynamic_ncols=True)

@@ -16,9 +16,9 @@ from benchmark.training.config import load_config
 from benchmark.training.facedata import FaceTrainingSet, open_training_faces
 from benchmark.training.identity import load_identity_network
 from benchmark.training.trainer import TRAINABLE, Batch, StageContext, read_checkpoint, train
-from benchmark.models.adapters import create_model
+from benchmark.contracts.model_adapters import create_model
 from benchmark.faces.images import read_batch
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.errors import AdapterError, ConfigError, DataError
 from benchmark.faces.frames import fit_to_hr_size
 

@@ -10,7 +10,7 @@ import yaml
 from torch import nn
 
 from baselines import cface
-from benchmark.models.adapters import create_model
+from benchmark.contracts.model_adapters import create_model
 from benchmark.training.trainer import train
 
 from _baseline_stand_ins import register_tiny_identity, register_tiny_perceptual, synthetic_faces

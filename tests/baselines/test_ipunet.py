@@ -10,9 +10,9 @@ from torch import nn
 
 from baselines import ipunet
 from benchmark.training.trainer import read_checkpoint, train
-from benchmark.models.adapters import create_model
+from benchmark.contracts.model_adapters import create_model
 from benchmark.faces.resize import imresize, upsample_bicubic
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.errors import AdapterError, ConfigError
 
 from _baseline_stand_ins import register_tiny_identity, synthetic_faces

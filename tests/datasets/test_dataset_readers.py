@@ -1,8 +1,8 @@
-"""Every registered dataset follows the reader contract (datasets/base.py): a DatasetReader
+"""Every registered dataset follows the reader contract (contracts/dataset.py): a DatasetReader
 with at least one selection, and nothing but its selections reachable from a protocol."""
 import pytest
 
-from benchmark.datasets.base import DatasetReader
+from benchmark.contracts.dataset import DatasetReader
 from benchmark.errors import ConfigError
 from benchmark.faces.selections import call_selection
 from benchmark.registry import DATASETS

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.degradations.blind import jpeg_round_trip
 from benchmark.engine.protocols import load_protocol
 from benchmark.errors import ConfigError, DataError

@@ -151,7 +151,7 @@ def test_worker_without_the_data_root_or_weights_fails_in_one_line(tiny_lfw, tmp
     import dataclasses
 
     from benchmark.evaluators import create_evaluator
-    from benchmark.models.adapters import create_model
+    from benchmark.contracts.model_adapters import create_model
     from benchmark.registry import TASKS
     from benchmark.engine.protocols import load_protocol
 
@@ -206,7 +206,7 @@ def test_ship_data_sends_the_images_and_changes_nothing(tiny_lfw, tmp_path, clie
 
 
 def test_client_weights_differ_from_the_workers(tiny_lfw, tmp_path, client, monkeypatch):
-    from benchmark.evaluators.base import Evaluator
+    from benchmark.contracts.evaluator import Evaluator
 
     real = Evaluator.describe
     monkeypatch.setattr(Evaluator, "describe", lambda self: {**real(self), "weights_sha256": "f" * 64})

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from benchmark.cli import main
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.engine.exchange import lr_relpath
 from benchmark.engine.store import ResultStore
 from benchmark.errors import DataError

@@ -14,7 +14,7 @@ from benchmark.engine import runner
 from benchmark.cli import main
 from benchmark.faces.gallery_probe import GalleryProbe
 from benchmark.faces.images import read_batch
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.faces.resize import upsample_bicubic
 from benchmark.errors import ConfigError, IncompatibleModelError
 from benchmark.evaluators import create_evaluator
@@ -79,7 +79,7 @@ def test_a_model_of_fixed_scale_is_refused_before_any_work(tiny_lfw, tmp_path, p
                  metrics=["accuracy@14x12"], primary_metric="accuracy@14x12")
     (tmp_path / "fourx.py").write_text(textwrap.dedent("""
         import torch
-        from benchmark.models.base import SRAdapter
+        from benchmark.contracts.model import SRAdapter
         class FourTimes(SRAdapter):
             name, scale = "fourx", 4
             def __init__(self, **_):

@@ -10,6 +10,7 @@ PACKAGES = ("benchmark", "baselines")
 LAYERS = [
     ("benchmark", "benchmark.errors", "benchmark.registry"),
     ("benchmark.faces",),
+    ("benchmark.contracts",),
     ("benchmark.models", "benchmark.metrics", "benchmark.degradations", "benchmark.datasets",
      "benchmark.evaluators", "benchmark.tasks"),
     ("benchmark.engine",),
@@ -108,8 +109,9 @@ def test_the_engine_never_imports_the_papers_models():
 
 
 def test_the_layer_map_knows_the_layers():
-    assert layer_of("benchmark.engine.runner") == 3 and layer_of("benchmark.errors") == 0
-    assert layer_of("benchmark.faces.images") == 1 and layer_of("baselines.csrip") == 6
+    assert layer_of("benchmark.engine.runner") == 4 and layer_of("benchmark.errors") == 0
+    assert layer_of("benchmark.faces.images") == 1 and layer_of("baselines.csrip") == 7
+    assert layer_of("benchmark.contracts.model") == 2 and layer_of("benchmark.metrics.image") == 3
 
 
 def test_no_module_imports_a_higher_layer():

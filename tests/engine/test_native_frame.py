@@ -11,10 +11,10 @@ import yaml
 from click.testing import CliRunner
 
 from benchmark.engine import runner
-from benchmark.models.base import SRAdapter
+from benchmark.contracts.model import SRAdapter
 from benchmark.cli import main
 from benchmark.faces.images import read_batch
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.errors import IncompatibleModelError
 from benchmark.faces.frames import fit_to_hr_size
 from benchmark.reporting.leaderboard import build_tables, format_tables

@@ -5,11 +5,11 @@ parameters from the images' content keys."""
 import numpy as np
 import pytest
 
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.engine.pipeline import ImagePipeline, Level, degrade
 from benchmark.metrics.image import psnr_y, ssim_y
-from benchmark.metrics.registry import metric_spec
-from benchmark.models.adapters import create_model
+from benchmark.contracts.metric import metric_spec
+from benchmark.contracts.model_adapters import create_model
 
 
 class KeyedNoise:

@@ -90,9 +90,9 @@ def test_run_options_are_checked_when_called_from_python(tiny_lfw, tmp_path):
 def test_sr_loop_refuses_to_score_slots_it_did_not_fill():
     """The guard behind the --batch-size bug: a batch loop that never runs is an error, never
     an uninitialised buffer scored as a result."""
-    from benchmark.degradations.base import make_degradation
+    from benchmark.contracts.degradation import make_degradation
     from benchmark.engine.pipeline import ImagePipeline, Level
-    from benchmark.models.adapters import create_model
+    from benchmark.contracts.model_adapters import create_model
 
     hr = np.random.default_rng(0).random((3, 3, 16, 16)).astype(np.float32)
     pipeline = ImagePipeline(create_model("bicubic", scale=2), batch_size=-1)
@@ -177,7 +177,7 @@ def test_model_without_source_is_never_cached_and_the_manifest_says_so(tiny_lfw,
 
 
 def test_folder_model_fingerprint_follows_content_not_listing(tmp_path):
-    from benchmark.models.adapters import create_model
+    from benchmark.contracts.model_adapters import create_model
 
     folder = tmp_path / "sr" / "mine"
     folder.mkdir(parents=True)
@@ -217,7 +217,7 @@ def build(scale=None, weights=None):
 def test_resumed_conv_model_sees_the_uninterrupted_batches_and_stores_identical_results(tiny_lfw, tmp_path,
                                                                                           models_dir):
     write_module(models_dir, "tiny_sr", CONV_MODEL)
-    from benchmark.models import adapters
+    from benchmark.contracts import model_adapters as adapters
 
     seen = []
     real = adapters.TorchModuleAdapter.super_resolve
@@ -453,8 +453,8 @@ def test_an_fhbench_upgrade_of_a_baselines_code_keeps_its_rows_identity(monkeypa
     not, so re-running the same weights after an upgrade updates its row without --replace."""
     from pathlib import Path
 
-    from benchmark.models import fingerprint
-    from benchmark.models.adapters import create_model
+    from benchmark.contracts import model_fingerprint as fingerprint
+    from benchmark.contracts.model_adapters import create_model
     from benchmark.engine.store import same_model
 
     weights = Path(__file__).resolve().parents[2] / "results" / "srresnet-cpu-demo" / "srresnet-cpu-demo-x8.pt"

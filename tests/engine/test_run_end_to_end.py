@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from benchmark.cli import main
 from benchmark.faces.images import read_batch
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.faces.resize import upsample_bicubic
 from benchmark.evaluators import create_evaluator
 from benchmark.metrics.image import psnr_y

@@ -14,8 +14,8 @@ import torch
 
 from benchmark.errors import ConfigError, EvaluatorUnavailable, UnknownNameError
 from benchmark.evaluators import create_evaluator
-from benchmark.evaluators.base import warp_to_template_torch
-from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96, warp_to_template
+from benchmark.faces.frames import warp_to_template, warp_to_template_torch
+from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96
 from benchmark.registry import EVALUATORS
 
 ONNX = ["sface", "arcface-mbf"]
@@ -144,7 +144,7 @@ def test_default_backend_is_onnxruntime_and_description_names_the_backend():
 
 def test_auto_backend_falls_back_to_onnxruntime_when_the_converter_refuses(monkeypatch):
     _needs("sface")
-    from benchmark.models import onnx_torch
+    from benchmark import onnx_torch
 
     assert create_evaluator("sface", backend="auto").backend == "torch"
 

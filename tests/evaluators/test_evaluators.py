@@ -112,7 +112,8 @@ def test_facenet_loads_a_checkpoint_from_torch_home(monkeypatch, tmp_path):
     x = _faces(2)
     emb = ev.embed(x)
     # Oracle: the same network fed the ArcFace crop rendered at 160x160 by hand.
-    from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96, warp_to_template
+    from benchmark.faces.frames import warp_to_template
+    from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96
     crops = warp_to_template(x, SPHEREFACE_112x96, ARCFACE_112x112.resized(160, 160))
     with torch.no_grad():
         ref = net(torch.from_numpy((crops * 255 - 127.5) / 128).float()).numpy()

@@ -1,4 +1,4 @@
-"""ONNX -> torch conversion of the face-recognition graphs (benchmark.models.onnx_torch).
+"""ONNX -> torch conversion of the face-recognition graphs (benchmark.onnx_torch).
 
 Oracle: onnxruntime running the same ONNX file, on real aligned LFW faces; gradients are
 checked against central finite differences in float64.
@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from benchmark.evaluators import create_evaluator
-from benchmark.models.onnx_torch import (OnnxConversionError, convert_onnx, identity_network)
+from benchmark.onnx_torch import (OnnxConversionError, convert_onnx, identity_network)
 from benchmark.registry import EVALUATORS
-from benchmark.faces.templates import SPHEREFACE_112x96, warp_to_template
+from benchmark.faces.frames import warp_to_template
+from benchmark.faces.templates import SPHEREFACE_112x96
 
 onnx = pytest.importorskip("onnx")
 

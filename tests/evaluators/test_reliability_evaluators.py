@@ -9,7 +9,7 @@ import pytest
 
 from benchmark.errors import EvaluatorUnavailable
 from benchmark.evaluators import create_evaluator
-from benchmark.evaluators.base import Evaluator
+from benchmark.contracts.evaluator import Evaluator
 from benchmark.registry import EVALUATORS
 from benchmark.faces.templates import ARCFACE_112x112
 
@@ -74,7 +74,7 @@ def test_an_onnx_of_another_network_is_refused_before_any_image(tmp_path):
 
 def test_the_torch_copy_of_another_onnx_network_is_refused(tmp_path):
     _needs("sface")
-    from benchmark.models.onnx_torch import identity_network
+    from benchmark.onnx_torch import identity_network
 
     path = _flatten_gemm_onnx(tmp_path / "eight.onnx")
     with pytest.raises(EvaluatorUnavailable, match=r"^sface: the network in .*eight\.onnx gives embeddings of "

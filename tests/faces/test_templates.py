@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from skimage.transform import SimilarityTransform
 
-from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96, TEMPLATES, FaceTemplate, similarity_transform, warp_to_template
+from benchmark.faces.frames import warp_to_template
+from benchmark.faces.templates import ARCFACE_112x112, SPHEREFACE_112x96, TEMPLATES, FaceTemplate, similarity_transform
 
 
 def skimage_similarity(src, dst) -> np.ndarray:

@@ -12,7 +12,7 @@ from benchmark.engine.store import ResultStore
 from benchmark.errors import MetricError
 from benchmark.metrics.identity import identity_angle_deg, identity_angle_rad, identity_similarity
 from benchmark.metrics.image import fr_loss
-from benchmark.metrics.registry import metric_spec, metrics_per_item, pair_metrics
+from benchmark.contracts.metric import metric_spec, metrics_per_item, pair_metrics
 
 ROOT_PROTOCOLS = PROTOCOL_DIRS[0]
 

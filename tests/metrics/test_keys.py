@@ -1,8 +1,8 @@
-"""Metric keys are encoded and parsed in one module (metrics/keys.py)."""
+"""Metric keys are encoded and parsed in one module (contracts/metric_keys.py)."""
 import pytest
 
-from benchmark.metrics.keys import at_level, split_key
-from benchmark.metrics.registry import base_name, metric_spec
+from benchmark.contracts.metric_keys import at_level, split_key
+from benchmark.contracts.metric import base_name, metric_spec
 
 
 @pytest.mark.parametrize("name,level,key", [

@@ -15,8 +15,8 @@ from benchmark.errors import ConfigError, DataError
 from benchmark.faces.images import read_batch
 from benchmark.faces.resize import upsample_bicubic
 from benchmark.metrics import landmarks as L
-from benchmark.metrics.registry import metric_spec
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.metric import metric_spec
+from benchmark.contracts.degradation import make_degradation
 
 from conftest import LFW_ALIGNED, pairs_txt_images
 

@@ -14,7 +14,7 @@ from benchmark.engine import runner
 from benchmark.reporting.compare import compare_models
 from benchmark.errors import ConfigError
 from benchmark.reporting.leaderboard import build_tables
-from benchmark.metrics.registry import MetricSpec, metric_spec
+from benchmark.contracts.metric import MetricSpec, metric_spec
 from benchmark.reporting.plots import cumulative_score_distribution, plot_csd
 from benchmark.engine.protocols import load_protocol
 from benchmark.engine.store import ResultStore
@@ -81,7 +81,7 @@ def test_a_per_image_metric_registered_here_is_computed_cached_ranked_compared_a
     results["dim"] = run("test_metric_registry:dim_nearest", name="dim")
     # computed: the mean and std over the 24 images, and the per-image array for paired tests
     from benchmark.faces.images import read_batch
-    from benchmark.degradations.base import make_degradation
+    from benchmark.contracts.degradation import make_degradation
     from benchmark.faces.resize import upsampled_model_input
     from conftest import pairs_txt_images
 

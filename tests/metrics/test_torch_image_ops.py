@@ -13,7 +13,7 @@ from benchmark.faces import resize
 from benchmark.faces.resize_torch import (imresize_torch, resize_matrix_torch, to_uint8_levels_torch,
                                           upsampled_model_input_torch)
 from benchmark.metrics.image import psnr_y, ssim_y
-from benchmark.metrics.image_torch import psnr_y_torch, rgb_to_y_torch, ssim_y_torch
+from benchmark.engine.image_metrics_torch import psnr_y_torch, rgb_to_y_torch, ssim_y_torch
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.models.adapters import create_model
-from benchmark.models.base import RANGE_TOLERANCE, SRAdapter, check_sr_batch
+from benchmark.contracts.model_adapters import create_model
+from benchmark.contracts.model import RANGE_TOLERANCE, SRAdapter, check_sr_batch
 from benchmark.errors import AdapterError, UnknownNameError
 
 
@@ -70,7 +70,7 @@ def test_check_sr_batch_within_tolerance_is_clipped():
 def test_registered_baselines():
     lr = lr_batch()
     hr = create_model("hr")
-    assert hr.is_reference_hr and hr.name == "hr"
+    assert hr.pinned_degradation == "none" and hr.name == "hr"
     assert hr.super_resolve(lr, ["k"] * 2) is lr
 
     bic = create_model("bicubic", scale=4)
@@ -102,7 +102,7 @@ def user_module(tmp_path, monkeypatch):
     SRAdapter subclass and a non-callable."""
     (tmp_path / "fhb_user_sr.py").write_text(textwrap.dedent("""
         import torch
-        from benchmark.models.base import SRAdapter
+        from benchmark.contracts.model import SRAdapter
 
         class Up(torch.nn.Module):
             def __init__(self, s):

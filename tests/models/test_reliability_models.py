@@ -1,4 +1,4 @@
-"""ONNX SR models (benchmark.models.adapters.OnnxAdapter): a garbage file, a fixed batch size, and a
+"""ONNX SR models (benchmark.contracts.model_adapters.OnnxAdapter): a garbage file, a fixed batch size, and a
 graph that fails at run time are each handled before or as one line (issue 11)."""
 import re
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.models.adapters import OnnxAdapter, create_model
+from benchmark.contracts.model_adapters import OnnxAdapter, create_model
 from benchmark.errors import AdapterError, IncompatibleModelError
 
 onnx = pytest.importorskip("onnx")

@@ -12,7 +12,7 @@ import yaml
 
 from benchmark.training.config import load_config
 from benchmark.training.trainer import TRAINABLE, read_checkpoint, trainable
-from benchmark.models.adapters import create_model
+from benchmark.contracts.model_adapters import create_model
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 DEMOS = ["srresnet-cpu-demo", "srresnet-mse-cpu-demo-ft", "srresnet-fr-cpu-demo"]

@@ -24,7 +24,7 @@ from benchmark.training.trainer import train
 from benchmark.cli import main
 from benchmark.errors import FhbenchError
 from benchmark.reporting.leaderboard import build_tables, format_tables, write_results
-from benchmark.metrics.registry import MetricSpec
+from benchmark.contracts.metric import MetricSpec
 from benchmark.reporting.report import build_report
 from benchmark.engine.store import ResultStore
 

@@ -21,7 +21,7 @@ from baselines import cface, ipunet
 from benchmark.training.trainer import read_checkpoint
 from benchmark.cli import main
 from benchmark.faces.images import read_batch
-from benchmark.degradations.base import make_degradation
+from benchmark.contracts.degradation import make_degradation
 from benchmark.faces.resize import upsample_bicubic
 from benchmark.faces.frames import fit_to_hr_size
 from benchmark.metrics.image import psnr_y

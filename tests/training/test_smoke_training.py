@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from benchmark.cli import main
 from benchmark.faces.images import read_batch
-from benchmark.degradations.base import make_degradation
-from benchmark.evaluators.base import sha256_file
+from benchmark.contracts.degradation import make_degradation
+from benchmark.contracts.evaluator import sha256_file
 from benchmark.metrics.image import psnr_y
 from conftest import pairs_txt_images
 

@@ -22,11 +22,12 @@ from typing import Optional
 import numpy as np
 
 from benchmark.errors import ConfigError, EvaluatorUnavailable, FhbenchError, short_error
-from benchmark.faces.templates import SPHEREFACE_112x96, FaceTemplate, template_transform, warp_to_template
+from benchmark.faces.frames import warp_to_template, warp_to_template_torch
+from benchmark.faces.templates import SPHEREFACE_112x96, FaceTemplate
 
 # The backends an ONNX evaluator can score with. "onnxruntime" (CPU provider) is the reference
 # and the default: every stored figure was computed with it. "torch" runs the graph converted
-# by benchmark.models.onnx_torch (eval mode) on --device, CPU or CUDA; its embeddings agree with
+# by benchmark.onnx_torch (eval mode) on --device, CPU or CUDA; its embeddings agree with
 # onnxruntime's to ~1e-7 (max abs, L2-normalised; tests/evaluators/test_evaluator_backends.py), not bit for
 # bit, so the backend is part of the evaluator's description (cache keys, manifest). "auto" is
 # torch where the converter takes the graph, else onnxruntime (``backend`` says which ran).
@@ -245,31 +246,6 @@ class Evaluator:
         return torch.from_numpy(out).to(images.device)
 
 
-def warp_to_template_torch(images, src: FaceTemplate, dst: FaceTemplate):
-    """``warp_to_template`` on a torch batch, on its device: an integer translation
-    (112x96 -> 112x112) is the same exact zero padding / cropping; any other warp goes through
-    the NumPy warp (a round trip to the CPU)."""
-    import torch
-
-    if tuple(images.shape[-2:]) != src.size:
-        src = src.resized(*images.shape[-2:])
-    m = template_transform(src, dst)
-    lin, t = m[:, :2], m[:, 2]
-    if not (np.allclose(lin, np.eye(2), atol=1e-6) and np.allclose(t, np.round(t), atol=1e-6)):
-        out = warp_to_template(images.detach().cpu().numpy(), src, dst)
-        return torch.from_numpy(out).to(images.device)
-    dx, dy = int(round(t[0])), int(round(t[1]))
-    n, c, h, w = images.shape
-    oh, ow = dst.size
-    out = images.new_zeros((n, c, oh, ow))
-    ys, yd = max(0, -dy), max(0, dy)
-    xs, xd = max(0, -dx), max(0, dx)
-    hh, ww = min(h - ys, oh - yd), min(w - xs, ow - xd)
-    if hh > 0 and ww > 0:
-        out[:, :, yd:yd + hh, xd:xd + ww] = images[:, :, ys:ys + hh, xs:xs + ww]
-    return out
-
-
 def l2_normalise_torch(x):
     """``l2_normalise`` for a float32 torch batch, on its device (the same one-line error)."""
     import torch
@@ -332,7 +308,7 @@ class OnnxEvaluator(Evaluator):
     def _converted_network(self, fallback: bool):
         """The graph as a frozen eval-mode torch module on the device; None where ``fallback``
         and the converter refuses the graph (else its one-line error)."""
-        from benchmark.models.onnx_torch import OnnxConversionError, convert_onnx
+        from benchmark.onnx_torch import OnnxConversionError, convert_onnx
 
         try:
             net = convert_onnx(self.weights_path)
@@ -396,7 +372,7 @@ class OnnxEvaluator(Evaluator):
             return l2_normalise_torch(torch.cat(out)).to(images.device)
 
     def torch_network(self):
-        from benchmark.models.onnx_torch import identity_network
+        from benchmark.onnx_torch import identity_network
 
         return identity_network(self.name, str(self.weights_path))
 

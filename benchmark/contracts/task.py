@@ -15,7 +15,7 @@ import numpy as np
 from benchmark.faces.faceset import FaceSet
 from benchmark.faces.selections import call_selection
 from benchmark.errors import ConfigError
-from benchmark.metrics.keys import at_level
+from benchmark.contracts.metric_keys import at_level
 from benchmark.registry import DATASETS
 
 Scores = Tuple[Dict[str, float], Dict[str, np.ndarray]]

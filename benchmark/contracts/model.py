@@ -34,7 +34,9 @@ class SRAdapter:
     output_size: Optional[Tuple[int, int]] = None
     input_size: Optional[Tuple[int, int]] = None
     wants_upsampled_input = False
-    is_reference_hr = False  # the 'hr' upper bound: the runner feeds it no degradation
+    # A model meaningful on one degradation only runs on it, whatever the protocol's: the 'hr'
+    # identity model pins 'none', so the HR reference row is an ordinary run, not a special case.
+    pinned_degradation: Optional[str] = None
     # True when an image's output cannot depend on the batch it is in (pure per-pixel code);
     # otherwise the batch size is part of the cache key (a conv net at batch 1 vs 32 differs).
     batch_invariant = False
@@ -52,10 +54,10 @@ class SRAdapter:
         return tuple(self.output_size) if self.output_size is not None else None
 
     def fingerprint(self) -> Optional[str]:
-        """SHA256 of what decides this model's output (``benchmark.models.fingerprint``); None when it
+        """SHA256 of what decides this model's output (``benchmark.contracts.model_fingerprint``); None when it
         cannot be fingerprinted, and then its results are never cached. Computed once."""
         if "_fingerprint" not in self.__dict__:
-            from benchmark.models.fingerprint import model_fingerprint
+            from benchmark.contracts.model_fingerprint import model_fingerprint
 
             self._fingerprint = model_fingerprint(self, **self._fingerprint_parts())
         return self._fingerprint
@@ -64,7 +66,7 @@ class SRAdapter:
         """The fingerprint without fhbench's own model code: which model a stored row holds
         (an fhbench upgrade that edits a baseline's source keeps its rows' identity)."""
         if "_identity" not in self.__dict__:
-            from benchmark.models.fingerprint import model_identity
+            from benchmark.contracts.model_fingerprint import model_identity
 
             self._identity = model_identity(self, **self._fingerprint_parts())
         return self._identity
@@ -80,8 +82,6 @@ class SRAdapter:
 
     def check_compatible(self, lr_hw, hr_hw, scale) -> None:
         """Refuse a protocol setting this model was not built for (no silent resizing)."""
-        if self.is_reference_hr:
-            return
         if self.output_size is not None and tuple(self.output_size) != tuple(hr_hw):
             raise IncompatibleModelError(
                 f"model {self.name} outputs {self.output_size[0]}x{self.output_size[1]} "

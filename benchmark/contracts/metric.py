@@ -15,7 +15,7 @@ from typing import Callable, List, Optional
 
 from benchmark.errors import ConfigError
 from benchmark.registry import Registry
-from benchmark.metrics.keys import STD, split_key
+from benchmark.contracts.metric_keys import STD, split_key
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def metric_spec(key: str) -> MetricSpec:
     base = base_name(key)
     if base not in METRICS:
         raise ConfigError(f"metric {key!r} is not registered (known: {', '.join(METRICS.names())}); "
-                          "register it with benchmark.metrics.registry.register_metric")
+                          "register it with benchmark.contracts.metric.register_metric")
     return METRICS.get(base).at(key)
 
 

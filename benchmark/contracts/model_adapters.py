@@ -1,6 +1,6 @@
 """The kinds of user model fhbench can wrap (``create_model``): a registered name, a dotted
 path ``pkg.module:build`` to a callable, a TorchScript file, an ONNX file, or a folder of
-precomputed SR images laid out like the dataset. The interface is ``models/base.py``."""
+precomputed SR images laid out like the dataset. The interface is ``contracts/model.py``."""
 from __future__ import annotations
 
 import importlib
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import AdapterError, IncompatibleModelError
-from benchmark.models.base import SRAdapter
+from benchmark.contracts.model import SRAdapter
 from benchmark.registry import MODELS
 
 
@@ -28,7 +28,7 @@ class TorchModuleAdapter(SRAdapter):
             fn.eval().to(device)
 
     def weights_sha256(self):
-        from benchmark.evaluators.base import sha256_file
+        from benchmark.contracts.evaluator import sha256_file
         return sha256_file(self.weights_file) if self.weights_file else None
 
     def _fingerprint_parts(self) -> dict:
@@ -50,7 +50,7 @@ class OnnxAdapter(SRAdapter):
     fixed_batch: Optional[int] = None
 
     def __init__(self, path, scale=None, clamp=False, wants_upsampled_input=False, **_):
-        from benchmark.evaluators.base import onnx_session, short_error
+        from benchmark.contracts.evaluator import onnx_session, short_error
 
         self.path, self.name, self.scale, self.clamp = Path(path), Path(path).name, scale, clamp
         self.wants_upsampled_input = wants_upsampled_input
@@ -80,7 +80,7 @@ class OnnxAdapter(SRAdapter):
             self.input_size = (fixed[2], fixed[3])
 
     def weights_sha256(self):
-        from benchmark.evaluators.base import sha256_file
+        from benchmark.contracts.evaluator import sha256_file
         return sha256_file(self.path)
 
     def check_compatible(self, lr_hw, hr_hw, scale) -> None:
@@ -97,7 +97,7 @@ class OnnxAdapter(SRAdapter):
                 f"not {(n, 3) + tuple(hr_hw)} at the protocol's HR size")
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        from benchmark.evaluators.base import short_error
+        from benchmark.contracts.evaluator import short_error
 
         try:
             return np.asarray(self.session.run(None, {self.input_name: batch})[0])
@@ -153,7 +153,7 @@ class FolderAdapter(SRAdapter):
         """The content hash of every file in the folder: the SR images are the weights, and the
         result cache must see any of them change (even with its size and time kept)."""
         if "_content_sha256" not in self.__dict__:
-            from benchmark.models.fingerprint import folder_content_sha256
+            from benchmark.contracts.model_fingerprint import folder_content_sha256
 
             self._content_sha256 = folder_content_sha256(self.folder)
         return self._content_sha256
