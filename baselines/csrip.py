@@ -3,69 +3,7 @@ Identity Priors", IEEE TIP 29:2150-2165, 2020; the text in ../shared/papers/001_
 preprint in 003_*.txt): a cascade of three 2x SR modules, 24x24 -> 192x192, trained with
 multi-scale SSIM and the cross-entropy of identity priors.
 
-Cascade (``Cascade``); the options' defaults build the cascade this module built before the
-paper was at hand, ``baselines/configs/csrip.yaml`` sets the paper's (001 Sec. 3.1, 3.4, Fig. 11):
-  input: 9x9 conv (3 -> F1) + LReLU, on the LR face (001 Sec. 3.4: 512 filters of 9x9);
-  module m = 1, 2, 3 with F = 512, 256, 128 filters (``filters``), at 24, 48, 96 px:
-    7 residual blocks (``blocks``; 001 Sec. 3.4: p = 7), each (``residual_block``)
-      conv-lrelu-conv     [3x3 conv F -> F, LReLU, 3x3 conv F -> F, + input] (default), or
-      conv-bn-lrelu-x2    two [3x3 conv, BN, LReLU] sub-blocks, then the sum with the input
-                          ("post-activation element-wise sum", as SRGAN: 001 Sec. 3.1);
-    a 3x3 conv F -> F closing the trunk (Fig. 11: k3n512s1 after the 7 blocks), + the
-    module's input (SRResNet's global skip; ours);
-    sub-pixel upscaling: 3x3 conv F -> U, PixelShuffle(2), LReLU: the module's final conv has
-    U = ``upscale_filters`` (001 Sec. 3.4: 1024, 512, 256; "doubling the number of filters
-    in the convolutional layer preceding the sub-pixel convolutions", Sec. 3.1), which leaves
-    U / 4 channels at twice the size (256, 128, 64); empty (the default): U = 4 F' with F'
-    the next module's width (the last keeps its own: 1024, 512, 512);
-  ``final_block_filters`` R > 0 (001 Sec. 3.4: "The last residual block of the SR network has
-  128 filters"): at 192 px, one more residual block of R filters before the 8x RGB conv
-  (Sec. 3.1: "After reaching the target resolution, the feature maps are passed through one
-  last residual block and a convolutional layer with 3 output channels"). The third module
-  leaves 256 / 4 = 64 channels and the paper does not say how they reach the 128-filter
-  block: a 3x3 conv 64 -> R (+ BN with conv-bn-lrelu-x2) + LReLU bridges them (ours);
-  a 9x9 conv -> 3 on each module's output gives the RGB face at 2x, 4x (the training
-  branches, 001 Sec. 3.1) and, after the last block, 8x, clipped to [0, 1] (Sec. 3.4: "a
-  convolutional layer with three 9 x 9 filters is used followed by a clipping layer").
-LReLU slope 0.2 (the paper: LReLU, no slope). Layers (convolutions): the paper's network is
-"53-layer deep" (001 Sec. 3.1). The paper's description counts 1 (input) + 3 x (14 + 1 + 1)
-(blocks, trunk conv, sub-pixel conv) + 1 (our 64 -> 128 bridge) + 2 (last block) + 1 (RGB) =
-53 convolutions on the path from LR to the 8x output; the two branch RGB convs (2x, 4x) are
-removed after training (Sec. 3.3) and make 55 in the training graph. Without the bridge the
-description gives 52. The default cascade (no last block, no bridge) has 1 + 48 + 1 = 50 on
-its path and 52 with its branches. The RGB convs start with bias 0.5, so that the clipped
-outputs start inside [0, 1] where the clip passes gradients.
-
-Identity priors (``Priors``): three SqueezeNet classifiers (untrained), one per scale (48,
-96, 192 px), each seeing the high-pass residual x - g_sigma * x with sigma 1/3, 1 and 7/3
-(``prior_sigmas``; ``benchmark.training.ssim_loss.high_pass``) of the face at its scale, and
-classifying its identity among the training set's identities (the number is set from the
-data before the first step and stored with the weights). ``prior_network``:
-  squeezenet1_1                  torchvision's SqueezeNet 1.1 (the default);
-  squeezenet1_0-complex-bypass   SqueezeNet 1.0 with Iandola et al.'s complex bypass (a
-                                 shortcut around each of fire2 .. fire9: identity where the
-                                 widths match, a 1x1 conv where they do not), the "complex
-                                 SqueezeNet architecture" of 001 Sec. 3.4. The paper says "9 fire
-                                 modules": SqueezeNet has 8, named fire2 .. fire9.
-
-Training (stages):
-  priors   cross-entropy of each prior on the HR faces (rendered at its scale), summed;
-           needs identity labels. With ``prior_crop`` c > 0, each HR face is first shifted
-           by a random crop: edge-padded by c px, cropped back to its size at an offset
-           drawn from ``default_rng([seed, step, ...])`` (001 Sec. 3.4: "random horizontal
-           flipping and random crops"; the crop size is ours). Validation metrics (early
-           stopping, 001 Sec. 3.4 "accuracy improvements on the validation set"): each prior's
-           top-1 accuracy, ``accuracy_x2``, ``accuracy_x4``, ``accuracy_x8`` (named by its
-           scale factor), and their mean ``accuracy``;
-  cascade  ssim = sum over the three scales of (1 - mean SSIM)/2 against the HR face at
-           that scale (MATLAB bicubic, the same rule as the HR faces), identity = sum of the
-           three priors' cross-entropies on the SR faces; the config weighs them 1 and
-           alpha = 0.001. Only the cascade is optimised; the priors are fixed and in eval mode.
-           SSIM's constants: C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = ``ssim_data_range`` on
-           [0, 1] images (1, the default; 256/255 gives the paper's C1 = 6.55, C2 = 58.98 on
-           0..255, 001 Sec. 3.3). Validation metrics (001 Sec. 3.4: "if both SSIM and MSE show no improvements"):
-           ``ssim`` (mean SSIM map of the 8x output against the HR face, RGB in [0, 1]) and
-           ``mse`` (its pixel MSE).
+Design notes: docs/BASELINES.md, section `baselines/csrip.py`.
 """
 from __future__ import annotations
 

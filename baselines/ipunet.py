@@ -7,37 +7,7 @@ equal probability and bicubic resizing; it gives no optimiser, batch size or len
 come from train.py). It puts dropout in "each upsampling block"; train.py, followed here,
 in the first three.
 
-Generator (pix2pix-style, as the authors' train.py builds it), on 128x128 inputs:
-  7 down blocks  [4x4 conv stride 2 (no bias), BN, LeakyReLU]; widths F, 2F, 4F, 8F, 8F, 8F, 8F
-                 (F = 64); the first has no BN; 128 -> 1 pixel;
-  6 up blocks    [4x4 transposed conv stride 2 (no bias), BN, dropout 0.5 in the first three,
-                 ReLU]; widths 8F, 8F, 8F, 8F, 4F, 2F; each output is concatenated with the
-                 down block of the same size (the skip);
-  output         a 7th 4x4 transposed conv stride 2 (with bias) to RGB, tanh.
-That is 7 strided convs and 7 transposed convs: the authors list a 7th up block (F filters)
-too, but their zip() over the 6 skips never uses it, so it has no weights; we follow the
-code. LeakyReLU's slope is 0.3 (Keras' default, which train.py keeps); weights start from
-N(0, 0.02). The network works on [-1, 1]; this module maps [0, 1] in and out.
-
-Input: the LR face bicubic-upsampled to 128x128. Multi-resolution training draws the LR
-size of each batch from ``lr_sizes`` (the ten sizes of train.py, each with probability
-1/10, 7x6 .. 32x32 and 112x96), by a pure function of (seed, step): a resumed run sees the
-same sizes. The LR is made from the 128x128 HR face by MATLAB bicubic downsampling
-(antialiased; quantised to 8 bits like fhbench's protocols) and upsampled back by MATLAB
-bicubic, the runner's own upsampling at evaluation. (train.py uses TF's bicubic resize.)
-
-Loss: embedding MSE + 5 x pixel MSE (train.py: BETA = 5), with
-  pixel     = mean((SR - HR)^2) on the network's [-1, 1] scale (= 4 x the MSE on [0, 1]),
-  embedding = mean((phi(SR) - phi(HR))^2) over batch and embedding dimensions, phi the
-              frozen identity network (``benchmark.training.identity``: L2-normalised embeddings;
-              train.py feeds FaceNet's raw ones, so the two terms' balance differs).
-In train.py both embeddings are computed outside the gradient tape, so the identity term
-sends no gradient to the U-Net; here it does (gradient through phi(SR), as the paper
-describes the loss).
-
-The adapter (``fhbench run --model ipunet``) wants the LR bicubic-upsampled to the HR size
-and outputs the HR size it was trained at (128x128): run it on protocols rendered at 128x128
-(``hr_size``); any scale or LR size is fine.
+Design notes: docs/BASELINES.md, section `baselines/ipunet.py`.
 """
 from __future__ import annotations
 

@@ -1,47 +1,6 @@
 """Training configs: one YAML file -> a tree of dataclasses, checked before any training step.
 
-Layout (every key optional unless marked; defaults below)::
-
-    model: {name: srresnet, <the model's own options, e.g. blocks: 10>}   # name required
-    data:  {hr_size: [112, 96], scale: 4, degradation: bicubic, degradation_params: {},
-            frame: sphereface-112x96, flip: true, workers: 0}
-    stages:                                                                 # required, >= 1
-      - {name: mse, steps: 1000 | epochs: 10, batch_size: null, optimizer: adam | sgd, lr: 1.0e-4,
-         betas: [0.9, 0.999], momentum: 0.9, weight_decay: 0.0,
-         schedule: {kind: constant | step | multistep | cosine, every: 0, milestones: [],
-                    gamma: 0.1, final_lr: 0.0, unit: steps | epochs},
-         loss_weights: {mse: 1.0, fr: auto},
-         early_stopping: null | {metrics: [ssim, mse], patience: 10, every: 1, unit: epochs,
-                                 min_delta: 0.0}}
-    validation: null | {fraction: 0.1, max_images: 0, batch_size: 0}
-    batch_size: 16, checkpoint_every: 1000, keep_checkpoints: 3, log_every: 50, seed: 0,
-    identity_network: auto, mixed_precision: true, amp_dtype: float16 | bfloat16,
-    sync_batchnorm: false, init_weights: null
-
-``batch_size`` (and a stage's) is the global batch: under torchrun each of N processes takes
-batch_size / N faces of it (``benchmark.training.distributed``); ``sync_batchnorm: true``
-computes BatchNorm statistics over the global batch (model and identity network), which a
-single process does anyway.
-
-A loss weight ``auto`` is set on the stage's first batch so that the term equals the sum
-of the fixed-weight terms optimised with it (a 50/50 balance for two terms).
-
-Epochs: an epoch of a stage is ``(training faces) // (the stage's batch size)`` steps (the
-last partial batch is dropped), where the training faces are those not held out by
-``validation``. ``epochs: N`` is N such epochs; a schedule with ``unit: epochs`` counts
-``every`` and ``milestones`` in them (``step``: lr x gamma every ``every`` epochs;
-``multistep``: lr x gamma at the end of each epoch in ``milestones``).
-
-Early stopping (``stages[i].early_stopping``) needs ``validation``: that fraction of each
-identity's faces (of all faces when unlabelled) is held out of training, by a pure function
-of the seed. Every ``every`` units the stage kind's validation metrics are computed on the
-held-out faces (model in eval mode, no flips); the stage ends early once ``patience``
-evaluations in a row improved none of ``metrics`` (by more than ``min_delta``). The state
-(best values, evaluations without gain) is checkpointed, so a resumed run stops where an
-uninterrupted one does. Without ``validation`` every face trains, as before.
-
-Any unknown key or wrong type raises ``ConfigError`` naming the file and the dotted key
-(``stages[1].loss_weights.fr``). YAML 1.1 reads ``1e-4`` as a string: write ``1.0e-4``.
+Design notes: docs/TRAINING.md, section `benchmark/training/config.py`.
 """
 from __future__ import annotations
 

@@ -1,47 +1,6 @@
 """Data-parallel training over processes (torch.distributed): what the trainer needs of it.
 
-Launch: ``torchrun --standalone --nproc_per_node=N -m benchmark.cli train NAME --config ...``
-(or ``fhbench train ... --nproc N``, which execs exactly that). torchrun sets RANK,
-WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; ``Dist.from_env`` joins the process
-group they describe (gloo on the CPU, nccl on CUDA, one GPU per local rank). Without those
-variables (or with WORLD_SIZE=1) everything here is a no-op and the trainer runs as a
-single process, exactly as before.
-
-How the trainer uses it (``benchmark.training.trainer``):
-
-- the config's ``batch_size`` is the GLOBAL batch. The batch of each step is the same pure
-  function of (seed, stage, step) as in a single process (``facedata.StageBatches``); rank r
-  of N takes positions [r B/N, (r+1) B/N) of it (``RankShare``), so the global batch, and
-  with it the run, does not depend on N. B must be a multiple of N;
-- the gradients: each rank computes its terms' gradients on its share (the mean over its
-  B/N faces), then ``all_reduce_gradients`` averages them over the ranks, bucketed into one
-  flat tensor per optimised part, before any optimiser step. For losses that are means over
-  faces this is the gradient of the global batch's mean, as DistributedDataParallel
-  computes it. (The trainer does this itself instead of wrapping the model in
-  ``DistributedDataParallel``: stage functions call submodules directly, and GAN stages take
-  each part's gradient of its own terms with ``torch.autograd.grad``, which DDP's reducer
-  hooks do not see.) Every rank then takes the same optimiser step, so generator,
-  discriminator and C-Face's recognition copy stay identical across ranks;
-- the start: parameters and buffers are broadcast from rank 0 once the model is built and
-  prepared (and after a resume), so all ranks start from the same weights;
-- BatchNorm: by default a BatchNorm layer in training mode normalises with its rank's share
-  (B/N faces), as DistributedDataParallel does; after each step the model's buffers
-  (running statistics) are broadcast from rank 0 (DDP's ``broadcast_buffers``), so the ranks
-  and the checkpoints agree. With ``sync_batchnorm: true`` in the config every BatchNorm
-  of the model and of the frozen identity network is replaced by ``SyncBatchNorm`` below:
-  batch statistics over the whole global batch (forward and backward), identical to a single
-  process with batch B, on the CPU (gloo) and on CUDA (nccl). It keeps the state-dict keys,
-  so checkpoints load into the plain model;
-- the frozen identity network (FR loss, C-Face's phi) is handled as in a single process:
-  its BatchNorm layers normalise with batch statistics (the rank's share, or the global
-  batch with ``sync_batchnorm``) and keep updating running statistics that no loss reads
-  and no checkpoint saves; each rank's copy is broadcast from rank 0 after every step so
-  that the ranks hold the same network;
-- logging and ``auto`` loss weights use the ranks' mean of each term (``mean_terms``), the
-  global batch's mean; rank 0 alone writes scalars.jsonl and checkpoints (each records
-  ``world_size``); the other ranks wait at a barrier, so that a checkpoint on disk is
-  complete before any rank goes on. Optimiser states are the same on every rank (full, not
-  sharded), so a checkpoint resumes under any N.
+Design notes: docs/TRAINING.md, section `benchmark/training/distributed.py`.
 """
 from __future__ import annotations
 

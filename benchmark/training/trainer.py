@@ -1,51 +1,6 @@
 """The one training loop of the baselines: stages, optimisers, AMP, checkpoints, resume, logs.
 
-A baseline module registers a ``TrainableModel``: its architecture builder, its options
-dataclass (the config's ``model:`` keys) and its stage kinds. A stage kind is a function
-computing the dict of raw loss terms for one batch (``StageSpec.step``); the config says
-how long each stage runs, with which optimiser and with which loss weights. Everything
-else lives here, once:
-
-- device: CUDA when available, else CPU; mixed precision (autocast fp16 + GradScaler, or
-  bf16 without a scaler with ``amp_dtype: bfloat16``) on CUDA only (``AMP_DEVICE_TYPES``;
-  the tests run the same path on the CPU);
-- data-parallel over processes under torchrun (``benchmark.training.distributed``): each
-  rank trains on its share of the same global batch, gradients averaged over the ranks,
-  rank 0 writes checkpoints (with ``world_size``) and scalars; resumable under any N;
-- ``out_dir/<model>/checkpoint-<step>.pt`` every ``checkpoint_every`` steps and
-  ``last.pt``, both written atomically (tmp file + os.replace): model, optimiser and
-  scaler state, stage index and step, resolved loss weights, RNG state, the config, the
-  architecture and scale. ``train`` resumes from ``last.pt``: batches are a pure function
-  of (seed, stage, step), so a resumed run ends bit-identical to an uninterrupted one on
-  the CPU;
-- ``scalars.jsonl``: one line per ``log_every`` steps (step, stage, each loss term as the
-  window mean, the weighted total ``loss``, lr, images_per_s), plus a ``balanced_weights``
-  line when an ``auto`` loss weight is set; TensorBoard event files in ``tb/`` too when
-  ``torch.utils.tensorboard`` imports (it needs the tensorboard package);
-- the final weights ``out_dir/<model>/<model>-x<scale>.pt``: what the adapter of the same
-  name loads (``--weights PATH``, or its default location ``default_weights_path``).
-
-Several parts of one model can be optimised in one stage with their own optimisers
-(``StageSpec.optimise``: submodule -> the loss terms it descends); each part receives the
-gradient of its own terms only. Every check that can fail (config, stage names, loss
-weights, data, identity labels, identity network, checkpoints) runs before the first step.
-
-Epochs, per-stage batch sizes and early stopping (``benchmark.training.config``): a stage may set
-its own ``batch_size``; an epoch is (training faces) // (that batch size) steps. With a
-``validation:`` block, a fraction of each identity's faces is held out of training
-(``facedata.split_validation``); a stage with ``early_stopping`` evaluates its stage kind's
-validation metrics (``StageSpec.validate``) on them every ``every`` units, right after the
-step that completes the unit (before that step's checkpoint), with the model in eval mode
-(BatchNorm on running statistics, no dropout; the training modes are restored after), and
-ends once ``patience`` evaluations in a row improved none of the metrics. Each evaluation is
-a ``validation`` line in scalars.jsonl; the best values and the count of evaluations without
-gain live in the stage state, which every checkpoint saves, so a resumed run stops exactly
-where an uninterrupted one does.
-
-Modules: ``spec`` (what a baseline registers), ``checks`` (everything checked before the first
-step), ``checkpoints`` (what a checkpoint holds, writing, reading, RNG states), ``validation``
-(early stopping), ``distributed`` (the process group, gradient all-reduce, SyncBatchNorm),
-``launch`` (``fhbench train --nproc``); this module: the registry, the adapter and the loop.
+Design notes: docs/TRAINING.md, section `benchmark/training/trainer.py`.
 """
 from __future__ import annotations
 
