@@ -120,16 +120,36 @@ def prepare(opts: ScoreOptions) -> _Plan:
         if min(h, w) - 2 * opts.crop_border < (11 if "ssim" in metrics["pixel"] else 1):
             raise DataError(f"HR image {pairing.hr_dir / pair.hr} is {h}x{w}: too small for --crop-border "
                             f"{opts.crop_border}{' and SSIM' if 'ssim' in metrics['pixel'] else ''}")
-    ours = pairing.hr_sha256()
-    for row in store.runs(protocol=protocol):
-        theirs = ((row.manifest.get("pairing") or {}) if isinstance(row.manifest, dict) else {}).get("hr_sha256")
-        if theirs != ours:
-            raise DataError(f"set {protocol} in {store.path} was scored against other HR images (row {row.model!r}); "
-                            f"name this set apart with --set NAME")
+    _check_set(store, protocol, name, pairing.hr_sha256(), settings(opts))
     for ev in evaluators:
         if not opts.replace:
             store.check_name(name, protocol, GIVEN_LEVEL, ev.name, {"model": _model_record(pairing, name)})
     return _Plan(opts, store, protocol, name, pairing, labels, metrics, evaluators, out)
+
+
+def settings(opts: ScoreOptions) -> dict:
+    """What makes two rows of one set comparable, besides the HR files: the PSNR/SSIM
+    convention and crop border, the alignment and the labels file."""
+    labels = hashlib.sha256(Path(opts.labels).read_bytes()).hexdigest() if opts.labels else None
+    return {"convention": opts.convention, "crop_border": opts.crop_border, "aligned": opts.aligned or "mtcnn",
+            "labels_sha256": labels}
+
+
+def _check_set(store: ResultStore, protocol: str, name: str, hr_sha256: str, ours: dict) -> None:
+    """The stored rows of the set (other than this name's) were scored against the same HR files
+    and with the same settings: a leaderboard or a comparison of them is like for like."""
+    for row in store.runs(protocol=protocol):
+        manifest = row.manifest if isinstance(row.manifest, dict) else {}
+        if (manifest.get("pairing") or {}).get("hr_sha256") != hr_sha256:
+            raise DataError(f"set {protocol} in {store.path} was scored against other HR images (row {row.model!r}); "
+                            f"name this set apart with --set NAME")
+        theirs = manifest.get("settings") or {}
+        differ = [k for k in ours if k in theirs and theirs[k] != ours[k]
+                  and not (k == "labels_sha256" and None in (theirs[k], ours[k]))]
+        if differ and row.model != name:
+            k = differ[0]
+            raise DataError(f"set {protocol} in {store.path} holds row {row.model!r} scored with {k} {theirs[k]!r}, "
+                            f"not {ours[k]!r}; score with the same settings, or name this set apart with --set NAME")
 
 
 def _model_record(pairing, name: str) -> dict:
@@ -255,7 +275,7 @@ def score_folders(opts: ScoreOptions) -> List[dict]:
         sizes = {p.size for p in plan.pairing.pairs}
         manifest = {"started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "environment": environment(), "kind": "fhbench score --sr --hr",
-                    "conventions": conventions(plan, done, ev), "pairing": pairing_summary,
+                    "conventions": conventions(plan, done, ev), "settings": settings(opts), "pairing": pairing_summary,
                     "model": _model_record(plan.pairing, plan.name), "evaluator": ev.describe(),
                     "alignment_fallback": done["cuts"].fallback,
                     "labels": _labels_record(opts.labels), "outputs": str(plan.out.resolve()),
