@@ -18,8 +18,8 @@ it (``Convention.describe``). Inputs are (N, 3, H, W) RGB float batches in [0, 1
   images give 80 dB, not inf. SSIM on Y of YIQ (0.299 R + 0.587 G + 0.114 B, not BT.601's
   offset formula) scaled to 0..255 and rounded to integers (pyiqa rounds "as MATLAB"), data
   range 255 (the same C1, C2), the same window, and the contrast-structure map clipped at 0
-  (``F.relu``); no downsampling. Computed here in float64 (pyiqa runs float32 tensors: its
-  PSNR may differ from these in the 5th decimal).
+  (``F.relu``); no downsampling. Y is computed as pyiqa does (float32 torch), the rest here in
+  float64 (pyiqa's PSNR runs float32 tensors: it may differ from these in the 5th decimal).
 """
 from __future__ import annotations
 
@@ -82,9 +82,15 @@ def pyiqa_psnr(sr, hr, crop_border: int = 0) -> np.ndarray:
 
 
 def yiq_y_rounded(batch: np.ndarray) -> np.ndarray:
-    """pyiqa's SSIM input: Y of YIQ on 0..255, rounded to integers; float64."""
-    rgb = np.asarray(batch, dtype=np.float64)
-    return np.round((0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]) * 255.0)
+    """pyiqa's SSIM input: Y of YIQ on 0..255, rounded to integers; float64. Computed as pyiqa
+    computes it, a float32 torch matmul, so that the pixels whose Y lies on a .5 boundary round
+    as they do there (float64 arithmetic rounds about 1 in 2,000 of them the other way)."""
+    import torch
+
+    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]]).t()
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    y = torch.matmul(x.permute(0, 2, 3, 1), yiq)[..., 0] * 255
+    return y.round().to(torch.float64).numpy()
 
 
 def pyiqa_ssim(sr, hr, crop_border: int = 0) -> np.ndarray:
@@ -124,7 +130,7 @@ CONVENTIONS = {
                           "BasicSR basicsr/metrics/psnr_ssim.py calculate_psnr/calculate_ssim, test_y_channel=True"),
     "pyiqa": Convention("pyiqa", pyiqa_psnr, pyiqa_ssim, {"psnr": "RGB (3 channels)", "ssim": "Y of YIQ"},
                         "PSNR: none (RGB); SSIM: Y = 0.299 R + 0.587 G + 0.114 B (YIQ), x255, rounded",
-                        "float64 here (pyiqa: float32 tensors)",
+                        "SSIM's Y in float32 torch as pyiqa, then float64 (pyiqa: float32 tensors)",
                         "PSNR: data range 1, 10 log10(1 / (MSE + 1e-8)); SSIM: 255", 80.0,
                         "pyiqa create_metric('psnr') and create_metric('ssim') defaults"),
 }
