@@ -384,9 +384,10 @@ def train(name, config_path, data_root, out_dir, max_steps, scale, device, nproc
 
 @main.command()
 @click.option("--protocol", required=True, help="protocol name (see `fhbench protocols`)")
-@click.option("--scale", type=click.IntRange(min=1), default=None, help="degradation scale (default: the protocol's)")
+@click.option("--scale", type=click.IntRange(min=1), default=None, help="degradation scale (default: the "
+              "protocol's); a protocol with fixed LR sizes takes none and writes every size, one subfolder each")
 @click.option("--out", "out_dir", required=True, metavar="DIR",
-              help="folder for the LR PNG files (the dataset's layout) and fhbench-degrade.json")
+              help="folder for the LR PNG files (the dataset's layout; <h>x<w>/ per LR size) and fhbench-degrade.json")
 @click.option("--overwrite", is_flag=True, help="replace DIR when it is not empty")
 @click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")
 @click.option("--cache-dir", default=None, help="alignment cache (default ~/.cache/fhbench; '' disables)")
