@@ -44,8 +44,12 @@ class FaceCuts:
             return (f"MTCNN (facenet-pytorch) on each HR image, five landmarks onto {FRAME.name}; the same warp "
                     f"cuts the SR image; no face: centre crop ({len(self.fallback)} images)")
         template = ALIGNED_FRAMES[self.mode]
+        as_is = sum(m is None for m in self.matrices)
+        if as_is == len(self.matrices):
+            return f"pre-aligned {template.name} at {FRAME.height}x{FRAME.width}: fed to the evaluators as they are"
         return (f"pre-aligned {template.name} (its five points scaled to each image's size), warped onto "
-                f"{FRAME.name}; the same warp for SR and HR")
+                f"{FRAME.name}; the same warp for SR and HR" + (f" ({as_is} images already in it, fed as they are)"
+                                                                if as_is else ""))
 
 
 def check_aligned(aligned: Optional[str]) -> None:
