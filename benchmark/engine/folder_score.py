@@ -115,16 +115,28 @@ def prepare(opts: ScoreOptions) -> _Plan:
     labels = read_labels(opts.labels, pairing) if opts.labels is not None else None
     evaluators = [create_evaluator(e, device=opts.device, backend=opts.backend) for e in dict.fromkeys(opts.evaluators)]
     check_pairs(pairing, opts.progress)
-    for pair in pairing.pairs:  # a crop border that leaves nothing fails here, not half-way
-        h, w = pair.size
-        if min(h, w) - 2 * opts.crop_border < (11 if "ssim" in metrics["pixel"] else 1):
-            raise DataError(f"HR image {pairing.hr_dir / pair.hr} is {h}x{w}: too small for --crop-border "
-                            f"{opts.crop_border}{' and SSIM' if 'ssim' in metrics['pixel'] else ''}")
+    _check_geometry(pairing, opts, metrics)
     _check_set(store, protocol, name, pairing.hr_sha256(), settings(opts))
     for ev in evaluators:
         if not opts.replace:
             store.check_name(name, protocol, GIVEN_LEVEL, ev.name, {"model": _model_record(pairing, name)})
     return _Plan(opts, store, protocol, name, pairing, labels, metrics, evaluators, out)
+
+
+def _check_geometry(pairing, opts: ScoreOptions, metrics: Dict[str, List[str]]) -> None:
+    """Image sizes the options cannot work with fail here, naming the file, not half-way."""
+    if opts.aligned is None and any(m.endswith("_2d106") for m in metrics["landmark"]):
+        raise ConfigError("lmd_2d106 / nme_2d106 take the whole image as the face box: they need --aligned "
+                          "faces (use lmd_dlib68, which detects the face, otherwise)")
+    ssim = "ssim" in metrics["pixel"]
+    for pair in pairing.pairs:
+        h, w = pair.size
+        if min(h, w) - 2 * opts.crop_border < (11 if ssim else 1):
+            raise DataError(f"HR image {pairing.hr_dir / pair.hr} is {h}x{w}: too small for --crop-border "
+                            f"{opts.crop_border}{' and SSIM' if ssim else ''}")
+        if opts.aligned == "ffhq" and h != w:
+            raise DataError(f"HR image {pairing.hr_dir / pair.hr} is {h}x{w}: FFHQ-aligned faces are square "
+                            "(facexlib's template scales with the side); is --aligned right?")
 
 
 def settings(opts: ScoreOptions) -> dict:

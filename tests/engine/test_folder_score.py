@@ -210,6 +210,9 @@ def test_mtcnn_alignment_is_stated(hr_dir, noisy, tmp_path):
     (["--convention", "matlab"], "Invalid value for '--convention'"),
     (["--metrics", "rank1"], "need --labels FILE"),
     (["--metrics", "psnr,bogus"], "'bogus' is not a per-image"),
+    (["--metrics", "lmd_2d106"], "need --aligned faces"),
+    (["--aligned"], "is 112x96: FFHQ-aligned faces are square"),
+    (["--crop-border", "50", "--aligned", "sphereface-112x96"], "too small for --crop-border 50 and SSIM"),
 ])
 def test_bad_options_are_refused(hr_dir, noisy, tmp_path, args, says):
     res = score(noisy, hr_dir, tmp_path, *args)
