@@ -4,7 +4,7 @@
    (``folder_pairs``: by relative path, never by sorted names), every file (readable, 8-bit
    RGB, SR size = HR size), the labels, the output folder, and that the store's rows of the
    same set were scored against the same HR files.
-2. Per pair: the PSNR/SSIM convention asked for (``metrics/conventions.py``) and any other
+2. Per pair: the PSNR/SSIM convention asked for (``engine/image_conventions.py``) and any other
    per-image metric on the whole images; the faces cut for the evaluators
    (``folder_faces``); each evaluator's SR and HR embeddings, then IDS, IDD, FR loss; with
    labels, rank-1 and verification (``folder_metrics``).
@@ -33,7 +33,7 @@ from benchmark.engine.names import check_run_name
 from benchmark.engine.protocols import FOLDER_PREFIX
 from benchmark.engine.store import GIVEN_LEVEL, ResultStore
 from benchmark.errors import ConfigError, DataError
-from benchmark.metrics.conventions import convention
+from benchmark.engine.image_conventions import convention
 from benchmark.metrics.registry import metric_spec, pair_metrics, per_image_metrics
 
 CHUNK = 256  # pairs whose face crops are held at once (about 33 MB each for SR and HR)

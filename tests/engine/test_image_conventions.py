@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.errors import ConfigError
-from benchmark.metrics.conventions import CONVENTIONS, convention
+from benchmark.engine.image_conventions import CONVENTIONS, convention
 
 
 @pytest.fixture(scope="module")
