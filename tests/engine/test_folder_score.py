@@ -122,6 +122,8 @@ def test_pairs_by_relative_path_and_counts_missing_files(hr_dir, noisy, tmp_path
     assert "sphereface-112x96" in conv["alignment"]
     board = cli("leaderboard", "--store", tmp_path / "r.sqlite").output
     assert "folder:gt, given SR images" in board and "1 of 24 SR files missing" in board
+    res = cli("report", "-o", tmp_path / "report.html", "--store", tmp_path / "r.sqlite")
+    assert res.exit_code == 0 and "folder:gt" in (tmp_path / "report.html").read_text(), res.output
 
 
 def _grey(p):
