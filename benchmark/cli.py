@@ -384,9 +384,10 @@ def train(name, config_path, data_root, out_dir, max_steps, scale, device, nproc
 
 @main.command()
 @click.option("--protocol", required=True, help="protocol name (see `fhbench protocols`)")
-@click.option("--scale", type=click.IntRange(min=1), default=None, help="degradation scale (default: the protocol's)")
+@click.option("--scale", type=click.IntRange(min=1), default=None, help="degradation scale (default: the "
+              "protocol's); a protocol with fixed LR sizes takes none and writes every size, one subfolder each")
 @click.option("--out", "out_dir", required=True, metavar="DIR",
-              help="folder for the LR PNG files (the dataset's layout) and fhbench-degrade.json")
+              help="folder for the LR PNG files (the dataset's layout; <h>x<w>/ per LR size) and fhbench-degrade.json")
 @click.option("--overwrite", is_flag=True, help="replace DIR when it is not empty")
 @click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")
 @click.option("--cache-dir", default=None, help="alignment cache (default ~/.cache/fhbench; '' disables)")
@@ -400,23 +401,76 @@ def degrade(protocol, scale, out_dir, overwrite, data_root, cache_dir):
 
 @main.command()
 @click.option("--sr", "sr_dir", required=True, metavar="DIR",
-              help="SR images laid out like the dataset: <relpath>.png at the protocol's HR size")
-@click.option("--protocol", required=True, help="protocol name (see `fhbench protocols`)")
-@click.option("--scale", type=click.IntRange(min=1), default=None, help="degradation scale (default: the protocol's)")
+              help="SR images: with --protocol laid out like the dataset (<relpath>.png at the protocol's HR "
+                   "size); with --hr paired with the HR folder by relative path (suffix aside)")
+@click.option("--hr", "hr_dir", default=None, metavar="DIR",
+              help="free-form: the ground-truth folder (instead of --protocol); see README 'Scoring any folder'")
+@click.option("--protocol", default=None, help="protocol name (see `fhbench protocols`); or use --hr")
+@click.option("--scale", type=click.IntRange(min=1), default=None, help="protocol mode: degradation scale "
+              "(default: the protocol's; protocols with fixed LR sizes take none)")
 @click.option("--degraded", "degraded_dir", default=None, metavar="DIR",
-              help="the folder `fhbench degrade` wrote: its manifest is checked against the protocol and data")
-@click.option("--evaluator", default="sface", show_default=True, help="face-recognition model for the task metrics")
+              help="protocol mode: the folder `fhbench degrade` wrote: its manifest is checked against the protocol")
+@click.option("--evaluator", "evaluators", multiple=True, default=("sface",), show_default=True,
+              help="face-recognition model (free-form: repeat for several, one row each)")
+@click.option("--metrics", default=None, help="free-form: comma-separated metrics (default: psnr, ssim, fr_loss, "
+              "ids, idd, idd_rad, and rank1, auc, eer with --labels; opt-in: lmd_dlib68, nme_dlib68, lmd_2d106, nme_2d106)")
+@click.option("--labels", default=None, metavar="FILE",
+              help="free-form: '<relative path> <identity>' per line: adds rank-1 and verification on the SR faces")
+@click.option("--aligned", is_flag=False, flag_value="ffhq", default=None,
+              type=click.Choice(["ffhq", "sphereface-112x96"]),
+              help="free-form: the faces are pre-aligned (bare flag: FFHQ-style, facexlib's 512x512 template; "
+                   "sphereface-112x96: fhbench's frame); default: detect and align with MTCNN")
+@click.option("--allow-missing", is_flag=True, help="free-form: score the HR images that have an SR image and "
+              "count the rest (stated beside every mean) instead of refusing")
+@click.option("--convention", default="fhbench", show_default=True,
+              type=click.Choice(["fhbench", "basicsr", "pyiqa"]), help="free-form: PSNR/SSIM convention")
+@click.option("--crop-border", type=click.IntRange(min=0), default=0, show_default=True,
+              help="free-form: pixels cut from each side before PSNR/SSIM")
+@click.option("--set", "set_name", default=None, help="free-form: the set's name, stored as protocol folder:<set> "
+              "(default: the HR folder's name)")
+@click.option("--out", "out_dir", default=None, metavar="DIR",
+              help="free-form: pairs.json, per_image.csv, summary.json (default results/score/<set>/<name>)")
 @click.option("--data-root", default=DEFAULT_DATA, show_default=True, help="dataset folder ($FHBENCH_DATA)")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help="SQLite results file ($FHBENCH_STORE)")
-@click.option("--name", default=None, help="model name in the leaderboard (default: the folder's name)")
+@click.option("--name", default=None, help="model name in the leaderboard (default: the SR folder's name)")
 @click.option("--replace", is_flag=True, help="replace a stored row of the same name that holds another model")
-@click.option("--cache-dir", default=None, help="per-image result cache (default ~/.cache/fhbench; '' disables)")
-def score(sr_dir, protocol, scale, degraded_dir, evaluator, data_root, store, name, replace, cache_dir):
-    """Score a folder of SR outputs on a protocol and store it as a leaderboard row."""
-    from benchmark.engine.exchange import score_folder
+@click.option("--cache-dir", default=None, help="per-image result / alignment cache (default ~/.cache/fhbench; "
+              "'' disables)")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def score(sr_dir, hr_dir, protocol, scale, degraded_dir, evaluators, metrics, labels, aligned, allow_missing,
+          convention, crop_border, set_name, out_dir, data_root, store, name, replace, cache_dir, device, quiet):
+    """Score a folder of SR outputs (on a protocol, or against a folder of HR images) and store it."""
+    if (hr_dir is None) == (protocol is None):
+        raise click.UsageError("give --protocol P (a protocol's SR folder) or --hr DIR (any folder), not both")
+    if protocol is not None:
+        free_only = {"--metrics": metrics, "--labels": labels, "--aligned": aligned, "--allow-missing": allow_missing,
+                     "--convention": convention != "fhbench", "--crop-border": crop_border, "--set": set_name,
+                     "--out": out_dir}
+        used = [k for k, v in free_only.items() if v]
+        if used or len(evaluators) != 1:
+            raise click.UsageError(f"{', '.join(used) or 'several --evaluator'} apply only with --hr DIR")
+        from benchmark.engine.exchange import score_folder
 
-    _print_result(score_folder(sr_dir, protocol, scale, degraded_dir, evaluator, data_root, store, name,
-                               replace, cache_dir), store)
+        _print_result(score_folder(sr_dir, protocol, scale, degraded_dir, evaluators[0], data_root, store, name,
+                                   replace, cache_dir, progress=not quiet), store)
+        return
+    if scale is not None or degraded_dir is not None:
+        raise click.UsageError("--scale and --degraded apply only with --protocol")
+    from benchmark.engine.folder_score import ScoreOptions, score_folders
+
+    opts = ScoreOptions(sr_dir, hr_dir, evaluators, _names(metrics), labels, aligned, allow_missing, convention,
+                        crop_border, name, set_name, store, out_dir, replace, device, None, cache_dir, not quiet)
+    results = score_folders(opts)
+    for result in results:
+        _print_result(result, store)
+    conv = results[0]["manifest"]["conventions"]
+    click.echo(f"conventions: PSNR/SSIM {conv['psnr_ssim']['name']} (crop border {crop_border}); "
+               f"alignment: {conv['alignment']}")
+    if conv["n_missing"]:
+        click.echo(f"{conv['n_missing']} of {conv['n_hr']} HR images have no SR file: every mean above is over the "
+                   f"other {conv['n_hr'] - conv['n_missing']}")
+    click.echo(f"wrote {results[0]['manifest']['outputs']} (pairs.json, per_image.csv, summary.json)")
 
 
 if __name__ == "__main__":

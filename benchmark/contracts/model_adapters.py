@@ -128,7 +128,9 @@ class OnnxAdapter(SRAdapter):
 
 
 class FolderAdapter(SRAdapter):
-    """Precomputed SR images: ``folder/<relpath of the HR image>`` with any image suffix."""
+    """Precomputed SR images: ``folder/<relpath of the HR image>`` with any image suffix; for a
+    protocol with fixed LR sizes, one subfolder per size, ``folder/<h>x<w>/<relpath>``, chosen
+    by the size of the LR batch (the layout ``fhbench degrade`` writes for such a protocol)."""
 
     kind = "folder"
     batch_invariant = True
@@ -139,15 +141,17 @@ class FolderAdapter(SRAdapter):
     def super_resolve(self, lr, keys):
         from benchmark.faces.images import read_batch
 
-        paths = [self._find(k) for k in keys]
+        per_size = self.folder / f"{lr.shape[-2]}x{lr.shape[-1]}"
+        folder = per_size if per_size.is_dir() else self.folder
+        paths = [self._find(k, folder) for k in keys]
         return torch.from_numpy(read_batch(paths))
 
-    def _find(self, key):
-        base = self.folder / key
+    def _find(self, key, folder=None):
+        base = (folder or self.folder) / key
         for cand in [base] + [base.with_suffix(s) for s in (".png", ".jpg", ".bmp", ".tif")]:
             if cand.is_file():
                 return cand
-        raise AdapterError(f"SR folder {self.folder} has no image for {key} (looked for {base.with_suffix('.png')})")
+        raise AdapterError(f"SR folder {folder or self.folder} has no image for {key} (looked for {base.with_suffix('.png')})")
 
     def weights_sha256(self):
         """The content hash of every file in the folder: the SR images are the weights, and the

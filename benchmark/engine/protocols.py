@@ -139,7 +139,32 @@ def _is_size(value) -> bool:
     return len(value) == 2 and all(v > 0 for v in value)
 
 
+FOLDER_PREFIX = "folder:"
+# What a free-form score can store (those it computed are shown): pixel, identity, landmark, label metrics
+FOLDER_METRICS = ["ids", "idd", "fr_loss", "psnr", "ssim", "lmd_dlib68", "nme_dlib68", "lmd_2d106", "nme_2d106",
+                  "rank1", "auc", "eer"]
+
+
+def folder_protocol(name: str) -> Protocol:
+    """The protocol of rows stored by ``fhbench score --sr DIR --hr DIR``: ``folder:<set>``, one
+    per ground-truth set (every row of it was scored against the same HR files, checked by
+    their hash when a row is stored); no dataset, task or degradation of fhbench's own."""
+    set_name = name[len(FOLDER_PREFIX):]
+    if not set_name:
+        raise ConfigError(f"protocol {name!r} names no set: folder:<set>")
+    return Protocol(name=name, summary=f"SR images scored against the ground-truth folder set {set_name!r} "
+                                        "(fhbench score --sr DIR --hr DIR)",
+                    dataset="folder", task="folder", degradation="given", metrics=list(FOLDER_METRICS),
+                    primary_metric="ids", image_metrics=True, reference="fhbench score (free-form)")
+
+
+def is_folder_protocol(name: str) -> bool:
+    return str(name).startswith(FOLDER_PREFIX)
+
+
 def load_protocol(name: str) -> Protocol:
+    if is_folder_protocol(name):
+        return folder_protocol(name)
     files = protocol_files()
     if name not in files:
         import difflib

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, ResultStore, RunRecord, level_name
+from benchmark.engine.store import GIVEN_LEVEL, HR_LEVEL, SIZES_LEVEL, ResultStore, RunRecord, level_name
 from benchmark.errors import FhbenchError
 
 
@@ -26,8 +26,10 @@ class View:
 
 
 def describe_level(level: str) -> str:
-    """``x8`` -> ``x8``; ``sizes`` -> ``fixed LR sizes``; ``hr`` -> ``no degradation``."""
-    return {HR_LEVEL: "no degradation", SIZES_LEVEL: "fixed LR sizes"}.get(level, level)
+    """``x8`` -> ``x8``; ``sizes`` -> ``fixed LR sizes``; ``hr`` -> ``no degradation``;
+    ``given`` -> ``given SR images``."""
+    return {HR_LEVEL: "no degradation", SIZES_LEVEL: "fixed LR sizes",
+            GIVEN_LEVEL: "given SR images"}.get(level, level)
 
 
 def sr_levels(runs: Sequence[RunRecord]) -> List[str]:

@@ -35,13 +35,14 @@ from benchmark.engine.names import check_run_name
 SCHEMA_VERSION = 2
 SIZES_LEVEL = "sizes"   # a run over every fixed LR size of its protocol
 HR_LEVEL = "hr"         # no degradation: SR = HR
+GIVEN_LEVEL = "given"   # SR images scored as given (fhbench score --sr --hr): the degradation is not fhbench's
 
 SCHEMA_STATEMENTS = ("""
 CREATE TABLE IF NOT EXISTS runs (
     id        INTEGER PRIMARY KEY,
     model     TEXT NOT NULL,
     protocol  TEXT NOT NULL,
-    level     TEXT NOT NULL,   -- x8 | sizes | hr
+    level     TEXT NOT NULL,   -- x8 | sizes | hr | given
     reference INTEGER NOT NULL DEFAULT 0,  -- 1: the hr reference row (SR = HR)
     scale     INTEGER,         -- the scale of an x<scale> level, else NULL
     evaluator TEXT NOT NULL,
@@ -71,8 +72,9 @@ MIGRATE_1_TO_2 = (f"CREATE TABLE runs_v2 AS {SELECT_V1}", "DROP TABLE runs", SCH
 
 
 def level_name(level) -> str:
-    """A row's level from what a caller gives: ``x8``, ``sizes``, ``hr``, or an integer scale
-    >= 2 (``8`` -> ``x8``). The old sentinels (0, 1) are refused: say ``sizes`` or ``hr``."""
+    """A row's level from what a caller gives: ``x8``, ``sizes``, ``hr``, ``given`` (a folder of
+    SR images scored against its ground truth), or an integer scale >= 2 (``8`` -> ``x8``).
+    The old sentinels (0, 1) are refused: say ``sizes`` or ``hr``."""
     if isinstance(level, bool):
         raise ConfigError(f"level must be x<scale>, {SIZES_LEVEL!r} or {HR_LEVEL!r}, got {level!r}")
     if isinstance(level, (int, np.integer)):
@@ -80,9 +82,9 @@ def level_name(level) -> str:
             raise ConfigError(f"scale {level} is not a level: pass {HR_LEVEL!r} or {SIZES_LEVEL!r}")
         return f"x{int(level)}"
     level = str(level)
-    if level in (SIZES_LEVEL, HR_LEVEL) or (level[:1] == "x" and level[1:].isdigit() and int(level[1:]) >= 2):
+    if level in (SIZES_LEVEL, HR_LEVEL, GIVEN_LEVEL) or (level[:1] == "x" and level[1:].isdigit() and int(level[1:]) >= 2):
         return level
-    raise ConfigError(f"level must be x<scale>, {SIZES_LEVEL!r} or {HR_LEVEL!r}, got {level!r}")
+    raise ConfigError(f"level must be x<scale>, {SIZES_LEVEL!r}, {HR_LEVEL!r} or {GIVEN_LEVEL!r}, got {level!r}")
 
 
 def level_scale(level: str) -> Optional[int]:

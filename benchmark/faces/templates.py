@@ -59,7 +59,13 @@ ARCFACE_112x112 = _as_template("arcface-112x112", 112, 112, _ARCFACE_112)
 # SphereFace / CosFace 112x96: the ArcFace template 8 px to the left.
 SPHEREFACE_112x96 = _as_template("sphereface-112x96", 112, 96, _ARCFACE_112 - [8.0, 0.0])
 
-TEMPLATES = {t.name: t for t in (ARCFACE_112x112, SPHEREFACE_112x96)}
+# The FFHQ 512x512 crop of the blind face-restoration models (GFPGAN, CodeFormer, ...):
+# facexlib's FaceRestoreHelper face_template for face_size 512 (scaled for other sizes).
+FFHQ_512x512 = _as_template("ffhq-512x512", 512, 512, [[192.98138, 239.94708], [318.90277, 240.1936],
+                                                     [256.63416, 314.01935], [201.26117, 371.41043],
+                                                     [313.08905, 371.15118]])
+
+TEMPLATES = {t.name: t for t in (ARCFACE_112x112, SPHEREFACE_112x96, FFHQ_512x512)}
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

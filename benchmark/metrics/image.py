@@ -151,23 +151,34 @@ def ssim_y(sr: Any, hr: Any, crop_border: int = 0) -> np.ndarray:
     sr_batch, hr_batch = _checked_pair(sr, hr, crop_border, "ssim_y", min_size=SSIM_WINDOW)
     ssim = np.empty(sr_batch.shape[0], dtype=np.float64)
     for start, x, y in _luma_chunks(sr_batch, hr_batch, crop_border, "ssim_y"):
-        # SSIM needs var_x + var_y only as a sum, so four local moments suffice (not five):
-        # E[X], E[Y], E[X^2 + Y^2], E[XY], filtered together in one pass over the chunk.
-        moments = np.empty((4,) + x.shape)
-        moments[0], moments[1] = x, y
-        np.multiply(x, x, out=moments[2])
-        moments[2] += y * y
-        np.multiply(x, y, out=moments[3])
-        mu_x, mu_y, e_sq_sum, e_xy = _gauss_valid(moments)
-        mu_xy = mu_x * mu_y
-        mu_sq_sum = mu_x * mu_x + mu_y * mu_y
-        # Population (co)variances: E[XY] - E[X]E[Y].
-        var_sum = e_sq_sum - mu_sq_sum
-        cov_xy = e_xy - mu_xy
-        numerator = (2.0 * mu_xy + SSIM_C1) * (2.0 * cov_xy + SSIM_C2)
-        denominator = (mu_sq_sum + SSIM_C1) * (var_sum + SSIM_C2)
-        ssim[start:start + len(x)] = np.mean(numerator / denominator, axis=(1, 2))
+        ssim[start:start + len(x)] = ssim_of_planes(x, y)
     return ssim
+
+
+def ssim_of_planes(x: np.ndarray, y: np.ndarray, peak: float = PEAK, nonnegative_cs: bool = False) -> np.ndarray:
+    """Per-image SSIM of two (n, H, W) float64 planes already on a 0..``peak`` scale (the
+    window and the 'valid' region of ``ssim_y``); ``nonnegative_cs`` clips the contrast-structure
+    term at 0 (pyiqa's ``ssim`` does: ``F.relu(cs_map)``)."""
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    # SSIM needs var_x + var_y only as a sum, so four local moments suffice (not five):
+    # E[X], E[Y], E[X^2 + Y^2], E[XY], filtered together in one pass over the chunk.
+    moments = np.empty((4,) + x.shape)
+    moments[0], moments[1] = x, y
+    np.multiply(x, x, out=moments[2])
+    moments[2] += y * y
+    np.multiply(x, y, out=moments[3])
+    mu_x, mu_y, e_sq_sum, e_xy = _gauss_valid(moments)
+    mu_xy = mu_x * mu_y
+    mu_sq_sum = mu_x * mu_x + mu_y * mu_y
+    # Population (co)variances: E[XY] - E[X]E[Y].
+    var_sum = e_sq_sum - mu_sq_sum
+    cov_xy = e_xy - mu_xy
+    if nonnegative_cs:
+        cs = np.maximum((2.0 * cov_xy + c2) / (var_sum + c2), 0.0)
+        return np.mean((2.0 * mu_xy + c1) / (mu_sq_sum + c1) * cs, axis=(1, 2))
+    numerator = (2.0 * mu_xy + c1) * (2.0 * cov_xy + c2)
+    denominator = (mu_sq_sum + c1) * (var_sum + c2)
+    return np.mean(numerator / denominator, axis=(1, 2))
 
 
 def summarize(values: Any) -> Dict[str, float]:

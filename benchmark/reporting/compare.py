@@ -16,6 +16,8 @@ covers every size) is compared at one ``level``: its arrays ``probe_rank@16x14``
   resampled indices for A and B): accuracy resamples pairs within each fold and averages
   the fold accuracies (as the metric does); PSNR, SSIM and FR loss resample images;
   rank-1 resamples probes (within each repeat when ``probe_rank`` has one row per repeat).
+  An image whose per-image value is NaN in either run (a landmark detector found no face, a
+  free-form score had no SR file for it) is dropped from both, and a note says how many.
   The interval is the (alpha/2, 1 - alpha/2) quantiles (numpy's linear interpolation) of
   the resampled differences.
 """
@@ -208,6 +210,9 @@ def compare_runs(store: ResultStore, run_a: RunRecord, run_b: RunRecord, n_resam
         if va.shape != vb.shape:
             raise FhbenchError(f"runs {run_a.model} and {run_b.model} scored {va.size} and {vb.size} images "
                                f"({metric}); they were not run on the same images")
+        va, vb = _without_nan(metric, va, vb, run_a.model, run_b.model, out.notes)
+        if va.size == 0:
+            continue
         bad = [m for m, v in ((run_a.model, va), (run_b.model, vb)) if not np.isfinite(v).all()]
         if bad:
             out.notes.append(f"no {metric} difference: {metric} is inf for some images of {', '.join(bad)} "
@@ -215,9 +220,27 @@ def compare_runs(store: ResultStore, run_a: RunRecord, run_b: RunRecord, n_resam
             continue
         interval(metric, va, vb, None, "images")
     if out.mcnemar is None and not out.intervals:
+        why = f" ({'; '.join(out.notes)})" if out.notes else ""
         raise FhbenchError(f"runs {run_a.model} and {run_b.model} on {run_a.protocol} store no per-pair, "
-                           "per-probe or per-image arrays to compare")
+                           f"per-probe or per-image arrays to compare{why}")
     return out
+
+
+def _without_nan(metric: str, va: np.ndarray, vb: np.ndarray, model_a: str, model_b: str, notes: List[str]):
+    """The pairs of per-image values where both runs measured the image. NaN marks an image a
+    run could not measure (a landmark detector found no face; a free-form score's missing SR
+    file): a paired difference needs both values, so such an image is dropped from both runs,
+    and a note says how many, from which run, and why."""
+    a_nan, b_nan = np.isnan(va), np.isnan(vb)
+    drop = a_nan | b_nan
+    if not drop.any():
+        return va, vb
+    who = ", ".join(f"{int(n.sum())} of {model}" for model, n in ((model_a, a_nan), (model_b, b_nan)) if n.any())
+    kept = int((~drop).sum())
+    notes.append(f"{metric}: {int(drop.sum())} of {va.size} images dropped from the paired comparison "
+                 f"(NaN in {who}: the metric could not measure them, e.g. no face found or no SR file); "
+                 + (f"the interval is over the other {kept}" if kept else "no image is left, so no difference"))
+    return va[~drop], vb[~drop]
 
 
 def compare_models(store: ResultStore, protocol: str, model_a: str, model_b: str, scale=None, evaluator=None,

@@ -31,7 +31,7 @@ from benchmark.contracts.metric import metric_spec
 from benchmark.engine.names import slug
 from benchmark.engine.protocols import load_protocol
 from benchmark.engine.query import describe_level, table_views
-from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, ResultStore, level_scale
+from benchmark.engine.store import GIVEN_LEVEL, HR_LEVEL, SIZES_LEVEL, ResultStore, level_scale
 
 HR_MODEL = "hr"
 LR_MODEL = "bicubic"
@@ -49,16 +49,25 @@ class Table:
     with_std: List[str] = field(default_factory=list)            # metrics shown as mean ± std
     missing_references: List[str] = field(default_factory=list)  # commands that add them
     hr_sizes: Dict[str, str] = field(default_factory=dict)  # row label -> the HR frame it was scored in
+    # row label -> the conventions it was scored with (free-form scores: PSNR/SSIM convention,
+    # alignment, evaluator weights, missing files), stated under the table
+    conventions: Dict[str, str] = field(default_factory=dict)
 
     def frame_note(self) -> Optional[str]:
         """A line saying which rows used which HR frame, when they differ (a model scored in its
         native frame, e.g. C-SRIP at 192x192 beside 112x96 rows): PSNR and SSIM then compare
-        images of different sizes."""
+        images of different sizes; and, for free-form scores, each row's conventions."""
+        notes = []
         sizes = {v for v in self.hr_sizes.values() if v}
-        if len(sizes) < 2:
-            return None
-        by_size = {size: [m for m, v in self.hr_sizes.items() if v == size] for size in sorted(sizes)}
-        return "HR frames differ: " + "; ".join(f"{size}: {', '.join(models)}" for size, models in by_size.items())
+        if len(sizes) >= 2:
+            by_size = {size: [m for m, v in self.hr_sizes.items() if v == size] for size in sorted(sizes)}
+            notes.append("HR frames differ: " + "; ".join(f"{size}: {', '.join(models)}"
+                                                          for size, models in by_size.items()))
+        if self.conventions:
+            by_text = {text: [m for m, v in self.conventions.items() if v == text]
+                       for text in dict.fromkeys(self.conventions.values())}
+            notes.append("Scored with: " + " | ".join(f"{', '.join(models)}: {text}" for text, models in by_text.items()))
+        return " ".join(notes) or None
 
     @property
     def scale(self) -> Optional[int]:
@@ -88,13 +97,32 @@ def _table(runs, proto, sc, ev) -> Table:
               "reference": True, "metrics": r.metrics} for r in hr]
             + ranked + [{"model": LR_LABEL, "reference": True, "metrics": r.metrics} for r in lr])
     missing = []
-    if not hr:
+    if spec.task == "folder":  # a free-form score: only the metrics it computed, no reference rows to add
+        shown = [m for m in shown if any(m in r.metrics for r in here)]
+    elif not hr:
         missing.append(f"fhbench run --model {HR_MODEL} --protocol {proto} --evaluator {ev}")
-    if sc != HR_LEVEL and not lr:  # a run over fixed LR sizes takes no --scale
+    if sc not in (HR_LEVEL, GIVEN_LEVEL) and not lr:  # a run over fixed LR sizes takes no --scale
         at = "" if sc == SIZES_LEVEL else f" --scale {level_scale(sc)}"
         missing.append(f"fhbench run --model {LR_MODEL} --protocol {proto}{at} --evaluator {ev}")
     hr_sizes = {row["model"]: _hr_size(r) for row, r in zip(rows, hr + ranked_runs + lr)}
-    return Table(proto, sc, ev, shown, spec.primary_metric, rows, with_std, missing, hr_sizes)
+    conventions = {row["model"]: _conventions(r) for row, r in zip(rows, hr + ranked_runs + lr) if _conventions(r)}
+    return Table(proto, sc, ev, shown, spec.primary_metric, rows, with_std, missing, hr_sizes, conventions)
+
+
+def _conventions(run) -> Optional[str]:
+    """One line of what a free-form score used (its manifest's ``conventions``), else None."""
+    conv = run.manifest.get("conventions") if isinstance(run.manifest, dict) else None
+    if not isinstance(conv, dict):
+        return None
+    px, ev = conv.get("psnr_ssim") or {}, conv.get("evaluator") or {}
+    text = (f"PSNR/SSIM {px.get('name')} (PSNR on {px.get('psnr_on')}, SSIM on {px.get('ssim_on')}, "
+            f"crop border {px.get('crop_border')}); alignment {conv.get('alignment')}; evaluator {ev.get('name')} "
+            f"on the {ev.get('template')} crop, weights SHA256 {str(ev.get('weights_sha256'))[:12]}")
+    if conv.get("landmarks"):
+        text += f"; landmarks {conv['landmarks']}"
+    if conv.get("n_missing"):
+        text += f"; {conv['n_missing']} of {conv.get('n_hr')} SR files missing (means over the rest)"
+    return text
 
 
 def _hr_size(run) -> Optional[str]:

@@ -160,7 +160,8 @@ def test_score_checks_the_degrade_manifest(tiny_lfw, degraded, tmp_path):
 
 @pytest.mark.parametrize("args, says", [
     (["degrade", "--protocol", "lfw-10fold", "--scale", 3], "runs at scales [2, 4, 8], not 3"),
-    (["degrade", "--protocol", "lfw-ident"], "fixed LR sizes"),
+    (["degrade", "--protocol", "lfw-ident", "--scale", 4], "runs every LR size of its own (7x6, 14x12, 16x14, "
+                                                           "18x16) in one go, as fhbench run; leave out --scale"),
     (["degrade", "--protocol", "lfw-10fold-blnd"], "did you mean lfw-10fold-blind"),
     (["score", "--sr", "NOWHERE", "--protocol", "lfw-10fold"], "is not a folder"),
 ])
