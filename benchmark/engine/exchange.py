@@ -21,9 +21,6 @@ Nothing half-written is left behind: the folder is written under a temporary nam
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +28,10 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from benchmark.engine.folder_pairs import read_rgb8
 from benchmark.engine.pipeline import HRSource, Level, degrade
 from benchmark.engine.protocols import load_protocol
+from benchmark.engine.staged_folder import staged_folder
 from benchmark.engine.store import SIZES_LEVEL, level_scale
 from benchmark.errors import ConfigError, DataError
 from benchmark.faces.roots import stays_inside
@@ -116,9 +115,7 @@ def write_degraded(protocol_name: str, out, scale: Optional[int] = None, data_ro
     names = {faces.relpaths[i]: lr_relpath(faces.relpaths[i]) for i in order}
     if len(set(names.values())) != len(names):
         raise DataError(f"protocol {protocol.name}: two images map to one .png name; cannot write them apart")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         for s in range(0, len(order), chunk):
             idx = np.array(order[s:s + chunk])
             hr = hr_source.load(idx)
@@ -126,16 +123,6 @@ def write_degraded(protocol_name: str, out, scale: Optional[int] = None, data_ro
                 _write_lr(tmp / _subfolder(row_level, level), level, hr, idx, keys, faces, names)
         manifest = _degrade_manifest(protocol, row_level, levels, hr_source, faces, keys, order, names, data_root, out)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return DegradeResult(out, len(order), out / MANIFEST)
 
 
@@ -190,8 +177,6 @@ def _degrade_manifest(protocol, row_level, levels, hr_source, faces, keys, order
 def check_sr_folder(sr_dir, relpaths: List[str], hr_hw, allow_extra: bool = False) -> None:
     """Every expected SR image present (``<relpath>`` or ``<relpath>.png`` ...), 3-channel 8-bit
     at the HR size, and no file the protocol does not expect: one line naming the culprit."""
-    import cv2
-
     sr_dir = Path(sr_dir)
     if not sr_dir.is_dir():
         raise DataError(f"--sr {sr_dir} is not a folder")
@@ -215,15 +200,7 @@ def check_sr_folder(sr_dir, relpaths: List[str], hr_hw, allow_extra: bool = Fals
         raise DataError(f"--sr {sr_dir} holds {len(extra)} file(s) the protocol does not name, "
                         f"first {extra[0]!r} (is it the right folder?)")
     for rel, path in found.items():
-        img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise DataError(f"SR image {path} is unreadable or not an image")
-        if img.ndim == 2 or img.shape[2] == 1:
-            raise DataError(f"SR image {path} is grey-scale; write 3-channel RGB")
-        if img.shape[2] == 4:
-            raise DataError(f"SR image {path} has an alpha channel (RGBA); write 3-channel RGB")
-        if img.dtype != np.uint8:
-            raise DataError(f"SR image {path} has {img.dtype} pixels; write 8-bit RGB")
+        img = read_rgb8(path, "SR image")
         if tuple(img.shape[:2]) != tuple(hr_hw):
             raise DataError(f"SR image {path} is {img.shape[0]}x{img.shape[1]}, expected the HR size "
                             f"{hr_hw[0]}x{hr_hw[1]}")

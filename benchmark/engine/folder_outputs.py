@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.engine import strict_json
 from benchmark.engine.names import slug
+from benchmark.engine.staged_folder import staged_folder
 from benchmark.errors import DataError
 
 SUMMARY = "summary.json"
@@ -79,19 +77,7 @@ def write_outputs(plan, done, results) -> Path:
                                     "n_hr": len(plan.pairing.pairs), "n_scored": len(plan.pairing.scored),
                                     "n_missing": len(plan.pairing.missing), "evaluators": body}, indent=1),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         for name, text in files.items():
             (tmp / name).write_text(text + ("" if text.endswith("\n") else "\n"))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

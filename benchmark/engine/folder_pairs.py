@@ -112,16 +112,9 @@ def pair_folders(sr_dir, hr_dir, allow_missing: bool = False) -> Pairing:
 def read_rgb8(path, role: str = "image") -> np.ndarray:
     """(H, W, 3) uint8 RGB of an 8-bit 3-channel image file; one line naming the file for
     anything else (unreadable, grey-scale, RGBA, 16-bit)."""
-    import cv2
+    from benchmark.faces.images import decode_unchanged
 
-    from benchmark.faces.images import check_image_size, read_image_bytes
-
-    data = read_image_bytes(path)
-    if data.size:
-        check_image_size(path, data)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise DataError(f"{role} {path} is unreadable or not an image")
+    img = decode_unchanged(path, role)
     if img.ndim == 2 or img.shape[2] == 1:
         raise DataError(f"{role} {path} is grey-scale; write 3-channel RGB")
     if img.shape[2] == 4:

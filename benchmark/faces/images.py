@@ -143,18 +143,25 @@ def read_ar_raw(path) -> np.ndarray:
     return data.reshape(RAW_HEIGHT, RAW_WIDTH, 3)
 
 
+def decode_unchanged(path, role: str = "image") -> np.ndarray:
+    """The file decoded by OpenCV as stored (any channels and depth; BGR order), after the
+    size check, or DataError naming the file."""
+    data = read_image_bytes(path)
+    if data.size:
+        check_image_size(path, data)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise DataError(f"{role} {path} is corrupt or not an image (unreadable)")
+    return img
+
+
 def read_rgb_uint8(path) -> np.ndarray:
     """(H, W, 3) uint8 RGB, or DataError naming the file."""
     path = Path(path)
     decoder = DECODERS.get(path.suffix.lower())
     if decoder is not None:  # e.g. AR's headerless .raw pixels
         return decoder(path)
-    data = read_image_bytes(path)
-    if data.size:
-        check_image_size(path, data)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise DataError(f"image {path} is corrupt or not an image")
+    img = decode_unchanged(path)
     if img.dtype == np.uint16:  # 16-bit PNG: keep the 8 most significant bits
         img = (img >> 8).astype(np.uint8)
     if img.dtype != np.uint8:  # float TIFF/EXR/HDR: no agreed mapping to [0, 255]
