@@ -132,7 +132,7 @@ def cache_rows(folder):
 
 
 def record_puts(monkeypatch, after=None):
-    """Every ``ImageResultCache.put`` of this process, as (kind, file name, image key) in
+    """Every ``ImageResultCache.put`` of this process, as (kind, cache file, image key) in
     order; ``after(kind, keys)`` runs after each."""
     writes = []
     real = ImageResultCache.put
@@ -140,7 +140,7 @@ def record_puts(monkeypatch, after=None):
     def put(self, keys, emb, **metrics):
         real(self, keys, emb, **metrics)
         kind = Path(self.path).parent.name if self.path else "memory"
-        writes.extend((kind, Path(self.path).name if self.path else "", k) for k in keys)
+        writes.extend((kind, str(self.path or id(self)), k) for k in keys)
         if after is not None:
             after(kind, list(keys))
 
