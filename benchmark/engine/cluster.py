@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -129,8 +130,10 @@ def connect(spec: ClusterSpec, gpu: bool = False):
         except (OSError, TimeoutError) as err:
             raise ConfigError(f"--cluster {spec.text}: no Dask scheduler reachable at {spec.address} "
                               f"({short_error(err)})") from None
-        with client:
+        try:
             yield client
+        finally:
+            _close(client)
         return
     if spec.kind == "local":
         cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
@@ -147,6 +150,19 @@ def connect(spec: ClusterSpec, gpu: bool = False):
             raise FhbenchError(f"--cluster {spec.text}: no worker joined within {FIRST_WORKER_TIMEOUT_S} s "
                                f"({short_error(err)}); check the queue (squeue, qstat)") from None
         yield client
+
+
+def _close(client) -> None:
+    """Close a client of a remote scheduler. When that scheduler is gone, distributed logs its
+    cancelled reconnection as a traceback: the run's own one-line error says it all."""
+    if client.status == "running":
+        client.close()
+        return
+    logging.disable(logging.CRITICAL)
+    try:
+        client.close()
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 class LazyClient:

@@ -3,6 +3,7 @@ mid-run. Results are compared with a single-process run of the same options (nev
 cluster run's own output), shards with an independent list of the images (pairs.txt order,
 SHA256 of the files), and every per-image cache write is recorded: none is written twice."""
 import hashlib
+import logging
 import os
 import signal
 import socket
@@ -102,8 +103,16 @@ def test_scheduler_lost_mid_run_fails_in_one_line_and_the_rerun_resumes(tiny_lfw
             scheduler.wait()
 
     puts = record_puts(monkeypatch, after=kill_scheduler_after_first_shard)
-    with pytest.raises(FhbenchError) as err:
-        runner.run(options(tiny_lfw, tmp_path, "cluster", cluster=address))
+    logged = []  # distributed's own errors (its loggers do not propagate): the user sees one line only
+    handler = logging.Handler(level=logging.ERROR)
+    handler.emit = logged.append
+    logging.getLogger("distributed").addHandler(handler)
+    try:
+        with pytest.raises(FhbenchError) as err:
+            runner.run(options(tiny_lfw, tmp_path, "cluster", cluster=address))
+    finally:
+        logging.getLogger("distributed").removeHandler(handler)
+    assert [r.getMessage() for r in logged] == []
     message = str(err.value)
     assert "\n" not in message and f"lost the Dask scheduler {address}" in message and "re-run" in message
     assert scheduler.returncode == -signal.SIGKILL
