@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -102,6 +103,19 @@ def parse_cluster(text: str) -> ClusterSpec:
         path = text[len("jobqueue:"):]
         return ClusterSpec("jobqueue", text, config=load_jobqueue_yaml(path), path=path)
     raise ConfigError(f"--cluster {text}: expected local:N, tcp://HOST:PORT or jobqueue:FILE.yaml")
+
+
+def check_reachable(spec: ClusterSpec) -> None:
+    """A ``tcp://`` scheduler that nothing answers at is one line now, before any image is read
+    (a TCP connection only: the Dask handshake comes when the run has work for it)."""
+    if spec.kind != "tcp":
+        return
+    host, _, port = spec.address[len("tcp://"):].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConfigError(f"--cluster {spec.text}: no Dask scheduler reachable at {spec.address} "
+                          f"({short_error(err)})") from None
 
 
 def load_jobqueue_yaml(path: str) -> JobqueueConfig:

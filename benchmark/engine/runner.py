@@ -74,9 +74,11 @@ class RunOptions:
         if self.name is not None:
             check_run_name(self.name)
         if self.cluster is not None:
-            from benchmark.engine.cluster import parse_cluster
+            from benchmark.engine.cluster import check_reachable, parse_cluster
 
-            parse_cluster(self.cluster)
+            spec = parse_cluster(self.cluster)
+            if client is None:  # a client given (run_all's, a sweep's) is the cluster used
+                check_reachable(spec)
         elif self.ship_data and client is None:
             raise ConfigError("--ship-data needs --cluster")
 

@@ -5,6 +5,7 @@ processes with one thread each, and are always closed (fixtures / context manage
 import contextlib
 import dataclasses
 import os
+import socket
 import textwrap
 from pathlib import Path
 
@@ -299,3 +300,16 @@ def test_cli_run_with_local_2(tiny_lfw, tmp_path, monkeypatch):
     (ref,) = ResultStore(tmp_path / "single.sqlite").runs()
     assert row.metrics == ref.metrics
     assert cache_rows(tmp_path / "cache-single") == cache_rows(tmp_path / "cache-cli")
+
+
+def test_an_unreachable_scheduler_is_one_line_before_any_work(tiny_lfw, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = CliRunner().invoke(main, ["run", "--model", "bicubic", "--protocol", "lfw-10fold", "--scale", "8",
+                                    "--data-root", str(tiny_lfw), "--store", str(tmp_path / "r.sqlite"),
+                                    "--cache-dir", str(tmp_path / "cache"), "--quiet",
+                                    "--cluster", f"tcp://127.0.0.1:{port}"])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert f"no Dask scheduler reachable at tcp://127.0.0.1:{port}" in res.output
+    assert not (tmp_path / "r.sqlite").exists()  # refused before the store, the model, the images
