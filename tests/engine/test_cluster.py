@@ -290,7 +290,7 @@ def test_protocol_all_connects_one_cluster_for_every_protocol(tiny_lfw, tmp_path
 @pytest.mark.slow
 def test_cli_run_with_local_2(tiny_lfw, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", env_path())
-    single = runner.run(options(tiny_lfw, tmp_path, "single"))
+    runner.run(options(tiny_lfw, tmp_path, "single"))  # the reference, read back from its store
     res = CliRunner().invoke(main, ["run", "--model", "bicubic", "--protocol", "lfw-10fold", "--scale", "8",
                                     "--data-root", str(tiny_lfw), "--store", str(tmp_path / "cli.sqlite"),
                                     "--cache-dir", str(tmp_path / "cache-cli"), "--batch-size", "4", "--quiet",
