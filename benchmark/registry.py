@@ -16,6 +16,7 @@ import difflib
 import importlib
 import importlib.metadata
 import pkgutil
+import threading
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -46,6 +47,8 @@ class Registry:
         self._entries: Dict[str, Entry] = {}
         self._plugin_packages = plugin_packages
         self._loaded = not (group or plugin_packages)
+        self._loading = False
+        self._lock = threading.RLock()
 
     def register(self, name: str, summary: str = "", unavailable_reason=None, **info):
         """Decorator: ``@MODELS.register("bicubic", summary=...)``."""
@@ -64,13 +67,23 @@ class Registry:
                                     unavailable_reason, dict(info))
 
     def load(self) -> None:
-        """Import every declared plug-in of this kind (once)."""
-        if not self._loaded:
-            self._loaded = True
-            if self.group:
-                load_entry_points(self)
-            for pkg in self._plugin_packages:
-                import_submodules(pkg)
+        """Import every declared plug-in of this kind (once). Thread-safe: a thread that asks
+        while another loads waits for the whole registry (sweep cells and a cluster worker's
+        runs start in threads); a plug-in module using the registry while it loads sees it
+        as it is so far, as before."""
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded or self._loading:
+                return
+            self._loading = True
+            try:
+                if self.group:
+                    load_entry_points(self)
+                for pkg in self._plugin_packages:
+                    import_submodules(pkg)
+            finally:  # a plug-in that failed to load is not retried (its error was raised once)
+                self._loaded, self._loading = True, False
 
     _load = load
 

@@ -74,9 +74,11 @@ class RunOptions:
         if self.name is not None:
             check_run_name(self.name)
         if self.cluster is not None:
-            from benchmark.engine.cluster import parse_cluster
+            from benchmark.engine.cluster import check_reachable, parse_cluster
 
-            parse_cluster(self.cluster)
+            spec = parse_cluster(self.cluster)
+            if client is None:  # a client given (run_all's, a sweep's) is the cluster used
+                check_reachable(spec)
         elif self.ship_data and client is None:
             raise ConfigError("--ship-data needs --cluster")
 
@@ -416,6 +418,8 @@ def _compute_on_cluster(client, setup: RunSetup, opts, hr_source, keys, data_has
         if client is None:
             client = stack.enter_context(cl.connect(cl.parse_cluster(opts.cluster),
                                                     gpu=str(opts.device).startswith("cuda")))
+        elif isinstance(client, cl.LazyClient):  # run_all's one cluster for every protocol
+            client = client.get()
         return cl.compute_on_cluster(client, spec, plan, batches, hr_todo, sr_todo, keys, setup.faces, hr_cache,
                                      sr_caches, timer, hr_source, setup.evaluator.embedding_dim, opts.progress,
                                      desc, text)
@@ -468,6 +472,15 @@ def run_all(opts: RunOptions, protocols: Optional[List[str]] = None, on_result=N
     Other errors (a model returning NaN, ...) stop everything, as in a single run.
     """
     opts.check()
+    if opts.cluster is None:
+        return _run_each(opts, protocols, on_result, None)
+    from benchmark.engine.cluster import LazyClient
+
+    with LazyClient(opts.cluster, gpu=str(opts.device).startswith("cuda")) as client:  # one cluster for all
+        return _run_each(opts, protocols, on_result, client)
+
+
+def _run_each(opts: RunOptions, protocols, on_result, client) -> AllResult:
     results, skipped, failed = [], {}, {}
     for name in protocols or list_protocols():
         protocol = load_protocol(name)
@@ -478,7 +491,7 @@ def run_all(opts: RunOptions, protocols: Optional[List[str]] = None, on_result=N
             skipped[name] = f"runs at scales {protocol.scales}, not {scale}"
             continue
         try:
-            result = run(RunOptions(**{**opts.__dict__, "protocol": name, "scale": scale}))
+            result = run(RunOptions(**{**opts.__dict__, "protocol": name, "scale": scale}), client=client)
         except (DataMissing, IncompatibleModelError) as err:
             skipped[name] = str(err)
             continue

@@ -67,6 +67,36 @@ def test_membership_also_loads_plugins(plugin_package):
     assert "gaussian-blur" in fhb_test_plugins.THINGS and "private" not in fhb_test_plugins.THINGS
 
 
+def test_threads_asking_while_plug_ins_load_see_the_whole_registry(plugin_package, tmp_path):
+    """A thread that asks while another thread imports the plug-ins waits for them (sweep
+    cells and a cluster worker's runs start in threads); before, it saw an empty registry."""
+    import threading
+    import time
+
+    import fhb_test_plugins
+
+    (tmp_path / "fhb_test_plugins" / "slow.py").write_text(textwrap.dedent("""
+        import time
+        from . import THINGS
+
+        time.sleep(0.5)  # a plug-in slow to import (torch, onnxruntime)
+        THINGS.add("slow", object())
+    """))
+    seen, start = [], threading.Barrier(4)
+
+    def ask():
+        start.wait()
+        time.sleep(0.05 * len(seen))
+        seen.append(fhb_test_plugins.THINGS.names())
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [["gaussian-blur", "sharpen", "slow"]] * 4
+
+
 def test_duplicate_registration():
     reg = Registry("thing")
 

@@ -13,6 +13,7 @@ from benchmark.engine import runner
 from benchmark.engine.store import ResultStore
 from benchmark.engine.sweep import load_sweep
 from benchmark.errors import ConfigError
+from cluster_fixtures import env_path
 
 BAD_MODEL = """
 import torch
@@ -90,3 +91,32 @@ def test_bad_sweep_files_fail_in_one_line(tmp_path, text, message):
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
     res = CliRunner().invoke(main, ["sweep", str(path), "--store", str(tmp_path / "s.sqlite"), "--quiet"])
     assert res.exit_code == 2 and message in res.output and len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_sweep_on_local_2_reports_the_failing_cell_and_stores_what_single_runs_store(sweep_setup, tiny_lfw,
+                                                                                     tmp_path, monkeypatch):
+    """``--cluster local:2``: 2 good models x 2 protocols done (cells in parallel on the
+    workers), the broken model's cell failed with its error, a summary table, exit status 1."""
+    monkeypatch.setenv("PYTHONPATH", env_path(tmp_path))  # the workers import sweepmodels
+    res = sweep_cli(sweep_setup, tmp_path, tiny_lfw, "--cluster", "local:2")
+    assert res.exit_code == 1, res.output
+    assert "5 cells: 4 done, 0 skipped, 1 failed" in res.output
+    failed = [line for line in res.output.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 1 and failed[0].startswith("failed broken lfw-10fold x8 sface: ")
+    assert "model sweepmodels:nan_model returned NaN" in failed[0]
+    table = [line.split() for line in res.output.splitlines() if line.split()[:1] in (["bicubic"], ["nearest"])]
+    assert sorted((r[0], r[1], r[4]) for r in table) == [
+        ("bicubic", "lfw-10fold", "done"), ("bicubic", "toy-b", "done"),
+        ("nearest", "lfw-10fold", "done"), ("nearest", "toy-b", "done")]
+    rows = ResultStore(tmp_path / "s.sqlite").runs()
+    assert len(rows) == 4
+    for row in rows:
+        ref = runner.run(runner.RunOptions(model=row.model, protocol=row.protocol, scale=8, data_root=str(tiny_lfw),
+                                           store=str(tmp_path / f"ref-{row.model}-{row.protocol}.sqlite"),
+                                           cache_dir="", progress=False))
+        assert row.metrics == ref["metrics"]
+        arrays = ResultStore(tmp_path / "s.sqlite").arrays(row.id)
+        ref_arrays = ResultStore(tmp_path / f"ref-{row.model}-{row.protocol}.sqlite").arrays(ref["id"])
+        assert arrays.keys() == ref_arrays.keys()
+        assert all(arrays[k].tobytes() == ref_arrays[k].tobytes() for k in arrays)
