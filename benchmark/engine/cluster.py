@@ -199,6 +199,8 @@ class WorkerSpec:
     evaluator_description: dict
     ship_data: bool = False
     backend: Optional[str] = None  # an ONNX evaluator's backend (None: its default)
+    harness: str = "torch"         # RunOptions.harness: where the non-model stages run
+    precision: str = "fp32"        # RunOptions.precision
 
 
 def spec_key(fields: dict) -> str:
@@ -222,7 +224,8 @@ class WorkerRun:
     """One run's model, evaluator, HR source and pipeline in one worker process."""
 
     def __init__(self, spec: WorkerSpec):
-        from benchmark.engine.pipeline import HRSource, ImagePipeline
+        from benchmark.engine.pipeline import HRSource
+        from benchmark.engine.torch_pipeline import make_pipeline
         from benchmark.evaluators import create_evaluator
         from benchmark.metrics.registry import per_image_metrics
         from benchmark.models.adapters import create_model
@@ -243,6 +246,7 @@ class WorkerRun:
                 model.check_compatible(level.degradation.lr_size(spec.hr_size), spec.hr_size, spec.check_scale)
             evaluator = create_evaluator(spec.evaluator, weights=spec.evaluator_weights, device=spec.device,
                                          backend=spec.backend)
+            evaluator.precision = spec.precision
         except FhbenchError as err:
             raise type(err)(f"{where}: {err}") from None
         _same(where, f"model {spec.model}", model.describe(), spec.model_description)
@@ -253,8 +257,9 @@ class WorkerRun:
             raise ConfigError(f"{where}: per-image metric {absent[0]} is not registered here (install the "
                               "same plug-ins on every worker)")
         self.hr_source = HRSource(faces, spec.hr_size, spec.cache_dir, spec.device)
-        self.pipeline = ImagePipeline(model, evaluator, self.hr_source.frame, spec.crop_border,
-                                      [registered[n] for n in spec.metric_names], spec.batch_size)
+        self.pipeline = make_pipeline(spec.harness, model, evaluator, self.hr_source.frame, spec.crop_border,
+                                      [registered[n] for n in spec.metric_names], spec.batch_size,
+                                      device=spec.device, precision=spec.precision)
 
 
 def _same(where, what, mine: dict, theirs: dict) -> None:
@@ -293,6 +298,7 @@ def compute_shard(spec: WorkerSpec, shard: dict, *producers: dict) -> dict:
     """One chunk of ``runner._plan`` on a worker: what ``runner._compute_missing`` computes for
     it, returned instead of cached. ``producers``: results of the shards that embed HR faces
     this shard's SR images reuse."""
+    from benchmark.engine.chunks import process_chunk
     from benchmark.engine.pipeline import StageTimer
 
     state = _worker_run(spec)
@@ -308,23 +314,27 @@ def compute_shard(spec: WorkerSpec, shard: dict, *producers: dict) -> dict:
         need, rows = shard["need"], shard["hr_rows"]
         hr = state.hr_source.load(need)
         out = {"index": shard["index"], "hr_keys": [shard["keys"][r] for r in rows], "sr": {}}
-        out["hr_emb"] = state.pipeline.embed(hr[rows]) if len(rows) else np.empty((0, 0), np.float32)
         known = dict(shard["hr_known"])
         for p in producers:
             known.update(zip(p["hr_keys"], p["hr_emb"]))
-        known.update(zip(out["hr_keys"], out["hr_emb"]))
-        row_of = {int(i): r for r, i in enumerate(need)}
-        for name, (idx, write) in shard["sr"].items():
-            level = next(lv for lv in spec.levels if lv.name == name)
-            at = np.array([row_of[int(i)] for i in idx], dtype=np.int64)
-            keys = [shard["keys"][row_of[int(i)]] for i in idx]
-            lost = [k for k in keys if k not in known]
+
+        def known_hr_emb(image_keys):
+            lost = [k for k in image_keys if k not in known]
             if lost:
                 raise FhbenchError(f"{_where()}: the HR embedding of image {lost[0]} is missing; re-run")
-            hr_emb = np.stack([known[k] for k in keys]).astype(np.float32, copy=False)
-            result = state.pipeline.process(level, hr[at], idx, [spec.faces.relpaths[i] for i in idx], keys, hr_emb)
+            return np.stack([known[k] for k in image_keys])
+
+        result = process_chunk(state.pipeline, spec.levels, hr, need, rows,
+                               {name: idx for name, (idx, _) in shard["sr"].items()}, shard["keys"],
+                               [spec.faces.relpaths[i] for i in need], lambda ks, emb: known.update(zip(ks, emb)),
+                               known_hr_emb)
+        out["hr_emb"] = result.hr_emb if len(rows) else np.empty((0, 0), np.float32)
+        row_of = {int(i): r for r, i in enumerate(need)}
+        for name, (idx, values) in result.sr.items():
+            write = shard["sr"][name][1]
+            keys = [shard["keys"][row_of[int(i)]] for i in idx]
             out["sr"][name] = {"keys": [keys[k] for k in write], "n": len(idx),
-                               **{k: v[write] for k, v in result.items()}}
+                               **{k: v[write] for k, v in values.items()}}
         out["fallbacks"] = state.hr_source.fallbacks[before:]
         out["seconds"], out["images"] = dict(timer.seconds), dict(timer.images)
         return out
