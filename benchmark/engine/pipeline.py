@@ -153,14 +153,20 @@ class ImagePipeline:
         return {"emb": emb, **values}
 
 
-def call_model(model, batch, names, first_index):
+def call_model(model, batch, names, first_index, pass_oom: bool = False):
     """The model's output for one batch; its exceptions (even ``sys.exit``) become one line
-    naming the model and the batch."""
+    naming the model and the batch. ``pass_oom``: the device's out-of-memory error is passed on
+    as it is, for the caller to halve the batch (``torch_stages.halving_on_oom``)."""
     where = f"images {first_index}..{first_index + len(batch) - 1} (first: {names[0]})"
     try:
         return model.super_resolve(batch, names)
     except FhbenchError:
         raise
+    except torch.OutOfMemoryError:
+        if pass_oom:
+            raise
+        raise AdapterError(f"model {model.name} ran out of device memory on {where}: lower --batch-size; "
+                           "nothing was stored") from None
     except SystemExit as err:
         raise AdapterError(f"model {model.name} called sys.exit({err.code!r}) on {where}; nothing was stored") from None
     except Exception as err:

@@ -64,7 +64,7 @@ class TorchImagePipeline(ImagePipeline):
 
     def _sr_batch(self, lr, s, e, hr_shape, idx, names) -> torch.Tensor:
         with autocast(self.device, self.precision):
-            out = call_model(self.model, lr[s:e], names[s:e], int(idx[s]))
+            out = call_model(self.model, lr[s:e], names[s:e], int(idx[s]), pass_oom=True)
         out = out.to(self.device) if isinstance(out, torch.Tensor) else out
         return check_sr_batch_torch(self.model.name, out, (e - s,) + tuple(hr_shape[1:]),
                                     first_index=int(idx[s]), keys=names[s:e]).to(self.device)
