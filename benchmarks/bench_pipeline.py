@@ -39,6 +39,7 @@ from benchmark.engine.pipeline import HRSource, ImagePipeline, Level  # noqa: E4
 from benchmark.engine.prefetch import prefetched  # noqa: E402
 from benchmark.engine.runner import RunOptions, run  # noqa: E402
 from benchmark.engine.torch_pipeline import TorchImagePipeline  # noqa: E402
+from benchmark.engine.torch_stages import harness_threads  # noqa: E402
 from benchmark.evaluators.base import warp_to_template_torch  # noqa: E402
 from benchmark.faces.templates import ARCFACE_112x112, warp_to_template  # noqa: E402
 from benchmark.metrics.registry import metric_spec  # noqa: E402
@@ -82,8 +83,9 @@ def overhead(faces, device: str, serial: bool) -> float:
             hr = pipe.to_device(hr)
             sr = pipe.super_resolve(pipe.model_input(level, hr), hr.shape, idx, names)
             pipe.image_metrics(sr, hr, (sr == hr).flatten(1).all(1))
-            for images in (sr, hr):
-                warp_to_template_torch(images, source.frame, ARCFACE_112x112)
+            with harness_threads(pipe.device):  # as the run's pipeline does for its own small ops
+                for images in (sr, hr):
+                    warp_to_template_torch(images, source.frame, ARCFACE_112x112)
             if str(device).startswith("cuda"):
                 torch.cuda.synchronize()
     return len(faces) / (time.perf_counter() - t0)

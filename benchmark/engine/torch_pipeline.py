@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from benchmark.engine.pipeline import ImagePipeline, Level, call_model
-from benchmark.engine.torch_stages import (DEFAULT_PRECISION, autocast, halving_on_oom, image_metrics_torch,
-                                           model_input_torch, same_images)
+from benchmark.engine.torch_stages import (DEFAULT_PRECISION, autocast, halving_on_oom, harness_threads,
+                                           image_metrics_torch, model_input_torch, same_images)
 from benchmark.errors import FhbenchError
 from benchmark.models.base import check_sr_batch_torch
 
@@ -41,7 +41,8 @@ class TorchImagePipeline(ImagePipeline):
 
     def model_input(self, level: Level, hr, keys=None) -> torch.Tensor:
         t0 = time.perf_counter()
-        lr = model_input_torch(level.degradation, self.to_device(hr), keys, self.model.wants_upsampled_input)
+        with harness_threads(self.device):
+            lr = model_input_torch(level.degradation, self.to_device(hr), keys, self.model.wants_upsampled_input)
         self.timer.add("degrade", t0, len(hr))
         return lr
 
@@ -66,14 +67,16 @@ class TorchImagePipeline(ImagePipeline):
         with autocast(self.device, self.precision):
             out = call_model(self.model, lr[s:e], names[s:e], int(idx[s]), pass_oom=True)
         out = out.to(self.device) if isinstance(out, torch.Tensor) else out
-        return check_sr_batch_torch(self.model.name, out, (e - s,) + tuple(hr_shape[1:]),
-                                    first_index=int(idx[s]), keys=names[s:e]).to(self.device)
+        with harness_threads(self.device):
+            return check_sr_batch_torch(self.model.name, out, (e - s,) + tuple(hr_shape[1:]),
+                                        first_index=int(idx[s]), keys=names[s:e]).to(self.device)
 
     def image_metrics(self, sr, hr, same) -> Dict[str, np.ndarray]:
         if not self.pixel_metrics:
             return {}
         t0 = time.perf_counter()
-        out = image_metrics_torch(self.pixel_metrics, sr, hr, same, self.crop_border)
+        with harness_threads(self.device):
+            out = image_metrics_torch(self.pixel_metrics, sr, hr, same, self.crop_border)
         self.timer.add("image_metrics", t0, len(sr) - int(same.sum()))
         return out
 
@@ -93,7 +96,8 @@ class TorchImagePipeline(ImagePipeline):
                 hr_emb: np.ndarray) -> Dict[str, np.ndarray]:
         hr = self.to_device(hr)
         sr = self.super_resolve(self.model_input(level, hr, keys), hr.shape, idx, names)
-        same = same_images(sr, hr)
+        with harness_threads(self.device):
+            same = same_images(sr, hr)
         values = self.image_metrics(sr, hr, same)
         emb = np.array(hr_emb, dtype=np.float32, copy=True)
         differ = torch.nonzero(~same).flatten()

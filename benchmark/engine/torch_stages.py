@@ -11,6 +11,7 @@ where the reference casts, so the 8-bit LR and the upsampled model input are the
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -26,6 +27,34 @@ HARNESS_DTYPE = torch.float64  # float64 resampling: the reference's bytes after
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_PRECISION = "fp32"
+
+# On the CPU the float64 ops run 8 images at a time: their temporaries then stay in the cache
+# (a whole 512-image chunk at once is memory-bound: measured 4-15x slower on this 2-core CPU,
+# benchmarks/bench_pipeline.py); a GPU takes the whole batch.
+CPU_CHUNK = 8
+
+
+@contextmanager
+def harness_threads(device: torch.device):
+    """One intra-op thread for the harness's small CPU ops (8-image chunks gain nothing from
+    more, and on a loaded machine each parallel section waits for its threads: measured 6x
+    slower with 2); the SR model and the evaluator keep torch's setting."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def chunked(fn: Callable[[int, int], torch.Tensor], n: int, device: torch.device) -> torch.Tensor:
+    """``fn(0, n)`` on a GPU; on the CPU the concatenation of ``fn(s, e)`` over CPU_CHUNK slices."""
+    if device.type != "cpu" or n <= CPU_CHUNK:
+        return fn(0, n)
+    return torch.cat([fn(s, min(s + CPU_CHUNK, n)) for s in range(0, n, CPU_CHUNK)])
 
 # the built-in per-image metrics' torch forms, keyed by their NumPy form (a plug-in that
 # re-registers "psnr" with its own function is not silently swapped for ours)
@@ -51,7 +80,7 @@ def degrade_torch(degradation, hr: torch.Tensor, keys: Optional[List[str]] = Non
     it has one, else its NumPy form with one round trip (keys passed as ``pipeline.degrade`` does)."""
     torch_form = getattr(degradation, "degrade_torch", None)
     if torch_form is not None:
-        return torch_form(hr)
+        return chunked(lambda s, e: torch_form(hr[s:e]), len(hr), hr.device)
     lr = degrade(degradation, hr.detach().cpu().numpy(), keys)
     return torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)).to(hr.device)
 
@@ -61,7 +90,9 @@ def model_input_torch(degradation, hr: torch.Tensor, keys, wants_upsampled: bool
     clipped to [0, 1] for a model that wants it (float64, then float32 as the reference)."""
     lr = degrade_torch(degradation, hr, keys)
     if wants_upsampled:
-        lr = upsampled_model_input_torch(lr, hr.shape[-2:], dtype=HARNESS_DTYPE).float()
+        hr_hw = hr.shape[-2:]
+        lr = chunked(lambda s, e: upsampled_model_input_torch(lr[s:e], hr_hw, dtype=HARNESS_DTYPE).float(),
+                     len(lr), lr.device)
     return lr
 
 
@@ -76,7 +107,9 @@ def image_metrics_torch(metrics, sr: torch.Tensor, hr: torch.Tensor, same: torch
         if len(differ):
             torch_form = _TORCH_FORMS.get(m.per_image)
             if torch_form is not None:
-                got = torch_form(sr[differ], hr[differ], crop_border=crop_border).cpu().numpy()
+                a, b = (sr, hr) if len(differ) == len(sr) else (sr[differ], hr[differ])  # no copy when all differ
+                got = chunked(lambda s, e: torch_form(a[s:e], b[s:e], crop_border=crop_border), len(a),
+                              a.device).cpu().numpy()
             else:
                 got = m.per_image(sr[differ].cpu().numpy(), hr[differ].cpu().numpy(), crop_border=crop_border)
             values[differ.cpu().numpy()] = np.asarray(got, dtype=np.float64)
