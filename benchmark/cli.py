@@ -64,9 +64,10 @@ def main():
 @click.option("--precision", default="fp32", show_default=True,
               help="fp32, fp16 or bf16: autocast of the SR model and of a torch evaluator (--backend torch); "
                    "recorded in the manifest and, where not fp32, in the cache keys")
-@click.option("--harness", default="torch", show_default=True,
+@click.option("--harness", default="auto", show_default=True,
               help="torch: degradation, upsampling, PSNR/SSIM and the evaluator's crop as batched torch ops on "
-                   "--device; numpy: the serial NumPy reference path (the same numbers)")
+                   "--device; numpy: the serial NumPy reference path (the same numbers); auto: torch on CUDA "
+                   "or with --precision fp16/bf16, numpy otherwise")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_weights, batch_size,
         cache_dir, no_cache, clamp, upsampled_input, name, replace, device, backend, cluster, ship_data, precision,

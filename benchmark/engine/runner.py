@@ -62,13 +62,22 @@ class RunOptions:
     device: str = "cpu"
     backend: Optional[str] = None     # an ONNX evaluator's backend: onnxruntime (None: its default), torch, auto
     precision: str = "fp32"           # the SR model's and the torch evaluator's: fp32, fp16, bf16 (autocast)
-    harness: str = "torch"            # torch: the non-model stages on --device; numpy: the serial reference
+    harness: str = "auto"             # torch: the non-model stages on --device; numpy: the serial reference
     prefetch: int = 1                 # chunks decoded ahead in a background thread (0: none)
     progress: bool = True
     name: Optional[str] = None        # the row's model name (default: the model's own)
     replace: bool = False             # replace a row of the same name that holds another model
     cluster: Optional[str] = None     # local:N | tcp://HOST:PORT | jobqueue:FILE.yaml (engine/cluster.py)
     ship_data: bool = False           # with a cluster: send the image bytes with each shard
+
+    def resolved_harness(self) -> str:
+        """``auto``: torch on a GPU (or for fp16/bf16), the NumPy reference on the CPU, where the
+        torch stages measured no faster (benchmarks/bench_pipeline.py) and the NumPy path keeps
+        every stored figure and cache bit for bit."""
+        if self.harness != "auto":
+            return self.harness
+        on_gpu = str(self.device).startswith("cuda")
+        return "torch" if on_gpu or self.precision != DEFAULT_PRECISION else "numpy"
 
     def check(self, client=None) -> None:
         """Refuse options out of range before any work (the CLI's click ranges say the same);
@@ -143,7 +152,7 @@ def run(opts: RunOptions, client=None) -> dict:
                      if protocol.image_metrics else [])
     description = model.describe()  # after check_compatible: the model as it runs here
     hr_cache, sr_caches = _caches(setup, hr_source.frame, hr_hw, pixel_metrics, opts, description)
-    pipeline = make_pipeline(opts.harness, model, evaluator, hr_source.frame, protocol.crop_border, pixel_metrics,
+    pipeline = make_pipeline(opts.resolved_harness(), model, evaluator, hr_source.frame, protocol.crop_border, pixel_metrics,
                              opts.batch_size, timer, opts.device, opts.precision)
     desc = f"{setup.name} {protocol.name} {_level_label(setup.level, levels)}"
     if client is None and opts.cluster is None:
@@ -218,7 +227,7 @@ def _caches(setup: RunSetup, frame, hr_hw, pixel_metrics, opts, description: dic
                   "image_metrics": protocol.image_metrics,
                   # a conv net's output moves (~1e-7) with the batch size; pure per-pixel code does not
                   "batch_size": None if model.batch_invariant else opts.batch_size,
-                  **harness_setting(opts.harness, opts.device, opts.precision)}
+                  **harness_setting(opts.resolved_harness(), opts.device, opts.precision)}
     sr_caches = {lv.name: ImageResultCache(sr_cache_root, "sr", {**sr_setting, "degradation": lv.degradation.spec()},
                                            dim=dim, metrics=[m.name for m in pixel_metrics])
                  for lv in setup.levels}
@@ -316,7 +325,7 @@ def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache
 def _harness_record(opts, pipeline) -> dict:
     """The manifest's harness: where the non-model stages ran, in what precision the networks ran,
     the decode prefetch, and the SR batches the device had no memory for (halved and retried)."""
-    return {"impl": opts.harness, "device": str(opts.device), "precision": opts.precision,
+    return {"impl": opts.resolved_harness(), "asked": opts.harness, "device": str(opts.device), "precision": opts.precision,
             "prefetch_chunks": opts.prefetch if opts.cluster is None else None,
             "halved_batches": list(getattr(pipeline, "halved", []))}
 
@@ -425,7 +434,7 @@ def _compute_on_cluster(client, setup: RunSetup, opts, hr_source, keys, data_has
                   cache_dir=opts.cache_dir, hr_size=tuple(hr_source.hr_size), levels=setup.levels,
                   metric_names=[m.name for m in pixel_metrics], crop_border=setup.protocol.crop_border,
                   model_description=description, evaluator_description=setup.evaluator.describe(),
-                  ship_data=opts.ship_data, harness=opts.harness, precision=opts.precision)
+                  ship_data=opts.ship_data, harness=opts.resolved_harness(), precision=opts.precision)
     key = cl.spec_key({**{k: v for k, v in fields.items() if k != "levels"}, "data": data_hash,
                        "image_root": str(setup.faces.image_root),
                        "levels": [(lv.name, lv.degradation.spec()) for lv in setup.levels]})

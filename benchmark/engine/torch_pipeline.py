@@ -106,7 +106,8 @@ class TorchImagePipeline(ImagePipeline):
         return {"emb": emb, **values}
 
 
-HARNESSES = ("torch", "numpy")  # torch: these stages on --device; numpy: the serial reference path
+# torch: these stages on --device; numpy: the serial reference path; auto: torch on a GPU (RunOptions)
+HARNESSES = ("auto", "torch", "numpy")
 
 
 def make_pipeline(harness: str, model, evaluator, frame, crop_border: int, pixel_metrics, batch_size: int,

@@ -27,14 +27,14 @@ def stored(result, tmp_path, tag):
 
 def test_torch_harness_stores_the_numpy_paths_numbers(tiny_lfw, tmp_path):
     ref = run(opts(tiny_lfw, tmp_path, "numpy", harness="numpy"))
-    got = run(opts(tiny_lfw, tmp_path, "torch"))
+    got = run(opts(tiny_lfw, tmp_path, "torch", harness="torch"))
     a, b = stored(ref, tmp_path, "numpy"), stored(got, tmp_path, "torch")
     assert np.abs(a["psnr"] - b["psnr"]).max() <= PSNR_TOL and np.abs(a["ssim"] - b["ssim"]).max() <= SSIM_TOL
     np.testing.assert_array_equal(a["fr_loss"], b["fr_loss"])  # the same LR bytes, SR and embeddings
     for key in ("accuracy", "accuracy_std", "auc", "fr_loss"):
         assert got["metrics"][key] == ref["metrics"][key], key
     assert got["metrics"]["psnr"] == pytest.approx(ref["metrics"]["psnr"], abs=PSNR_TOL)
-    assert got["manifest"]["harness"] == {"impl": "torch", "device": "cpu", "precision": "fp32",
+    assert got["manifest"]["harness"] == {"impl": "torch", "asked": "torch", "device": "cpu", "precision": "fp32",
                                           "prefetch_chunks": 1, "halved_batches": []}
     assert ref["manifest"]["harness"]["impl"] == "numpy"
     # the SR cache of each harness is its own (PSNR may differ in the last bits); HR embeddings are shared
@@ -43,9 +43,16 @@ def test_torch_harness_stores_the_numpy_paths_numbers(tiny_lfw, tmp_path):
     assert got["manifest"]["cache"]["computed"]["hr"] == 0
 
 
+def test_auto_is_torch_on_a_gpu_or_in_reduced_precision_and_numpy_on_the_cpu():
+    assert RunOptions("m", "p").resolved_harness() == "numpy"
+    assert RunOptions("m", "p", device="cuda:0").resolved_harness() == "torch"
+    assert RunOptions("m", "p", precision="bf16").resolved_harness() == "torch"
+    assert RunOptions("m", "p", device="cuda", harness="numpy").resolved_harness() == "numpy"
+
+
 @pytest.mark.parametrize("kw, message", [
     ({"precision": "fp8"}, r"^--precision must be one of fp32, fp16, bf16, got 'fp8'$"),
-    ({"harness": "cupy"}, r"^harness must be one of torch, numpy, got 'cupy'$"),
+    ({"harness": "cupy"}, r"^harness must be one of auto, torch, numpy, got 'cupy'$"),
     ({"harness": "numpy", "precision": "bf16"}, r"^--precision bf16 needs the torch harness"),
     ({"prefetch": -1}, r"^prefetch must be an integer >= 0"),
     ({"device": "tpu"}, r"^--device: unknown device 'tpu' \(use cpu, cuda or cuda:N\)$"),
@@ -80,7 +87,7 @@ def test_bf16_on_the_cpu_within_tolerance_and_in_its_own_cache(tiny_lfw, tmp_pat
     """bf16 autocast of SFace (torch backend): embeddings within 0.08 (max abs, L2-normalised
     128-d; bf16 keeps 8 bits of mantissa), FR loss within 0.02 of fp32; the bicubic model has no
     network, so PSNR/SSIM are fp32's exactly. fp32 keeps the cache key it had before --precision."""
-    fp32 = run(opts(tiny_lfw, tmp_path, "fp32", backend="torch"))
+    fp32 = run(opts(tiny_lfw, tmp_path, "fp32", backend="torch", harness="torch"))
     bf16 = run(opts(tiny_lfw, tmp_path, "bf16", backend="torch", precision="bf16"))
     a, b = stored(fp32, tmp_path, "fp32"), stored(bf16, tmp_path, "bf16")
     np.testing.assert_array_equal(a["psnr"], b["psnr"])
