@@ -71,9 +71,9 @@ class RunOptions:
     ship_data: bool = False           # with a cluster: send the image bytes with each shard
 
     def resolved_harness(self) -> str:
-        """``auto``: torch on a GPU (or for fp16/bf16), the NumPy reference on the CPU, where the
-        torch stages measured no faster (benchmarks/bench_pipeline.py) and the NumPy path keeps
-        every stored figure and cache bit for bit."""
+        """``auto``: torch on a GPU (or for fp16/bf16), the NumPy reference on the CPU, which keeps
+        every stored figure and cache bit for bit (the torch stages' CPU speed measured mixed on
+        a loaded 2-core machine: benchmarks/bench_pipeline.py)."""
         if self.harness != "auto":
             return self.harness
         on_gpu = str(self.device).startswith("cuda")
