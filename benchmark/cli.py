@@ -61,9 +61,17 @@ def main():
                    "jobqueue:FILE.yaml (Slurm, PBS, SGE, LSF ...); see README 'Running on a cluster'")
 @click.option("--ship-data", is_flag=True, help="with --cluster: send the image bytes to the workers "
               "(small sets, at most 256 MiB) instead of reading the data root there")
+@click.option("--precision", default="fp32", show_default=True,
+              help="fp32, fp16 or bf16: autocast of the SR model and of a torch evaluator (--backend torch); "
+                   "recorded in the manifest and, where not fp32, in the cache keys")
+@click.option("--harness", default="auto", show_default=True,
+              help="torch: degradation, upsampling, PSNR/SSIM and the evaluator's crop as batched torch ops on "
+                   "--device; numpy: the serial NumPy reference path (the same numbers); auto: torch on CUDA "
+                   "or with --precision fp16/bf16, numpy otherwise")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_weights, batch_size,
-        cache_dir, no_cache, clamp, upsampled_input, name, replace, device, backend, cluster, ship_data, quiet):
+        cache_dir, no_cache, clamp, upsampled_input, name, replace, device, backend, cluster, ship_data, precision,
+        harness, quiet):
     """Run one model on one protocol (or all) and store the result."""
     from benchmark.engine.runner import RunOptions, run_all
     from benchmark.engine.runner import run as run_protocol
@@ -74,7 +82,8 @@ def run(model, protocol, scale, evaluator, data_root, store, weights, evaluator_
         model=model, protocol=protocol, scale=scale, evaluator=evaluator, data_root=data_root,
         store=store, weights=weights, evaluator_weights=evaluator_weights, batch_size=batch_size,
         cache_dir="" if no_cache else cache_dir, clamp=clamp, upsampled_input=upsampled_input, device=device,
-        progress=not quiet, name=name, replace=replace, cluster=cluster, ship_data=ship_data, backend=backend)
+        progress=not quiet, name=name, replace=replace, cluster=cluster, ship_data=ship_data, backend=backend,
+        precision=precision, harness=harness)
     if protocol != "all":
         _print_result(run_protocol(opts), store)
         return

@@ -97,6 +97,7 @@ class Evaluator:
     licence = ""
     backends = ("native",)  # the backends it can score with; the first is the default
     runs_on_device = False  # whether --device moves its network (False: always on the CPU)
+    precision = "fp32"      # the torch backend's autocast: fp32 (none), fp16 or bf16 (set by the runner)
 
     def __init__(self, weights: Optional[str] = None, batch_size: int = 64, device: str = "cpu",
                  backend: Optional[str] = None):
@@ -328,8 +329,19 @@ class OnnxEvaluator(Evaluator):
     def result_settings(self) -> dict:
         # torch and onnxruntime differ by ~1e-7, and so may torch on the CPU and on CUDA
         if self.backend == "torch":
-            return {"backend": "torch", "device": self._torch_device.type}
+            # fp16/bf16 move the embeddings; fp32 keeps the keys of caches written before --precision
+            extra = {} if self.precision == "fp32" else {"precision": self.precision}
+            return {"backend": "torch", "device": self._torch_device.type, **extra}
         return {"backend": self.backend}
+
+    def _autocast(self):
+        """The network's precision: no autocast for fp32, float16/bfloat16 autocast otherwise."""
+        import torch
+
+        dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
+        if self.precision not in dtypes:
+            return torch.autocast(self._torch_device.type, enabled=False)
+        return torch.autocast(self._torch_device.type, dtype=dtypes[self.precision])
 
     @classmethod
     def default_weights(cls):
@@ -348,7 +360,7 @@ class OnnxEvaluator(Evaluator):
         if self._net is not None:
             import torch
 
-            with torch.inference_mode():
+            with torch.inference_mode(), self._autocast():
                 x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)).to(self._torch_device)
                 return self._net(self.pixels(x)).float().cpu().numpy()
         x = np.ascontiguousarray(self.pixels(crops), dtype=np.float32)
@@ -360,7 +372,7 @@ class OnnxEvaluator(Evaluator):
         import torch
 
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             x = images.to(self._torch_device, torch.float32)
             for start in range(0, len(x), self.batch_size):
                 crops = warp_to_template_torch(x[start:start + self.batch_size], frame, self.template)

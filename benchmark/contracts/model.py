@@ -124,3 +124,30 @@ def check_sr_batch(model_name: str, sr, expect_shape, first_index: int = 0, keys
                            f"{flat[i].max():.4g}] outside [0, 1] for {who(i)} "
                            "(clamp in the model, or run with --clamp)")
     return np.clip(sr, 0.0, 1.0)
+
+
+def check_sr_batch_torch(model_name: str, sr, expect_shape, first_index: int = 0, keys=None) -> torch.Tensor:
+    """``check_sr_batch`` for a batch that stays on its device: the same checks and one-line
+    errors, the same float32 values clipped to [0, 1], as a tensor on the output's device."""
+    if not isinstance(sr, torch.Tensor):
+        return torch.from_numpy(check_sr_batch(model_name, sr, expect_shape, first_index, keys))
+    sr = sr.detach().float()
+
+    def who(i):
+        return f"image {first_index + i}" + (f" ({keys[i]})" if keys is not None else "")
+
+    if tuple(sr.shape) != tuple(expect_shape):
+        raise AdapterError(f"model {model_name} returned shape {tuple(sr.shape)}, expected "
+                           f"{tuple(expect_shape)} (N, 3, H, W) for images {first_index}..")
+    flat = sr.reshape(len(sr), -1)
+    bad = ~torch.isfinite(flat).all(1)
+    if bool(bad.any()):
+        raise AdapterError(f"model {model_name} returned NaN or inf for {who(int(torch.nonzero(bad)[0, 0]))}")
+    low, high = flat.min(1).values, flat.max(1).values
+    bad = (low < -RANGE_TOLERANCE) | (high > 1 + RANGE_TOLERANCE)
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0, 0])
+        raise AdapterError(f"model {model_name} returned values in [{float(low[i]):.4g}, "
+                           f"{float(high[i]):.4g}] outside [0, 1] for {who(i)} "
+                           "(clamp in the model, or run with --clamp)")
+    return sr.clamp(0.0, 1.0)

@@ -27,5 +27,15 @@ class BicubicDownsampling(Degradation):
         out = imresize(hr, output_size=self.lr_size(hr.shape[-2:]))
         return to_uint8_levels(out) if self.quantize else out
 
+    def degrade_torch(self, hr):
+        """The same LR as a batched torch op on ``hr``'s device: float64 resampling matrices,
+        cast to float32 and quantised as above, so the bytes equal ``__call__``'s."""
+        import torch
+
+        from benchmark.faces.resize_torch import imresize_torch, to_uint8_levels_torch
+
+        out = imresize_torch(hr, output_size=self.lr_size(hr.shape[-2:]), dtype=torch.float64).float()
+        return to_uint8_levels_torch(out) if self.quantize else out
+
     def spec(self):
         return {"name": self.name, "scale": self.scale, "size": self.size, "quantize": self.quantize}

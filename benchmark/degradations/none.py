@@ -20,5 +20,8 @@ class NoDegradation(Degradation):
     def __call__(self, hr):
         return np.asarray(hr, dtype=np.float32)
 
+    def degrade_torch(self, hr):
+        return hr.float()
+
     def spec(self):
         return {"name": self.name}

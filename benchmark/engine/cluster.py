@@ -231,6 +231,7 @@ def compute_shard(run_name: str, shard: dict, *producers: dict) -> dict:
     """One chunk of ``runner._plan`` on a worker: what ``runner._compute_missing`` computes for
     it, returned instead of cached. ``producers``: results of the shards that embed HR faces
     this shard's SR images reuse."""
+    from benchmark.engine.chunks import process_chunk
     from benchmark.engine.pipeline import StageTimer
 
     state = run_state(run_name)  # built once on this worker by the run's RunPlugin
@@ -247,23 +248,27 @@ def compute_shard(run_name: str, shard: dict, *producers: dict) -> dict:
         need, rows = shard["need"], shard["hr_rows"]
         hr = state.hr_source.load(need)
         out = {"index": shard["index"], "hr_keys": [shard["keys"][r] for r in rows], "sr": {}}
-        out["hr_emb"] = state.pipeline.embed(hr[rows]) if len(rows) else np.empty((0, 0), np.float32)
         known = dict(shard["hr_known"])
         for p in producers:
             known.update(zip(p["hr_keys"], p["hr_emb"]))
-        known.update(zip(out["hr_keys"], out["hr_emb"]))
-        row_of = {int(i): r for r, i in enumerate(need)}
-        for name, (idx, write) in shard["sr"].items():
-            level = next(lv for lv in spec.levels if lv.name == name)
-            at = np.array([row_of[int(i)] for i in idx], dtype=np.int64)
-            keys = [shard["keys"][row_of[int(i)]] for i in idx]
-            lost = [k for k in keys if k not in known]
+
+        def known_hr_emb(image_keys):
+            lost = [k for k in image_keys if k not in known]
             if lost:
                 raise FhbenchError(f"worker {_address()}: the HR embedding of image {lost[0]} is missing; re-run")
-            hr_emb = np.stack([known[k] for k in keys]).astype(np.float32, copy=False)
-            result = state.pipeline.process(level, hr[at], idx, [spec.faces.relpaths[i] for i in idx], keys, hr_emb)
+            return np.stack([known[k] for k in image_keys]).astype(np.float32, copy=False)
+
+        result = process_chunk(state.pipeline, spec.levels, hr, need, rows,
+                               {name: idx for name, (idx, _) in shard["sr"].items()}, shard["keys"],
+                               [spec.faces.relpaths[i] for i in need], lambda ks, emb: known.update(zip(ks, emb)),
+                               known_hr_emb)
+        out["hr_emb"] = result.hr_emb if len(rows) else np.empty((0, 0), np.float32)
+        row_of = {int(i): r for r, i in enumerate(need)}
+        for name, (idx, values) in result.sr.items():
+            write = shard["sr"][name][1]
+            keys = [shard["keys"][row_of[int(i)]] for i in idx]
             out["sr"][name] = {"keys": [keys[k] for k in write], "n": len(idx),
-                               **{k: v[write] for k, v in result.items()}}
+                               **{k: v[write] for k, v in values.items()}}
         out["fallbacks"] = state.hr_source.fallbacks[before:]
         out["seconds"], out["images"] = dict(timer.seconds), dict(timer.images)
         return out

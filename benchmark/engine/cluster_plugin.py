@@ -49,6 +49,8 @@ class WorkerSpec:
     evaluator_description: dict
     ship_data: bool = False
     backend: Optional[str] = None  # an ONNX evaluator's backend (None: its default)
+    harness: str = "numpy"         # RunOptions.resolved_harness(): where the non-model stages run
+    precision: str = "fp32"        # RunOptions.precision
 
 
 def shard_resources(device: str) -> Optional[dict]:
@@ -64,7 +66,8 @@ class WorkerRun:
     """One run's model, evaluator, HR source and pipeline in one worker process."""
 
     def __init__(self, spec: WorkerSpec, where: str = "this process", scratch: Optional[str] = None):
-        from benchmark.engine.pipeline import HRSource, ImagePipeline
+        from benchmark.engine.pipeline import HRSource
+        from benchmark.engine.torch_pipeline import make_pipeline
         from benchmark.evaluators import create_evaluator
         from benchmark.contracts.metric import per_image_metrics
         from benchmark.contracts.model_adapters import create_model
@@ -87,6 +90,7 @@ class WorkerRun:
                 model.check_compatible(level.degradation.lr_size(spec.hr_size), spec.hr_size, spec.check_scale)
             evaluator = create_evaluator(spec.evaluator, weights=spec.evaluator_weights, device=spec.device,
                                          backend=spec.backend)
+            evaluator.precision = spec.precision
         except FhbenchError as err:
             raise type(err)(f"{where}: {err}") from None
         _same(where, f"model {spec.model}", model.describe(), spec.model_description)
@@ -97,8 +101,9 @@ class WorkerRun:
             raise ConfigError(f"{where}: per-image metric {absent[0]} is not registered here (install the "
                               "same plug-ins on every worker)")
         self.hr_source = HRSource(faces, spec.hr_size, spec.cache_dir, spec.device)
-        self.pipeline = ImagePipeline(model, evaluator, self.hr_source.frame, spec.crop_border,
-                                      [registered[n] for n in spec.metric_names], spec.batch_size)
+        self.pipeline = make_pipeline(spec.harness, model, evaluator, self.hr_source.frame, spec.crop_border,
+                                      [registered[n] for n in spec.metric_names], spec.batch_size,
+                                      device=spec.device, precision=spec.precision)
 
     def close(self) -> None:
         if self.shipped is not None:

@@ -101,9 +101,23 @@ def _valid_gauss_matrix(length: int, device: torch.device, dtype: torch.dtype) -
     return m.to(device)
 
 
+def _shifted_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """'valid' correlation of one axis with the 11 Gaussian taps, accumulated in place."""
+    n = x.shape[dim] - SSIM_WINDOW + 1
+    taps = _GAUSS_1D.tolist()
+    out = x.narrow(dim, 0, n) * taps[0]
+    for k in range(1, SSIM_WINDOW):
+        out.add_(x.narrow(dim, k, n), alpha=taps[k])
+    return out
+
+
 def _gauss_valid(stack: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' correlation of the last two axes with the 11-tap Gaussian."""
+    """Separable 'valid' correlation of the last two axes with the 11-tap Gaussian: banded
+    matrix products on a GPU; on the CPU, 11 shifted multiply-adds per axis (8x fewer flops
+    than the dense band, and as fast as the NumPy reference's correlate1d)."""
     h, w = stack.shape[-2:]
+    if stack.device.type == "cpu":
+        return _shifted_sum(_shifted_sum(stack, -2), -1)
     with _LOCK:
         gh = _valid_gauss_matrix(h, stack.device, stack.dtype)
         gw = _valid_gauss_matrix(w, stack.device, stack.dtype)

@@ -10,6 +10,7 @@ and an SR image equal to its HR image takes each metric's value for identical im
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,16 @@ from benchmark.contracts.model import check_sr_batch
 
 @dataclass
 class StageTimer:
+    """Seconds and images per stage; the prefetch thread adds to it beside the main one."""
     seconds: dict = field(default_factory=dict)
     images: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, stage, t0, n_images=0):
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
-        self.images[stage] = self.images.get(stage, 0) + n_images
+        elapsed = time.perf_counter() - t0
+        with self.lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
+            self.images[stage] = self.images.get(stage, 0) + n_images
 
     def rates(self) -> dict:
         """Images per second of each stage that processed images."""
@@ -76,6 +81,11 @@ class ImagePipeline:
         self.model, self.evaluator, self.frame = model, evaluator, frame
         self.crop_border, self.pixel_metrics, self.batch_size = crop_border, list(pixel_metrics), batch_size
         self.timer = timer or StageTimer()
+
+    def to_device(self, hr):
+        """Where the stages take a chunk's HR faces: here NumPy as they are
+        (``torch_pipeline.TorchImagePipeline`` moves them to the device once)."""
+        return hr
 
     def model_input(self, level: Level, hr: np.ndarray, keys=None) -> np.ndarray:
         """The LR faces of ``level`` as the model is fed them (bicubic-upsampled to the HR
@@ -143,14 +153,20 @@ class ImagePipeline:
         return {"emb": emb, **values}
 
 
-def call_model(model, batch, names, first_index):
+def call_model(model, batch, names, first_index, pass_oom: bool = False):
     """The model's output for one batch; its exceptions (even ``sys.exit``) become one line
-    naming the model and the batch."""
+    naming the model and the batch. ``pass_oom``: the device's out-of-memory error is passed on
+    as it is, for the caller to halve the batch (``torch_stages.halving_on_oom``)."""
     where = f"images {first_index}..{first_index + len(batch) - 1} (first: {names[0]})"
     try:
         return model.super_resolve(batch, names)
     except FhbenchError:
         raise
+    except torch.OutOfMemoryError:
+        if pass_oom:
+            raise
+        raise AdapterError(f"model {model.name} ran out of device memory on {where}: lower --batch-size; "
+                           "nothing was stored") from None
     except SystemExit as err:
         raise AdapterError(f"model {model.name} called sys.exit({err.code!r}) on {where}; nothing was stored") from None
     except Exception as err:

@@ -25,11 +25,16 @@ from benchmark.contracts.degradation import make_degradation
 from benchmark.engine import manifest as manifest_mod
 from benchmark.engine.cache import ImageResultCache, check_cache_dir, default_cache_dir
 from benchmark.engine.names import check_run_name
+from benchmark.engine.chunks import process_chunk
 from benchmark.engine.pipeline import HRSource, ImagePipeline, Level, StageTimer
+from benchmark.engine.prefetch import prefetched
+from benchmark.engine.torch_pipeline import HARNESSES, harness_setting, make_pipeline
+from benchmark.engine.torch_stages import DEFAULT_PRECISION, check_precision
 from benchmark.engine.protocols import list_protocols, load_protocol
 from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, ResultStore, level_scale
 from benchmark.errors import ConfigError, DataError, DataMissing, IncompatibleModelError
 from benchmark.evaluators import create_evaluator
+from benchmark.contracts.evaluator import torch_device
 from benchmark.metrics.image import summarize
 from benchmark.contracts.metric import pair_metrics, per_image_metrics
 from benchmark.contracts.model_adapters import create_model
@@ -56,11 +61,23 @@ class RunOptions:
     upsampled_input: bool = False
     device: str = "cpu"
     backend: Optional[str] = None     # an ONNX evaluator's backend: onnxruntime (None: its default), torch, auto
+    precision: str = "fp32"           # the SR model's and the torch evaluator's: fp32, fp16, bf16 (autocast)
+    harness: str = "auto"             # torch: the non-model stages on --device; numpy: the serial reference
+    prefetch: int = 1                 # chunks decoded ahead in a background thread (0: none)
     progress: bool = True
     name: Optional[str] = None        # the row's model name (default: the model's own)
     replace: bool = False             # replace a row of the same name that holds another model
     cluster: Optional[str] = None     # local:N | tcp://HOST:PORT | jobqueue:FILE.yaml (engine/cluster.py)
     ship_data: bool = False           # with a cluster: send the image bytes with each shard
+
+    def resolved_harness(self) -> str:
+        """``auto``: torch on a GPU (or for fp16/bf16), the NumPy reference on the CPU, which keeps
+        every stored figure and cache bit for bit (the torch stages' CPU speed measured mixed on
+        a loaded 2-core machine: benchmarks/bench_pipeline.py)."""
+        if self.harness != "auto":
+            return self.harness
+        on_gpu = str(self.device).startswith("cuda")
+        return "torch" if on_gpu or self.precision != DEFAULT_PRECISION else "numpy"
 
     def check(self, client=None) -> None:
         """Refuse options out of range before any work (the CLI's click ranges say the same);
@@ -73,6 +90,14 @@ class RunOptions:
             raise ConfigError(f"--scale must be a positive integer, got {self.scale!r}")
         if self.name is not None:
             check_run_name(self.name)
+        check_precision(self.precision)
+        if self.harness not in HARNESSES:
+            raise ConfigError(f"harness must be one of {', '.join(HARNESSES)}, got {self.harness!r}")
+        if self.harness == "numpy" and self.precision != DEFAULT_PRECISION:
+            raise ConfigError(f"--precision {self.precision} needs the torch harness (the NumPy path is fp32)")
+        if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) or self.prefetch < 0:
+            raise ConfigError(f"prefetch must be an integer >= 0, got {self.prefetch!r}")
+        torch_device("--device", self.device)  # cuda without CUDA: one line, before any work
         if self.cluster is not None:
             from benchmark.engine.cluster import check_reachable, parse_cluster
 
@@ -129,8 +154,8 @@ def run(opts: RunOptions, client=None) -> dict:
                      if protocol.image_metrics else [])
     description = model.describe()  # after check_compatible: the model as it runs here
     hr_cache, sr_caches = _caches(setup, hr_source.frame, hr_hw, pixel_metrics, opts, description)
-    pipeline = ImagePipeline(model, evaluator, hr_source.frame, protocol.crop_border, pixel_metrics,
-                             opts.batch_size, timer)
+    pipeline = make_pipeline(opts.resolved_harness(), model, evaluator, hr_source.frame, protocol.crop_border, pixel_metrics,
+                             opts.batch_size, timer, opts.device, opts.precision)
     desc = f"{setup.name} {protocol.name} {_level_label(setup.level, levels)}"
     if client is None and opts.cluster is None:
         computed = _compute_missing(pipeline, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache,
@@ -145,6 +170,7 @@ def run(opts: RunOptions, client=None) -> dict:
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **_manifest(setup, opts, description, hr_source, data_hash, hr_cache, sr_caches, computed,
                     "protocol" if protocol.hr_size else "model" if native else "dataset frame"),
+        "harness": _harness_record(opts, pipeline),
         "timing_seconds": timer.seconds, "images_per_second": timer.rates()}
     run_id = setup.store.save(setup.name, protocol.name, setup.level, evaluator.name, metrics, manifest, arrays,
                               replace=opts.replace)
@@ -168,6 +194,10 @@ def prepare(opts: RunOptions) -> RunSetup:
     name = opts.name or model.name
     evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device,
                                  backend=opts.backend)
+    if opts.precision != DEFAULT_PRECISION and getattr(evaluator, "backend", None) != "torch":
+        raise ConfigError(f"--precision {opts.precision} needs an evaluator on torch; {evaluator.name} runs on "
+                          f"{getattr(evaluator, 'backend', 'its own backend')} (pass --backend torch)")
+    evaluator.precision = opts.precision
     check_run_name(name)
     if not opts.replace:  # a name taken by another model fails now, not after the work
         store.check_name(name, protocol.name, row_level, evaluator.name, {"model": _model_record(model, opts)})
@@ -198,7 +228,8 @@ def _caches(setup: RunSetup, frame, hr_hw, pixel_metrics, opts, description: dic
     sr_setting = {**common, "model": description, "clamp": opts.clamp, "crop_border": protocol.crop_border,
                   "image_metrics": protocol.image_metrics,
                   # a conv net's output moves (~1e-7) with the batch size; pure per-pixel code does not
-                  "batch_size": None if model.batch_invariant else opts.batch_size}
+                  "batch_size": None if model.batch_invariant else opts.batch_size,
+                  **harness_setting(opts.resolved_harness(), opts.device, opts.precision)}
     sr_caches = {lv.name: ImageResultCache(sr_cache_root, "sr", {**sr_setting, "degradation": lv.degradation.spec()},
                                            dim=dim, metrics=[m.name for m in pixel_metrics])
                  for lv in setup.levels}
@@ -293,6 +324,14 @@ def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache
     }
 
 
+def _harness_record(opts, pipeline) -> dict:
+    """The manifest's harness: where the non-model stages ran, in what precision the networks ran,
+    the decode prefetch, and the SR batches the device had no memory for (halved and retried)."""
+    return {"impl": opts.resolved_harness(), "asked": opts.harness, "device": str(opts.device), "precision": opts.precision,
+            "prefetch_chunks": opts.prefetch if opts.cluster is None else None,
+            "halved_batches": list(getattr(pipeline, "halved", []))}
+
+
 def _degradation_params(level, keys) -> Dict[str, np.ndarray]:
     """``degradation_<param>`` arrays of a degradation that draws per-image parameters
     (``params(keys)``, e.g. blind), one value per image of ``keys``; {} for the others."""
@@ -364,26 +403,23 @@ def _compute_missing(pipeline: ImagePipeline, levels, hr_source, keys, faces, de
     computed = {"hr": 0, **{name: 0 for name in sr_caches}}
     total = sum(len(need) for need, _ in plan)
     bar = tqdm(total=total, unit="img", desc=desc, disable=not opts.progress or total == 0)
-    for need, wanted in plan:
-        hr = hr_source.load(need)
-        rows = np.array([r for r, i in enumerate(need) if i in hr_todo], dtype=np.int64)
-        if len(rows):
-            hr_cache.put([keys[i] for i in need[rows]], pipeline.embed(hr[rows]))
-            computed["hr"] += len(rows)
-        row_of = {int(i): r for r, i in enumerate(need)}
-        # the chunk's HR embeddings, read once for all its levels (identical SR images reuse them)
-        hr_emb = hr_cache.get([keys[i] for i in need], dim)["emb"] if any(wanted.values()) else None
-        for level in levels:
-            if not wanted.get(level.name):
-                continue
-            idx = np.concatenate([batches[b] for b in wanted[level.name]])
-            at = np.array([row_of[int(i)] for i in idx], dtype=np.int64)
-            image_keys = [keys[i] for i in idx]
-            result = pipeline.process(level, hr[at], idx, [faces.relpaths[i] for i in idx], image_keys, hr_emb[at])
-            write = np.array([k for k, i in enumerate(idx) if i in sr_todo[level.name]], dtype=np.int64)
+
+    def cache_hr_emb(image_keys, emb):  # before the chunk's SR work reads them back
+        hr_cache.put(image_keys, emb)
+        computed["hr"] += len(image_keys)
+
+    # the next chunk is decoded and aligned in the background while this one is processed
+    for (need, wanted), hr in prefetched(lambda chunk: hr_source.load(chunk[0]), plan, ahead=opts.prefetch):
+        hr_rows = np.array([r for r, i in enumerate(need) if i in hr_todo], dtype=np.int64)
+        sr_indices = {name: np.concatenate([batches[b] for b in todo]) for name, todo in wanted.items() if todo}
+        result = process_chunk(pipeline, levels, hr, need, hr_rows, sr_indices, [keys[i] for i in need],
+                               [faces.relpaths[i] for i in need], cache_hr_emb,
+                               lambda image_keys: hr_cache.get(image_keys, dim)["emb"])
+        for name, (idx, values) in result.sr.items():
+            write = np.array([k for k, i in enumerate(idx) if i in sr_todo[name]], dtype=np.int64)
             if len(write):
-                sr_caches[level.name].put([image_keys[k] for k in write], **{k: v[write] for k, v in result.items()})
-            computed[level.name] += len(idx)
+                sr_caches[name].put([keys[idx[k]] for k in write], **{k: v[write] for k, v in values.items()})
+            computed[name] += len(idx)
         bar.update(len(need))
     bar.close()
     return computed
@@ -408,7 +444,7 @@ def _compute_on_cluster(client, setup: RunSetup, opts, hr_source, keys, data_has
                   cache_dir=opts.cache_dir, hr_size=tuple(hr_source.hr_size), levels=setup.levels,
                   metric_names=[m.name for m in pixel_metrics], crop_border=setup.protocol.crop_border,
                   model_description=description, evaluator_description=setup.evaluator.describe(),
-                  ship_data=opts.ship_data)
+                  ship_data=opts.ship_data, harness=opts.resolved_harness(), precision=opts.precision)
     key = cl.spec_key({**{k: v for k, v in fields.items() if k != "levels"}, "data": data_hash,
                        "image_root": str(setup.faces.image_root),
                        "levels": [(lv.name, lv.degradation.spec()) for lv in setup.levels]})

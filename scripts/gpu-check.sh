@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-command check of the device-resident evaluation engine on CUDA (issue 13). On a machine
+# with a GPU and the venv built (scripts/bootstrap), it
+#   1. runs the GPU tests: evaluators on CUDA vs onnxruntime, degradation/resize and PSNR/SSIM
+#      on CUDA vs the NumPy oracles, the torch pipeline on CUDA vs the CPU, task scoring on CUDA
+#      tensors, and a run on CUDA vs the CPU on ~500 real LFW faces (tests/engine/test_run_cuda.py);
+#   2. runs benchmarks/bench_pipeline.py --device cuda on the full lfw-10fold (bicubic x8, SFace
+#      on torch, cache off) beside the serial NumPy/onnxruntime path, printing per-stage images/s
+#      and wall time, and writing gpu-check-pipeline.json in the current folder.
+# Without CUDA it prints "skipped: no CUDA" and exits 0. Exit status 1 when a test fails.
+# Environment: PYTHON (default: the venv scripts/bootstrap builds), FHBENCH_GPU_CHECK_LIMIT
+# (bench_pipeline --limit: a subset of lfw-10fold instead of the full one, for a quick look).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+py=${PYTHON:-}
+if [ -z "$py" ]; then
+  venv=$("$repo/scripts/bootstrap")
+  py="$venv/bin/python"
+fi
+if ! "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+  echo "gpu-check: skipped: no CUDA (torch.cuda.is_available() is False on this machine)"
+  exit 0
+fi
+out=$(pwd)
+cd "$repo"
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+start=$(date +%s)
+"$py" -c 'import torch; print(f"gpu-check: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")'
+status=0
+"$py" -m pytest -q -p no:cacheprovider -rs \
+  tests/evaluators/test_evaluator_backends.py \
+  tests/metrics/test_torch_image_ops.py tests/metrics/test_torch_scoring.py \
+  tests/engine/test_torch_pipeline.py tests/engine/test_run_cuda.py || status=1
+limit=()
+if [ -n "${FHBENCH_GPU_CHECK_LIMIT:-}" ]; then limit=(--limit "$FHBENCH_GPU_CHECK_LIMIT"); fi
+"$py" benchmarks/bench_pipeline.py --device cuda --backend torch "${limit[@]}" \
+  --json "$out/gpu-check-pipeline.json" || status=1
+echo "gpu-check: total $(( $(date +%s) - start )) s; figures in $out/gpu-check-pipeline.json"
+if [ "$status" -ne 0 ]; then
+  echo "gpu-check: FAILED (see above)"
+  exit 1
+fi
+echo "gpu-check: all checks passed"
