@@ -44,6 +44,7 @@ from benchmark.faces.frames import warp_to_template, warp_to_template_torch  # n
 from benchmark.faces.templates import ARCFACE_112x112  # noqa: E402
 from benchmark.contracts.metric import metric_spec  # noqa: E402
 from benchmark.contracts.model_adapters import create_model  # noqa: E402
+from benchmark.datasets.lfw import write_pairs_subset  # noqa: E402
 
 CHUNK, BATCH = 512, 32  # the runner's defaults
 
@@ -93,18 +94,8 @@ def overhead(faces, device: str, serial: bool) -> float:
 
 def subset_root(data_root: Path, limit: int, tmp: Path) -> Path:
     """An LFW root with the first pairs of each fold (about ``limit`` images), the images linked."""
-    lines = (data_root / "pairs.txt").read_text().splitlines()
-    folds, per_fold = (int(x) for x in lines[0].split())
-    keep = max(1, min(per_fold, limit // (4 * folds)))
-    out = [f"{folds}\t{keep}"]
-    for f in range(folds):
-        base = 1 + 2 * per_fold * f
-        out += lines[base:base + keep] + lines[base + per_fold:base + per_fold + keep]
-    root = tmp / "lfw-subset"
-    root.mkdir()
-    (root / "pairs.txt").write_text("\n".join(out) + "\n")
-    (root / "aligned-112x96").symlink_to((data_root / "aligned-112x96").resolve())
-    return root
+    folds, per_fold = (int(x) for x in (data_root / "pairs.txt").read_text().split()[:2])
+    return write_pairs_subset(data_root, tmp / "lfw-subset", max(1, min(per_fold, limit // (4 * folds))))
 
 
 def whole_run(data_root: Path, tmp: Path, tag: str, **kw) -> tuple:

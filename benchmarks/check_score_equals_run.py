@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.datasets.lfw import write_pairs_subset
 from benchmark.faces.resize import upsample_bicubic
 
 METRICS = ("psnr", "ssim", "ids", "idd", "fr_loss")
@@ -40,16 +41,7 @@ def quantised_bicubic(lr):
 
 
 def subset_root(lfw: Path, out: Path, per_fold: int) -> Path:
-    lines = (lfw / "pairs.txt").read_text().splitlines()
-    folds, n = (int(v) for v in lines[0].split())
-    keep = []
-    for f in range(folds):
-        block = lines[1 + 2 * n * f: 1 + 2 * n * (f + 1)]
-        keep += block[:per_fold] + block[n:n + per_fold]
-    out.mkdir(parents=True)
-    (out / "pairs.txt").write_text(f"{folds}\t{per_fold}\n" + "\n".join(keep) + "\n")
-    (out / "aligned-112x96").symlink_to((lfw / "aligned-112x96").resolve())
-    return out
+    return write_pairs_subset(lfw, out, per_fold)
 
 
 def write_sr(lr_dir: Path, sr_dir: Path) -> None:

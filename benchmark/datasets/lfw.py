@@ -272,3 +272,23 @@ def _parse_pairs(path: Path) -> List[tuple]:
         except ValueError:
             raise DataError(f"{path}:{lineno}: image numbers must be integers, got {' '.join(f)!r}") from None
     return rows
+
+
+def write_pairs_subset(lfw_root, out_root, pairs_per_fold: int) -> Path:
+    """An LFW root at ``out_root`` whose pairs.txt keeps the first ``pairs_per_fold`` matched and
+    the first ``pairs_per_fold`` mismatched pairs of each fold (the official order), its image
+    folder linked to ``lfw_root``'s: a quick, still 10-fold lfw-10fold for benchmarks and tests."""
+    lfw_root, out_root = Path(lfw_root), Path(out_root)
+    lines = (lfw_root / "pairs.txt").read_text().splitlines()
+    folds, per_fold = (int(v) for v in lines[0].split())
+    if not 1 <= pairs_per_fold <= per_fold:
+        raise DataError(f"pairs_per_fold must be 1..{per_fold}, got {pairs_per_fold}")
+    keep = [f"{folds}\t{pairs_per_fold}"]
+    for f in range(folds):
+        block = lines[1 + 2 * per_fold * f: 1 + 2 * per_fold * (f + 1)]
+        keep += block[:pairs_per_fold] + block[per_fold:per_fold + pairs_per_fold]
+    out_root.mkdir(parents=True, exist_ok=True)
+    (out_root / "pairs.txt").write_text("\n".join(keep) + "\n")
+    folder = "aligned-112x96"
+    (out_root / folder).symlink_to((lfw_root / folder).resolve())
+    return out_root

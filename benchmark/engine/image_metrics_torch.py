@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 
 from benchmark.errors import MetricError
-from benchmark.metrics.image import _GAUSS_1D, PEAK, SSIM_C1, SSIM_C2, SSIM_WINDOW
+from benchmark.metrics.image import _GAUSS_1D, PEAK, SSIM_C1, SSIM_C2, SSIM_WINDOW, check_pair_shapes
 
 _LOCK = threading.Lock()
 
@@ -45,19 +45,9 @@ def _as_rgb_batch(images, name: str) -> torch.Tensor:
 def _checked_pair(sr, hr, crop_border: int, metric: str, min_size: int):
     sr_batch = _as_rgb_batch(sr, f"{metric} sr")
     hr_batch = _as_rgb_batch(hr, f"{metric} hr")
-    if sr_batch.shape != hr_batch.shape:
-        raise MetricError(f"{metric}: sr has shape {tuple(sr_batch.shape)} but hr has shape "
-                          f"{tuple(hr_batch.shape)}")
     if sr_batch.device != hr_batch.device:
         raise MetricError(f"{metric}: sr is on {sr_batch.device} but hr is on {hr_batch.device}")
-    if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
-        raise MetricError(f"{metric}: crop_border must be an integer >= 0, got {crop_border!r}")
-    height = sr_batch.shape[2] - 2 * crop_border
-    width = sr_batch.shape[3] - 2 * crop_border
-    if height < min_size or width < min_size:
-        raise MetricError(
-            f"{metric}: images are {height}x{width} (HxW) after crop_border={crop_border} "
-            f"(from {sr_batch.shape[2]}x{sr_batch.shape[3]}); need at least {min_size}x{min_size}")
+    check_pair_shapes(metric, sr_batch.shape, hr_batch.shape, crop_border, min_size)
     return sr_batch, hr_batch
 
 

@@ -83,20 +83,24 @@ def _checked_pair(sr: Any, hr: Any, crop_border: int, metric: str, min_size: int
     """Validate an SR/HR pair of batches and the crop; return the two (N, 3, H, W) arrays."""
     sr_batch = _as_rgb_batch(sr, f"{metric} sr")
     hr_batch = _as_rgb_batch(hr, f"{metric} hr")
-    if sr_batch.shape != hr_batch.shape:
-        raise MetricError(
-            f"{metric}: sr has shape {sr_batch.shape} but hr has shape {hr_batch.shape}"
-        )
+    check_pair_shapes(metric, sr_batch.shape, hr_batch.shape, crop_border, min_size)
+    return sr_batch, hr_batch
+
+
+def check_pair_shapes(metric: str, sr_shape, hr_shape, crop_border, min_size: int) -> None:
+    """The checks shared by the NumPy and torch forms: equal (N, 3, H, W) shapes, a valid
+    crop border, and enough pixels left after it for the metric's window."""
+    sr_shape, hr_shape = tuple(sr_shape), tuple(hr_shape)
+    if sr_shape != hr_shape:
+        raise MetricError(f"{metric}: sr has shape {sr_shape} but hr has shape {hr_shape}")
     if isinstance(crop_border, bool) or not isinstance(crop_border, (int, np.integer)) or crop_border < 0:
         raise MetricError(f"{metric}: crop_border must be an integer >= 0, got {crop_border!r}")
-    height = sr_batch.shape[2] - 2 * crop_border
-    width = sr_batch.shape[3] - 2 * crop_border
+    height = sr_shape[2] - 2 * crop_border
+    width = sr_shape[3] - 2 * crop_border
     if height < min_size or width < min_size:
         raise MetricError(
             f"{metric}: images are {height}x{width} (HxW) after crop_border={crop_border} "
-            f"(from {sr_batch.shape[2]}x{sr_batch.shape[3]}); need at least {min_size}x{min_size}"
-        )
-    return sr_batch, hr_batch
+            f"(from {sr_shape[2]}x{sr_shape[3]}); need at least {min_size}x{min_size}")
 
 
 def _luma_chunks(sr_batch: np.ndarray, hr_batch: np.ndarray, crop_border: int, metric: str):

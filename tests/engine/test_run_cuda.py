@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.datasets.lfw import write_pairs_subset
 from benchmark.engine.runner import RunOptions, run
 from benchmark.engine.store import ResultStore
 
@@ -15,17 +16,7 @@ pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a 
 
 def lfw_subset(lfw, tmp_path, per_fold_and_kind=13):
     """An LFW root with the first pairs of each fold (13 genuine + 13 impostor: about 500 faces)."""
-    lines = (lfw / "pairs.txt").read_text().splitlines()
-    folds, per_fold = (int(x) for x in lines[0].split())
-    keep = [f"{folds}\t{per_fold_and_kind}"]
-    for f in range(folds):
-        base = 1 + 2 * per_fold * f
-        keep += lines[base:base + per_fold_and_kind] + lines[base + per_fold:base + per_fold + per_fold_and_kind]
-    root = tmp_path / "lfw"
-    root.mkdir()
-    (root / "pairs.txt").write_text("\n".join(keep) + "\n")
-    (root / "aligned-112x96").symlink_to((lfw / "aligned-112x96").resolve())
-    return root
+    return write_pairs_subset(lfw, tmp_path / "lfw", per_fold_and_kind)
 
 
 def test_a_cuda_run_stores_the_cpu_runs_numbers(lfw_shared, tmp_path):
