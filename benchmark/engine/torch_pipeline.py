@@ -52,11 +52,14 @@ class TorchImagePipeline(ImagePipeline):
         t0 = time.perf_counter()
         lr = self.to_device(lr)
         parts = []
+        refuse = None if self.model.batch_invariant else (
+            f"model {self.model.name}'s output depends on its batch, so fhbench does not halve it")
         for s in range(0, len(idx), self.batch_size):
             e = min(s + self.batch_size, len(idx))
             parts.append(halving_on_oom(lambda a, b: self._sr_batch(lr, a, b, hr_shape, idx, names), s, e,
                                         lambda a, n, half: self.halved.append(
-                                            {"first_image": int(idx[a]), "batch": n, "retried_as": half})))
+                                            {"first_image": int(idx[a]), "batch": n, "retried_as": half}),
+                                        refuse))
         sr = torch.cat(parts) if parts else lr.new_empty((0,) + tuple(hr_shape[1:]))
         if len(sr) != len(idx):  # never score an uninitialised buffer
             raise FhbenchError(f"internal error: SR of {len(idx)} images gave {len(sr)}; nothing was stored")

@@ -127,16 +127,21 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 
 def halving_on_oom(run: Callable[[int, int], torch.Tensor], start: int, stop: int,
-                   on_halve: Callable[[int, int, int], None]) -> torch.Tensor:
+                   on_halve: Callable[[int, int, int], None], refuse: Optional[str] = None) -> torch.Tensor:
     """``run(start, stop)``, or, when the device runs out of memory, the two halves of
     [start, stop) run the same way and concatenated (``on_halve(start, size, half)`` records
-    it). One image that does not fit is a one-line error, not a crash."""
+    it). One image that does not fit is a one-line error, not a crash; so is any batch when
+    ``refuse`` says why halving would change the result (a model whose output depends on the
+    batch: its batch size is part of its cache key)."""
     try:
         return run(start, stop)
     except torch.OutOfMemoryError:
         if stop - start == 1:
             raise AdapterError(f"the device ran out of memory on a batch of one image (image {start}); "
                                "nothing was stored (free device memory or use a smaller model)") from None
+        if refuse:
+            raise AdapterError(f"the device ran out of memory on a batch of {stop - start} images; {refuse}; "
+                               f"nothing was stored (re-run with --batch-size {(stop - start + 1) // 2})") from None
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     half = (stop - start + 1) // 2

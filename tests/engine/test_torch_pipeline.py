@@ -158,6 +158,20 @@ def test_out_of_memory_halves_the_batch_and_retries_with_the_same_result():
     assert ref.halved == []
 
 
+def test_out_of_memory_on_a_batch_dependent_model_is_refused_not_halved():
+    """Halving would change such a model's output but not its cache key (the batch size):
+    one line saying which batch size to use instead, and no result."""
+    hr, _ = lfw_or_synthetic(10)
+    level, idx, names = Level("x4", make_degradation("bicubic", scale=4)), np.arange(10), list("abcdefghij")
+    model = OomAbove(3)
+    model.batch_invariant = False
+    pipe = TorchImagePipeline(model, EmbedByMean(), pixel_metrics=[metric_spec("psnr")], batch_size=8)
+    with pytest.raises(AdapterError, match=r"batch of 8 images; model oom's output depends on its batch.*"
+                                           r"--batch-size 4\)$"):
+        pipe.process(level, hr, idx, names, names, EmbedByMean().embed(hr, None))
+    assert model.calls == [8] and pipe.halved == []
+
+
 def test_out_of_memory_on_one_image_is_one_line():
     hr, _ = lfw_or_synthetic(2)
     pipe = TorchImagePipeline(OomAbove(0), EmbedByMean(), batch_size=2)
