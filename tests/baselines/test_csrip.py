@@ -456,3 +456,47 @@ def test_ssim_constants_follow_the_data_range_option():
     assert float(terms["ssim"].detach()) == pytest.approx(float(want), rel=1e-6)
     assert torch.allclose(v["ssim"], ssim_map(outs[-1], batch.hr, 256 / 255).mean((1, 2, 3)).double())
     assert (0.01 * 256) ** 2 == pytest.approx(6.55, abs=0.01) and (0.03 * 256) ** 2 == pytest.approx(58.98, abs=0.01)
+
+
+# --- the priors ablation's switch: alpha = 0 (results/csrip-priors-ablation/) ---------------------
+
+def _trained_state(tmp_path, monkeypatch, name, alpha, drop_identity_term=False):
+    """The model's weights after 1 priors step and 2 cascade steps with identity weight ``alpha``;
+    with ``drop_identity_term`` the cascade stage returns the identity term as a constant zero,
+    cut from the graph: the oracle of a cascade trained without the priors at all."""
+    import dataclasses
+
+    from baselines import csrip
+
+    if drop_identity_term:
+        def ssim_only(ctx, batch):
+            terms = cascade_stage(ctx, batch)
+            return {"ssim": terms["ssim"], "identity": torch.zeros(())}
+        monkeypatch.setitem(csrip.STAGES, "cascade", dataclasses.replace(csrip.STAGES["cascade"], step=ssim_only))
+    text = TINY.replace("{name: cascade, steps: 1, loss_weights: {ssim: 1.0, identity: 0.001}}",
+                        f"{{name: cascade, steps: 2, lr: 0.01, loss_weights: {{ssim: 1.0, identity: {alpha}}}}}")
+    (tmp_path / name).mkdir()
+    faces = tmp_path / "faces"
+    if not faces.exists():
+        _faces(faces)
+    result = train("csrip", _config(tmp_path / name, text), faces, tmp_path / name / "out")
+    monkeypatch.undo()
+    state = torch.load(result.weights, map_location="cpu", weights_only=False)["model_state"]
+    log = [json.loads(line) for line in result.log.read_text().splitlines()]
+    return state, [r for r in log if r.get("stage") == "cascade" and "ssim" in r]
+
+
+def test_identity_weight_zero_removes_exactly_the_priors_term(tmp_path, monkeypatch):
+    off, off_log = _trained_state(tmp_path, monkeypatch, "off", 0.0)
+    oracle, _ = _trained_state(tmp_path, monkeypatch, "oracle", 0.0, drop_identity_term=True)
+    on, on_log = _trained_state(tmp_path, monkeypatch, "on", 0.1)
+    assert off.keys() == oracle.keys() == on.keys()
+    # alpha = 0: bit for bit the cascade trained with no identity term in its graph at all
+    assert all(torch.equal(off[k], oracle[k]) for k in off)
+    cascade = [k for k in off if k.startswith("cascade.") and off[k].is_floating_point()]
+    priors = [k for k in off if k.startswith("priors.")]
+    assert cascade and priors
+    # alpha > 0 changes the cascade (the term acts) but not the fixed priors nor the first batch's SSIM
+    assert any(not torch.equal(off[k], on[k]) for k in cascade)
+    assert all(torch.equal(off[k], on[k]) for k in priors)
+    assert off_log[0]["ssim"] == on_log[0]["ssim"] and off_log[0]["identity"] == on_log[0]["identity"] > 0

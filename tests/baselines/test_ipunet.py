@@ -226,3 +226,45 @@ def test_batchnorm_follows_the_authors_keras_defaults():
     bn(x)
     assert torch.allclose(bn.running_mean, 0.01 * x.mean(dim=(0, 2, 3)), atol=1e-6)
     assert all(m.eps == 1e-3 for m in norms)
+
+
+# --- the multi-resolution ablation's switch: lr_sizes (results/ipunet-multires-ablation/) -----------
+
+def _train_recording_inputs(tmp_path, monkeypatch, name, lr_sizes, force_size=None):
+    """Train 4 steps with ``lr_sizes``; returns (weights, [(LR size, HR batch) per step]). With
+    ``force_size`` the ten-size draw is replaced by that one size: the oracle of single-size training."""
+    seen = []
+    real = ipunet.upsampled_lr
+
+    def recording(hr, lr_hw, quantize=True):
+        seen.append((tuple(lr_hw), hr.clone()))
+        return real(hr, lr_hw, quantize)
+
+    monkeypatch.setattr(ipunet, "upsampled_lr", recording)
+    if force_size is not None:
+        monkeypatch.setattr(ipunet, "lr_size_for_step", lambda sizes, seed, step: force_size)
+    data = tmp_path / "faces"
+    if not data.exists():
+        synthetic_faces(data, 3, 2)
+    result = train("ipunet", _config(tmp_path, f"{name}.yaml", **{"model.lr_sizes": lr_sizes}), data,
+                   tmp_path / name, device="cpu")
+    monkeypatch.setattr(ipunet, "upsampled_lr", real)
+    if force_size is not None:
+        monkeypatch.undo()
+        register_tiny_identity(monkeypatch)
+    return read_checkpoint(result.weights, "ipunet")["model_state"], seen
+
+
+def test_single_lr_size_changes_only_the_lr_size_of_each_batch(tmp_path, monkeypatch):
+    register_tiny_identity(monkeypatch)
+    ten = [list(s) for s in ipunet.TRAIN_PY_LR_SIZES]
+    single, single_seen = _train_recording_inputs(tmp_path, monkeypatch, "single", [[16, 14]])
+    multi, multi_seen = _train_recording_inputs(tmp_path, monkeypatch, "multi", ten)
+    forced, _ = _train_recording_inputs(tmp_path, monkeypatch, "forced", ten, force_size=(16, 14))
+    assert [size for size, _ in single_seen] == [(16, 14)] * 4
+    assert len({size for size, _ in multi_seen}) > 1          # the ten-size arm does vary
+    # the same HR faces (and flips) in the same order: only the LR size differs
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(single_seen, multi_seen)) and len(multi_seen) == 4
+    # lr_sizes [[16, 14]] trains bit for bit as the ten-size run whose every draw is forced to 16x14
+    assert single.keys() == forced.keys() and all(torch.equal(single[k], forced[k]) for k in single)
+    assert any(not torch.equal(single[k], multi[k]) for k in single)
