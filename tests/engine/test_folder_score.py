@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from benchmark.cli import main
 from benchmark.engine.store import ResultStore
 
-from conftest import pairs_txt_images
+from conftest import LFW_ALIGNED, pairs_txt_images
 from test_degrade_score import sr_folder
 
 
@@ -192,8 +192,10 @@ def test_labels_add_rank1_and_verification(hr_dir, noisy, tmp_path):
     res = score(noisy, hr_dir, tmp_path, "--labels", tmp_path / "labels.txt", "--aligned", "sphereface-112x96")
     assert res.exit_code == 0, res.output
     (run,) = ResultStore(tmp_path / "r.sqlite").runs()
-    assert 0 <= run.metrics["rank1"] <= 1 and 0 <= run.metrics["eer"] <= 1 and 0.5 < run.metrics["auc"] <= 1
+    assert 0 <= run.metrics["rank1"] <= 1 and 0 <= run.metrics["eer"] <= 1 and 0 <= run.metrics["auc"] <= 1
     assert run.metrics["verification_n_pairs"] == 24 * 23 // 2
+    if LFW_ALIGNED.is_dir():  # real faces (tiny_lfw copies them): SFace tells people apart;
+        assert run.metrics["auc"] > 0.5  # synthetic ones carry no identity, so no such claim
 
 
 def test_mtcnn_alignment_is_stated(hr_dir, noisy, tmp_path):
