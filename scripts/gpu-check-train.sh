@@ -16,11 +16,7 @@
 # PYTHON (default: the venv scripts/bootstrap builds).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-py=${PYTHON:-}
-if [ -z "$py" ]; then
-  venv=$("$repo/scripts/bootstrap")
-  py="$venv/bin/python"
-fi
+py=$("$repo/scripts/venv-python")
 device=${FHBENCH_GPU_CHECK_DEVICE:-cuda}
 if [ "$device" = cuda ] && ! "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   echo "gpu-check-train: skipped: no CUDA (torch.cuda.is_available() is False on this machine)"

@@ -12,11 +12,7 @@
 # (bench_pipeline --limit: a subset of lfw-10fold instead of the full one, for a quick look).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-py=${PYTHON:-}
-if [ -z "$py" ]; then
-  venv=$("$repo/scripts/bootstrap")
-  py="$venv/bin/python"
-fi
+py=$("$repo/scripts/venv-python")
 if ! "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   echo "gpu-check: skipped: no CUDA (torch.cuda.is_available() is False on this machine)"
   exit 0
