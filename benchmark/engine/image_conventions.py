@@ -30,7 +30,7 @@ from typing import Callable, Dict
 import numpy as np
 
 from benchmark.errors import ConfigError, MetricError
-from benchmark.metrics.image import SSIM_WINDOW, psnr_y, ssim_of_planes, ssim_y
+from benchmark.metrics.image import SSIM_WINDOW, check_pair_shapes, psnr_y, ssim_of_planes, ssim_y
 
 PYIQA_EPS = 1e-8
 
@@ -41,11 +41,8 @@ def _cropped(sr, hr, crop_border: int, min_size: int, metric: str):
         sr, hr = sr[None], hr[None]
     if sr.shape != hr.shape or sr.ndim != 4 or sr.shape[1] != 3:
         raise MetricError(f"{metric}: expected two RGB batches of one shape (N, 3, H, W), got {sr.shape} and {hr.shape}")
-    if isinstance(crop_border, bool) or not isinstance(crop_border, (int, np.integer)) or crop_border < 0:
-        raise MetricError(f"{metric}: crop_border must be an integer >= 0, got {crop_border!r}")
+    check_pair_shapes(metric, sr.shape, hr.shape, crop_border, min_size)
     h, w = sr.shape[2] - 2 * crop_border, sr.shape[3] - 2 * crop_border
-    if h < min_size or w < min_size:
-        raise MetricError(f"{metric}: images are {h}x{w} after crop_border={crop_border}; need {min_size}x{min_size}")
     inner = (slice(None), slice(None), slice(crop_border, crop_border + h), slice(crop_border, crop_border + w))
     return sr[inner], hr[inner]
 
