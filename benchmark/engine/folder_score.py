@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from benchmark.engine.cache import default_cache_dir
 from benchmark.engine import folder_faces, folder_metrics
 from benchmark.engine.folder_outputs import check_out_dir, default_out_dir, write_outputs
 from benchmark.engine.folder_pairs import check_pairs, pair_folders, read_labels, read_rgb8
@@ -179,7 +180,7 @@ def compute(plan: _Plan) -> dict:
     pairs = pairing.pairs
     n = len(pairs)
     scored = np.array([p.sr is not None for p in pairs])
-    cache = None if opts.cache_dir == "" else Path(opts.cache_dir or _default_cache()) / "alignment"
+    cache = None if opts.cache_dir == "" else Path(opts.cache_dir or default_cache_dir()) / "alignment"
     cuts = folder_faces.face_cuts([pairing.hr_dir / p.hr for p in pairs], [p.size for p in pairs], opts.aligned,
                                   [p.key for p in pairs], cache, opts.device)
     values = {m: np.full(n, np.nan) for m in sel["pixel"] + sel["landmark"]}
@@ -212,12 +213,6 @@ def compute(plan: _Plan) -> dict:
         bar.update(len(idx))
     bar.close()
     return {"scored": scored, "values": values, "emb": emb, "cuts": cuts}
-
-
-def _default_cache():
-    from benchmark.engine.cache import default_cache_dir
-
-    return default_cache_dir()
 
 
 def evaluator_results(plan: _Plan, done: dict, ev) -> dict:
@@ -281,20 +276,21 @@ def score_folders(opts: ScoreOptions) -> List[dict]:
     done = compute(plan)
     pairing_summary = {k: v for k, v in plan.pairing.manifest().items() if k != "pairs"}
     pairing_summary["missing"] = plan.pairing.missing
+    sizes = {p.size for p in plan.pairing.pairs}
+    env = environment()  # versions and the git commit: once, not once per evaluator
     results = []
     for ev in plan.evaluators:
         res = evaluator_results(plan, done, ev)
-        sizes = {p.size for p in plan.pairing.pairs}
         manifest = {"started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "environment": environment(), "kind": "fhbench score --sr --hr",
+                    "environment": env, "kind": "fhbench score --sr --hr",
                     "conventions": conventions(plan, done, ev), "settings": settings(opts), "pairing": pairing_summary,
                     "model": _model_record(plan.pairing, plan.name), "evaluator": ev.describe(),
                     "alignment_fallback": done["cuts"].fallback,
                     "labels": _labels_record(opts.labels), "outputs": str(plan.out.resolve()),
                     "data": {"n_images": len(plan.pairing.pairs),
-                             "hr_size": list(sizes.pop()) if len(sizes) == 1 else None}}
+                             "hr_size": list(next(iter(sizes))) if len(sizes) == 1 else None}}
         run_id = plan.store.save(plan.name, plan.protocol, GIVEN_LEVEL, ev.name, res["metrics"], manifest,
-                                 {k: v for k, v in res["arrays"].items()}, replace=opts.replace)
+                                 res["arrays"], replace=opts.replace)
         results.append({"id": run_id, "model": plan.name, "protocol": plan.protocol, "level": GIVEN_LEVEL,
                         "scale": None, "evaluator": ev.name, "metrics": res["metrics"], "manifest": manifest,
                         "summaries": res["summaries"], "arrays": res["arrays"]})

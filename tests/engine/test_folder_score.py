@@ -198,6 +198,17 @@ def test_labels_add_rank1_and_verification(hr_dir, noisy, tmp_path):
         assert run.metrics["auc"] > 0.5  # synthetic ones carry no identity, so no such claim
 
 
+def test_each_evaluator_gets_its_own_row_with_the_whole_manifest(hr_dir, noisy, tmp_path):
+    res = score(noisy, hr_dir, tmp_path, "--aligned", "sphereface-112x96", "--metrics", "psnr,ids",
+                "--evaluator", "sface", "--evaluator", "arcface-mbf")
+    assert res.exit_code == 0, res.output
+    runs = ResultStore(tmp_path / "r.sqlite").runs()
+    assert sorted(r.evaluator for r in runs) == ["arcface-mbf", "sface"]
+    for r in runs:
+        assert r.manifest["data"] == {"n_images": 24, "hr_size": [112, 96]}
+        assert r.manifest["evaluator"]["name"] == r.evaluator
+
+
 def test_mtcnn_alignment_is_stated(hr_dir, noisy, tmp_path):
     res = score(noisy, hr_dir, tmp_path, "--metrics", "psnr,ids")
     assert res.exit_code == 0, res.output
