@@ -1,6 +1,7 @@
 """BLUFR (10 trials) and leave-one-out kNN + CMC: benchmark.metrics versus straightforward NumPy.
 
     python benchmarks/bench_identification.py [--reference-trials 2] [--n-loo 10000] [--dim 512]
+        [--device cuda] [--json PATH]
 
 Features are random 512-d float32 rows, L2-normalised, with a per-identity centre added so that
 the rates are neither 0 nor 1 (not real faces: the timings do not depend on what the scores say).
@@ -16,10 +17,16 @@ the rates are neither 0 nor 1 (not real faces: the timings do not depend on what
    Then the cost of VR curve grids reaching higher FARs, per trial.
 2. Leave-one-out 1/5/10-NN + CMC to rank 100 over --n-loo embeddings versus a full float32 score
    matrix and a full stable np.argsort of every row.
+
+``--device`` (e.g. cuda) runs the fhbench side's score-block products there
+(``benchmark.score_blocks``); the references stay NumPy on the CPU. ``--json PATH`` writes
+``blufr_s``, ``blufr_reference_s``, ``blufr_ratio``, ``blufr_identical``, ``loo_s``,
+``loo_reference_s``, ``loo_ratio``, ``loo_identical``, ``device``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
@@ -117,7 +124,7 @@ def reference_trial(features: np.ndarray, labels: np.ndarray, test, gallery, pro
     return np.array(vr), np.array(dir_)
 
 
-def bench_blufr(args) -> None:
+def bench_blufr(args) -> dict:
     if BLUFR_MAT.is_file():
         config, source = load_blufr_config(BLUFR_MAT), f"real BLUFR config {BLUFR_MAT}"
     else:
@@ -131,14 +138,15 @@ def bench_blufr(args) -> None:
           f"gallery {len(config.gallery_index[0])}")
 
     start = time.perf_counter()
-    result = blufr_trials(features, labels, config, VR_FARS, DIR_FARS)
+    result = blufr_trials(features, labels, config, VR_FARS, DIR_FARS, device=args.device)
     fast_seconds = time.perf_counter() - start
     fast_rss = peak_rss_gib()
     print(f"  benchmark.metrics.openset.blufr_trials: {fast_seconds:.2f} s for 10 trials "
           f"(VR@{VR_FARS[0]:g}, DIR@{DIR_FARS[0]:g} + {len(VR_CURVE_FARS)}-point VR and "
           f"{len(DIR_CURVE_FARS)}-point DIR curves); peak RSS so far {fast_rss:.2f} GiB")
     start = time.perf_counter()
-    blufr_trials(features, labels, config, VR_FARS, DIR_FARS, vr_curve_fars=(), dir_curve_fars=())
+    blufr_trials(features, labels, config, VR_FARS, DIR_FARS, vr_curve_fars=(), dir_curve_fars=(),
+                 device=args.device)
     print(f"  the same without the curves (VR@{VR_FARS[0]:g} and DIR@{DIR_FARS[0]:g} only): "
           f"{time.perf_counter() - start:.2f} s for 10 trials")
     for name, summary in (("VR@0.1% ", result.vr_summary), ("DIR@1%  ", result.dir_summary)):
@@ -169,8 +177,10 @@ def bench_blufr(args) -> None:
              ("full 1e-4..1, 17 points", 10.0 ** np.linspace(-4, 0, 17))]
     for name, fars in grids:
         start = time.perf_counter()
-        blufr_verification(features, labels, config.test_index[0], fars)
+        blufr_verification(features, labels, config.test_index[0], fars, device=args.device)
         print(f"    {name:<34}{time.perf_counter() - start:>7.2f} s")
+    return {"blufr_s": fast_seconds, "blufr_reference_s": ref_seconds, "blufr_ratio": ref_seconds / fast_seconds,
+            "blufr_identical": mismatches == 0}
 
 
 def reference_loo(features: np.ndarray, labels: np.ndarray, ks, max_rank: int):
@@ -193,14 +203,14 @@ def reference_loo(features: np.ndarray, labels: np.ndarray, ks, max_rank: int):
     return accuracy, cmc
 
 
-def bench_loo(args) -> None:
+def bench_loo(args) -> dict:
     n = args.n_loo
     labels = np.arange(n) % (n // 20)  # 20 images per identity
     features = identity_features(labels, args.dim, args.signal, seed=2)
     print(f"\nLeave-one-out 1/5/10-NN + CMC to rank 100, {n} embeddings x {args.dim}-d float32")
     start = time.perf_counter()
-    accuracy = knn_leave_one_out(features, labels, (1, 5, 10))
-    cmc = cmc_leave_one_out(features, labels, 100)
+    accuracy = knn_leave_one_out(features, labels, (1, 5, 10), device=args.device)
+    cmc = cmc_leave_one_out(features, labels, 100, device=args.device)
     fast_seconds = time.perf_counter() - start
     print(f"  benchmark.metrics.identification (blocks, argpartition, counted ranks): "
           f"{fast_seconds:.2f} s")
@@ -214,6 +224,8 @@ def bench_loo(args) -> None:
     print("  " + ", ".join(f"{k}-NN {v * 100:.2f} %" for k, v in accuracy.items())
           + f", CMC rank 1 / 10 / 100: {cmc.curve[0] * 100:.2f} / {cmc.curve[9] * 100:.2f} / "
             f"{cmc.curve[99] * 100:.2f} %")
+    return {"loo_s": fast_seconds, "loo_reference_s": ref_seconds, "loo_ratio": ref_seconds / fast_seconds,
+            "loo_identical": bool(same)}
 
 
 def main() -> None:
@@ -224,9 +236,15 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--signal", type=float, default=0.4,
                         help="identity-centre weight in the features")
+    parser.add_argument("--device", default=None,
+                        help="torch device for fhbench's score-block products (default: NumPy on the CPU)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write the headline figures here")
     args = parser.parse_args()
-    bench_blufr(args)
-    bench_loo(args)
+    print(f"fhbench score blocks on: {args.device or 'NumPy (CPU)'}")
+    figures = {**bench_blufr(args), **bench_loo(args), "device": args.device}
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

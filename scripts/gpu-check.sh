@@ -6,7 +6,10 @@
 #      tensors, and a run on CUDA vs the CPU on ~500 real LFW faces (tests/engine/test_run_cuda.py);
 #   2. runs benchmarks/bench_pipeline.py --device cuda on the full lfw-10fold (bicubic x8, SFace
 #      on torch, cache off) beside the serial NumPy/onnxruntime path, printing per-stage images/s
-#      and wall time, and writing gpu-check-pipeline.json in the current folder.
+#      and wall time, and writing gpu-check-pipeline.json in the current folder;
+#   3. runs benchmarks/bench_identification.py --device cuda (BLUFR's 10 trials and leave-one-out
+#      kNN/CMC with their score blocks on the GPU, against the NumPy references), writing
+#      gpu-check-identification.json.
 # Without CUDA it prints "skipped: no CUDA" and exits 0. Exit status 1 when a test fails.
 # Environment: PYTHON (default: the venv scripts/bootstrap builds), FHBENCH_GPU_CHECK_LIMIT
 # (bench_pipeline --limit: a subset of lfw-10fold instead of the full one, for a quick look).
@@ -25,13 +28,15 @@ start=$(date +%s)
 status=0
 "$py" -m pytest -q -p no:cacheprovider -rs \
   tests/evaluators/test_evaluator_backends.py \
-  tests/metrics/test_torch_image_ops.py tests/metrics/test_torch_scoring.py \
+  tests/metrics/test_torch_image_ops.py tests/metrics/test_torch_scoring.py tests/metrics/test_score_device.py \
   tests/engine/test_torch_pipeline.py tests/engine/test_run_cuda.py || status=1
 limit=()
 if [ -n "${FHBENCH_GPU_CHECK_LIMIT:-}" ]; then limit=(--limit "$FHBENCH_GPU_CHECK_LIMIT"); fi
 "$py" benchmarks/bench_pipeline.py --device cuda --backend torch "${limit[@]}" \
   --json "$out/gpu-check-pipeline.json" || status=1
-echo "gpu-check: total $(( $(date +%s) - start )) s; figures in $out/gpu-check-pipeline.json"
+"$py" benchmarks/bench_identification.py --device cuda --reference-trials 1 \
+  --json "$out/gpu-check-identification.json" || status=1
+echo "gpu-check: total $(( $(date +%s) - start )) s; figures in $out/gpu-check-pipeline.json and gpu-check-identification.json"
 if [ "$status" -ne 0 ]; then
   echo "gpu-check: FAILED (see above)"
   exit 1

@@ -37,6 +37,9 @@ class Task:
 
     OPTIONS: Dict[str, object] = {}
     notes: Tuple[str, ...] = ()  # what the selection left out and why, one line each (manifest)
+    # Where identification scoring runs its score blocks' products (``benchmark.score_blocks``):
+    # None is NumPy on the CPU; the runner sets the run's --device when that is not the CPU.
+    scoring_device: Optional[str] = None
 
     def __init__(self, protocol, data_root):
         self.protocol = protocol

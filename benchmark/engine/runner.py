@@ -202,6 +202,7 @@ def prepare(opts: RunOptions) -> RunSetup:
     if not opts.replace:  # a name taken by another model fails now, not after the work
         store.check_name(name, protocol.name, row_level, evaluator.name, {"model": _model_record(model, opts)})
     task = TASKS.get(protocol.task)(protocol, opts.data_root)
+    task.scoring_device = scoring_device(opts.device)
     faces = task.faces()
     if len(faces) == 0:
         raise DataError(f"protocol {protocol.name} selected no images under {opts.data_root}")
@@ -329,7 +330,15 @@ def _harness_record(opts, pipeline) -> dict:
     the decode prefetch, and the SR batches the device had no memory for (halved and retried)."""
     return {"impl": opts.resolved_harness(), "asked": opts.harness, "device": str(opts.device), "precision": opts.precision,
             "prefetch_chunks": opts.prefetch if opts.cluster is None else None,
+            # kNN/CMC/BLUFR score blocks' products (benchmark.score_blocks); null: NumPy on the CPU
+            "scoring_device": scoring_device(opts.device),
             "halved_batches": list(getattr(pipeline, "halved", []))}
+
+
+def scoring_device(device: str) -> Optional[str]:
+    """Where identification scoring multiplies: the run's device, or None (NumPy) on the CPU,
+    which keeps CPU figures on the one NumPy path."""
+    return None if str(device) == "cpu" else str(device)
 
 
 def _degradation_params(level, keys) -> Dict[str, np.ndarray]:

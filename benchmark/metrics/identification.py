@@ -16,7 +16,9 @@ Conventions (the README's "Definitions", pinned by the design notes' "Metric def
   (earliest) neighbour ranks highest.
 
 Embeddings, labels and indices may be NumPy arrays or torch tensors on any device (copied to the
-CPU once, ``verification.as_array``; the results are identical).
+CPU once, ``verification.as_array``; the results are identical). ``device`` (a torch device such
+as "cuda") moves the score blocks' matrix products there (``benchmark.score_blocks``); the tie
+rules and counting stay the NumPy code below.
 
 Work is done in blocks of probe rows so memory stays O(block x N): the top-k comes from
 ``np.argpartition`` (a full sort only for rows with a tie at the k-th place) and CMC ranks are
@@ -30,6 +32,7 @@ from typing import Any, Dict, Iterable, Iterator, Tuple
 import numpy as np
 
 from benchmark.errors import MetricError
+from benchmark.score_blocks import NUMPY, ScoreDevice, score_device
 from benchmark.contracts.metric import MetricSpec, register_metric
 from benchmark.metrics.verification import as_array
 
@@ -96,12 +99,13 @@ def _row_blocks(n_rows: int) -> Iterator[Tuple[int, int]]:
         yield start, min(n_rows, start + BLOCK_ROWS)
 
 
-def _nearest_neighbours(unit: np.ndarray, n_neighbours: int) -> np.ndarray:
+def _nearest_neighbours(unit: np.ndarray, n_neighbours: int, device: ScoreDevice = NUMPY) -> np.ndarray:
     """(N, n_neighbours) indices of each row's nearest other rows, by descending score then index."""
     n = len(unit)
     neighbours = np.empty((n, n_neighbours), dtype=np.int64)
+    rows_there = device.put(unit)
     for start, stop in _row_blocks(n):
-        scores = unit[start:stop] @ unit.T
+        scores = device.scores(rows_there[start:stop], rows_there)
         rows = np.arange(stop - start)
         scores[rows, rows + start] = -np.inf  # never one's own neighbour
         top = np.argpartition(scores, n - n_neighbours, axis=1)[:, n - n_neighbours:]
@@ -127,7 +131,8 @@ def _majority_vote(neighbour_labels: np.ndarray) -> np.ndarray:
     return neighbour_labels[np.arange(len(neighbour_labels)), winner]
 
 
-def knn_leave_one_out(embeddings: Any, labels: Any, ks: Iterable[int] = (1, 5, 10)) -> Dict[int, float]:
+def knn_leave_one_out(embeddings: Any, labels: Any, ks: Iterable[int] = (1, 5, 10),
+                      device: str | None = None) -> Dict[int, float]:
     """Leave-one-out k-nearest-neighbour identification accuracy for each k in ``ks``.
 
     Every image is a probe against all the others (cosine similarity). Its k nearest are
@@ -145,7 +150,7 @@ def knn_leave_one_out(embeddings: Any, labels: Any, ks: Iterable[int] = (1, 5, 1
         raise MetricError(
             f"knn_leave_one_out: every k must lie in 1..{len(unit) - 1} (N - 1), got {k_values}"
         )
-    neighbour_labels = codes[_nearest_neighbours(unit, max(k_values))]
+    neighbour_labels = codes[_nearest_neighbours(unit, max(k_values), score_device(device))]
     return {k: float(np.mean(_majority_vote(neighbour_labels[:, :k]) == codes)) for k in k_values}
 
 
@@ -161,22 +166,25 @@ def _checked_max_rank(max_rank: Any, metric: str) -> int:
 
 
 def first_correct_match(gallery: np.ndarray, gallery_codes: np.ndarray, probes: np.ndarray,
-                        probe_codes: np.ndarray, probe_offset: int | None = None
-                        ) -> Tuple[np.ndarray, np.ndarray]:
+                        probe_codes: np.ndarray, probe_offset: int | None = None,
+                        device: ScoreDevice = NUMPY) -> Tuple[np.ndarray, np.ndarray]:
     """Each probe's best mate score and its pessimistic rank; (-inf, 0) for a probe without mates.
 
     ``gallery`` and ``probes`` are unit rows; ``gallery_codes`` must be sorted (ascending) so
     that each label's mates are one contiguous column range. The rank is 1 + the number of
     wrong-label gallery items scoring >= the best mate. ``probe_offset`` is not None in
     leave-one-out mode: probe i is gallery column probe_offset + i and never matches itself.
-    Scores are computed in blocks of probes, so memory is O(block x gallery).
+    Scores are computed in blocks of probes, so memory is O(block x gallery), their products
+    on ``device``.
     """
     starts = np.searchsorted(gallery_codes, probe_codes, side="left")
     stops = np.searchsorted(gallery_codes, probe_codes, side="right")
     best_mate = np.full(len(probes), -np.inf, dtype=np.float32)
     ranks = np.zeros(len(probes), dtype=np.int64)
+    gallery_there = device.put(gallery)
+    probes_there = gallery_there if probes is gallery else device.put(probes)
     for start, stop in _row_blocks(len(probes)):
-        scores = probes[start:stop] @ gallery.T
+        scores = device.scores(probes_there[start:stop], gallery_there)
         if probe_offset is not None:
             rows = np.arange(stop - start)
             scores[rows, rows + probe_offset + start] = -np.inf
@@ -193,7 +201,7 @@ def first_correct_match(gallery: np.ndarray, gallery_codes: np.ndarray, probes: 
     return best_mate, ranks
 
 
-def cmc_leave_one_out(embeddings: Any, labels: Any, max_rank: int = 100) -> CmcResult:
+def cmc_leave_one_out(embeddings: Any, labels: Any, max_rank: int = 100, device: str | None = None) -> CmcResult:
     """Leave-one-out CMC to ``max_rank``: every image is a probe against all the others.
 
     Pessimistic tie rule (see the module docstring). Probes whose identity has no other image
@@ -206,7 +214,8 @@ def cmc_leave_one_out(embeddings: Any, labels: Any, max_rank: int = 100) -> CmcR
     # depend on the order (no index tie-break in the pessimistic rule).
     order = np.argsort(codes, kind="stable")
     sorted_unit, sorted_codes = unit[order], codes[order]
-    _, sorted_ranks = first_correct_match(sorted_unit, sorted_codes, sorted_unit, sorted_codes, 0)
+    _, sorted_ranks = first_correct_match(sorted_unit, sorted_codes, sorted_unit, sorted_codes, 0,
+                                          score_device(device))
     ranks = np.empty_like(sorted_ranks)
     ranks[order] = sorted_ranks
     counted = np.flatnonzero(ranks > 0)
@@ -218,7 +227,7 @@ def cmc_leave_one_out(embeddings: Any, labels: Any, max_rank: int = 100) -> CmcR
 
 
 def cmc_gallery_probe(gallery_emb: Any, gallery_labels: Any, probe_emb: Any, probe_labels: Any,
-                      max_rank: int = 100) -> CmcResult:
+                      max_rank: int = 100, device: str | None = None) -> CmcResult:
     """CMC of probes against a separate gallery (split protocols), pessimistic tie rule.
 
     Every probe's identity must be in the gallery (closed set): otherwise MetricError saying
@@ -245,7 +254,8 @@ def cmc_gallery_probe(gallery_emb: Any, gallery_labels: Any, probe_emb: Any, pro
             f"in the gallery (first: probe {first}, label {vocabulary[probe_codes[first]]!r})"
         )
     order = np.argsort(gallery_codes, kind="stable")
-    _, ranks = first_correct_match(gallery[order], gallery_codes[order], probes, probe_codes)
+    _, ranks = first_correct_match(gallery[order], gallery_codes[order], probes, probe_codes,
+                                   device=score_device(device))
     return CmcResult(_curve(ranks, max_rank), ranks, np.arange(len(probes)), 0)
 
 

@@ -25,7 +25,9 @@ Conventions (the README's "Definitions", pinned by the design notes' "Metric def
   DIR = detected-and-identified genuine probes / genuine probes.
 - Over trials: mean - std with ddof=1 (what the BLUFR authors ask to report), mean and std.
 - Features, labels, indices and scores may be NumPy arrays or torch tensors on any device
-  (copied to the CPU once, ``verification.as_array``; the results are identical).
+  (copied to the CPU once, ``verification.as_array``; the results are identical). ``device``
+  (a torch device such as "cuda") moves the score blocks' matrix products there
+  (``benchmark.score_blocks``); selection and counting stay the NumPy code below.
 
 Speed: the test-set score matrix is never held whole. Rows are sorted by label so that in the
 lower triangle each row's genuine pairs are one contiguous run just left of the diagonal; blocks
@@ -48,6 +50,7 @@ from typing import Any, List, Sequence, Tuple
 import numpy as np
 
 from benchmark.errors import MetricError
+from benchmark.score_blocks import NUMPY, ScoreDevice, score_device
 from benchmark.metrics.identification import first_correct_match, label_codes, normalized_rows
 from benchmark.contracts.metric import MetricSpec, register_metric
 from benchmark.metrics.verification import as_array
@@ -239,7 +242,7 @@ def _sampled_floor(unit: np.ndarray, codes: np.ndarray, k: int, n_impostor: int)
 
 
 def _verification_scores(unit: np.ndarray, codes: np.ndarray, ranks: np.ndarray, n_impostor: int,
-                         need_lowest: bool):
+                         need_lowest: bool, device: ScoreDevice = NUMPY):
     """(sorted genuine scores, {k: k-th highest impostor score} for k in ``ranks``, lowest
     impostor score or inf if not ``need_lowest``) over the lower triangle of unit @ unit.T
     without the diagonal."""
@@ -247,16 +250,17 @@ def _verification_scores(unit: np.ndarray, codes: np.ndarray, ranks: np.ndarray,
     unit, codes = unit[order], codes[order]
     k_keep = int(ranks.max())
     floor = _sampled_floor(unit, codes, k_keep, n_impostor)
-    result = _score_pass(unit, codes, ranks, need_lowest, floor)
+    rows_there = device.put(unit)
+    result = _score_pass(unit, codes, ranks, need_lowest, floor, device, rows_there)
     if result is None:  # the floor was too high: fewer than k_keep impostor scores exceed it
-        result = _score_pass(unit, codes, ranks, need_lowest, -np.inf)
+        result = _score_pass(unit, codes, ranks, need_lowest, -np.inf, device, rows_there)
     return result
 
 
 def _score_pass(unit: np.ndarray, codes: np.ndarray, ranks: np.ndarray, need_lowest: bool,
-                floor: float):
-    """One blockwise pass for ``_verification_scores`` over label-sorted rows; None if fewer
-    than max(ranks) impostor scores exceed ``floor``."""
+                floor: float, device: ScoreDevice, rows_there):
+    """One blockwise pass for ``_verification_scores`` over label-sorted rows (``rows_there``:
+    ``unit`` on ``device``); None if fewer than max(ranks) impostor scores exceed ``floor``."""
     # In the lower triangle, row i's genuine columns are group_start[i] .. i - 1 and its
     # impostor columns 0 .. group_start[i] - 1.
     group_start = np.searchsorted(codes, codes, side="left")
@@ -266,8 +270,7 @@ def _score_pass(unit: np.ndarray, codes: np.ndarray, ranks: np.ndarray, need_low
     buffer = np.empty((min(BLOCK_ROWS, len(unit)), len(unit)), dtype=np.float32)
     for start in range(0, len(unit), BLOCK_ROWS):
         stop = min(len(unit), start + BLOCK_ROWS)
-        scores = buffer[:stop - start, :stop]
-        np.matmul(unit[start:stop], unit[:stop].T, out=scores)
+        scores = device.scores(rows_there[start:stop], rows_there[:stop], out=buffer[:stop - start, :stop])
         genuine_parts.append(np.concatenate(
             [scores[row, group_start[start + row]:start + row] for row in range(stop - start)]))
         for row in range(stop - start):
@@ -281,7 +284,8 @@ def _score_pass(unit: np.ndarray, codes: np.ndarray, ranks: np.ndarray, need_low
     return np.sort(np.concatenate(genuine_parts)), highest.kth_highest(ranks), lowest
 
 
-def blufr_verification(features: Any, labels: Any, test_index: Any, fars: Any) -> np.ndarray:
+def blufr_verification(features: Any, labels: Any, test_index: Any, fars: Any,
+                       device: str | None = None) -> np.ndarray:
     """BLUFR verification rate per FAR for one trial's test set (0-based ``test_index``).
 
     All test pairs (lower triangle, no self pairs) scored by cosine similarity; genuine pairs
@@ -296,7 +300,7 @@ def blufr_verification(features: Any, labels: Any, test_index: Any, fars: Any) -
     n_impostor, counts = _verification_counts(test_codes, fars, metric)
     genuine, kth_highest, lowest = _verification_scores(
         unit, test_codes, _ranks_needed(counts, n_impostor), n_impostor,
-        need_lowest=bool(np.any(counts == n_impostor)))
+        need_lowest=bool(np.any(counts == n_impostor)), device=score_device(device))
     return _rates_at(genuine, _thresholds(counts, n_impostor, kth_highest, lowest))
 
 
@@ -317,7 +321,7 @@ TRIALS_PER_PASS = 64  # trials served by one shared pass (one bit each in a uint
 
 
 def _verification_all_trials(array: np.ndarray, codes: np.ndarray, test_indices: Sequence,
-                             fars: Any, metric: str = "blufr_trials") -> np.ndarray:
+                             fars: Any, metric: str = "blufr_trials", device: ScoreDevice = NUMPY) -> np.ndarray:
     """``blufr_verification`` of every trial's test set, (n_trials, n_fars), with each block of
     the score matrix over the union of the test sets computed once for all trials. Same
     values as the per-trial path (the same float32 scores: rows are normalised one by one, and
@@ -338,6 +342,7 @@ def _verification_all_trials(array: np.ndarray, codes: np.ndarray, test_indices:
         per_trial.append((where, n_impostor, counts, _ranks_needed(counts, n_impostor),
                           bool(np.any(counts == n_impostor))))
     out = np.empty((len(tests), len(per_trial[0][2])))
+    rows_there = device.put(unit)
     for first in range(0, len(tests), TRIALS_PER_PASS):
         group = per_trial[first:first + TRIALS_PER_PASS]
         members = np.zeros(len(rows), dtype=np.uint64)
@@ -345,10 +350,11 @@ def _verification_all_trials(array: np.ndarray, codes: np.ndarray, test_indices:
             members[where] |= np.uint64(1) << np.uint64(bit)
         floors = [_sampled_floor(unit[where], sorted_codes[where], int(ranks.max()), n_impostor)
                   for where, n_impostor, _, ranks, _ in group]
-        results = _shared_pass(unit, sorted_codes, members, group, floors)
+        results = _shared_pass(rows_there, device, sorted_codes, members, group, floors)
         replay = [bit for bit, r in enumerate(results) if r is None]  # a floor guessed too high
         if replay:
-            again = _shared_pass(unit, sorted_codes, members, group, [-np.inf] * len(group), only=replay)
+            again = _shared_pass(rows_there, device, sorted_codes, members, group, [-np.inf] * len(group),
+                                 only=replay)
             for bit in replay:
                 results[bit] = again[bit]
         for bit, ((_, n_impostor, counts, _, _), (genuine, kth_highest, lowest)) in enumerate(zip(group, results)):
@@ -356,10 +362,10 @@ def _verification_all_trials(array: np.ndarray, codes: np.ndarray, test_indices:
     return out
 
 
-def _shared_pass(unit: np.ndarray, codes: np.ndarray, members: np.ndarray, trials: list, floors: list,
-                 only: Sequence[int] = None) -> list:
-    """One blockwise pass over the lower triangle of unit @ unit.T (rows sorted by label) for
-    several trials at once: per trial (bit ``b`` of ``members``: the rows in its test set),
+def _shared_pass(unit, device: ScoreDevice, codes: np.ndarray, members: np.ndarray, trials: list,
+                 floors: list, only: Sequence[int] = None) -> list:
+    """One blockwise pass over the lower triangle of unit @ unit.T (rows sorted by label; ``unit``
+    is on ``device``) for several trials at once: per trial (bit ``b`` of ``members``: the rows in its test set),
     (sorted genuine scores, {k: k-th highest impostor score}, lowest impostor score or inf),
     or None where fewer than max(ranks) impostor scores exceed its floor. ``only``: the trials
     to serve (default all); the others get None."""
@@ -381,8 +387,7 @@ def _shared_pass(unit: np.ndarray, codes: np.ndarray, members: np.ndarray, trial
 
     for start in range(0, n, BLOCK_ROWS):
         stop = min(n, start + BLOCK_ROWS)
-        scores = buffer[:stop - start, :stop]
-        np.matmul(unit[start:stop], unit[:stop].T, out=scores)
+        scores = device.scores(unit[start:stop], unit[:stop], out=buffer[:stop - start, :stop])
         # genuine entries: row i, columns group_start[i] .. i - 1 (same label, below the diagonal)
         row_ids = np.arange(start, stop)
         lengths = row_ids - group_start[start:stop]
@@ -414,7 +419,7 @@ def _shared_pass(unit: np.ndarray, codes: np.ndarray, members: np.ndarray, trial
 
 
 def blufr_open_set(features: Any, labels: Any, gallery_index: Any, probe_index: Any, fars: Any,
-                   rank: int = 1) -> np.ndarray:
+                   rank: int = 1, device: str | None = None) -> np.ndarray:
     """BLUFR open-set detection and identification rate DIR(rank, FAR) per FAR for one trial.
 
     Genuine probes have their identity in the gallery; the threshold comes from the impostor
@@ -436,13 +441,16 @@ def blufr_open_set(features: Any, labels: Any, gallery_index: Any, probe_index: 
             f"gallery and {int((~genuine).sum())} do not; both kinds are needed"
         )
     impostor_unit = normalized_rows(array[probes[~genuine]], "features[probe_index]", metric)
+    scorer = score_device(device)
+    gallery_there, impostors_there = scorer.put(gallery_unit), scorer.put(impostor_unit)
     impostor_max = np.concatenate([
-        (impostor_unit[start:start + BLOCK_ROWS] @ gallery_unit.T).max(axis=1)
+        scorer.scores(impostors_there[start:start + BLOCK_ROWS], gallery_there).max(axis=1)
         for start in range(0, len(impostor_unit), BLOCK_ROWS)])
     order = np.argsort(gallery_codes, kind="stable")
     best_mate, ranks = first_correct_match(
         gallery_unit[order], gallery_codes[order],
-        normalized_rows(array[probes[genuine]], "features[probe_index]", metric), probe_codes[genuine])
+        normalized_rows(array[probes[genuine]], "features[probe_index]", metric), probe_codes[genuine],
+        device=scorer)
     counts = false_alarm_counts(fars, len(impostor_max))
     kth_highest = _kth_highest(impostor_max, _ranks_needed(counts, len(impostor_max)))
     thresholds = _thresholds(counts, len(impostor_max), kth_highest, impostor_max.min())
@@ -483,13 +491,14 @@ class BlufrResult:
 
 def blufr_trials(features: Any, labels: Any, config, vr_fars: Sequence[float] = (0.001,),
                  dir_fars: Sequence[float] = (0.01,), vr_curve_fars: Sequence[float] = VR_CURVE_FARS,
-                 dir_curve_fars: Sequence[float] = DIR_CURVE_FARS) -> BlufrResult:
+                 dir_curve_fars: Sequence[float] = DIR_CURVE_FARS, device: str | None = None) -> BlufrResult:
     """BLUFR over every trial of ``config`` (a ``benchmark.faces.blufr.BlufrConfig``).
 
     ``features`` row i and ``labels[i]`` belong to ``config.image_list[i]`` (normally
     ``labels = config.labels``). Per trial: VR at ``vr_fars`` and along ``vr_curve_fars`` over
     the test set, DIR at rank 1 at ``dir_fars`` and along ``dir_curve_fars`` for the gallery and
-    probe sets; summaries over trials as mean - std (ddof=1), mean, std.
+    probe sets; summaries over trials as mean - std (ddof=1), mean, std. ``device``: where the
+    score blocks' products run (module docstring).
     """
     array = np.asarray(as_array(features))
     labels = as_array(labels)
@@ -503,9 +512,9 @@ def blufr_trials(features: Any, labels: Any, config, vr_fars: Sequence[float] = 
     dir_points = np.concatenate([np.atleast_1d(dir_fars), np.atleast_1d(dir_curve_fars)])
     n_vr, n_dir = np.atleast_1d(vr_fars).size, np.atleast_1d(dir_fars).size
     codes = label_codes(labels, len(array), "labels", "blufr_trials")
-    vr_all = _verification_all_trials(array, codes, config.test_index, vr_points)
+    vr_all = _verification_all_trials(array, codes, config.test_index, vr_points, device=score_device(device))
     dir_all = np.array([blufr_open_set(array, labels, config.gallery_index[trial], config.probe_index[trial],
-                                       dir_points) for trial in range(n_trials)])
+                                       dir_points, device=device) for trial in range(n_trials)])
     return BlufrResult(
         vr_fars=vr_points[:n_vr], vr=vr_all[:, :n_vr], vr_summary=TrialSummary.of(vr_all[:, :n_vr]),
         dir_fars=dir_points[:n_dir], dir=dir_all[:, :n_dir],

@@ -13,7 +13,10 @@ Conventions (the README's "Definitions", pinned by the design notes' "Metric def
 - Everything is computed in float64 after one sort: O(n log n).
 
 Every function takes NumPy arrays or torch tensors (on any device: they are copied to the CPU
-once, ``as_array``, and scored by the same NumPy code, so the results are identical).
+once, ``as_array``, and scored by the same NumPy code, so the results are identical). Unlike
+kNN/CMC/BLUFR (``benchmark.score_blocks``), nothing here moves to a GPU on purpose: the work is
+one sort of a few thousand pair scores, which the float64 exact ties need and a copy of 6,000
+numbers makes free.
 
 Bad input (length mismatch, NaN or inf scores, no genuine or no impostor pairs, folds that
 are not 10 non-empty groups) raises MetricError naming what is wrong.

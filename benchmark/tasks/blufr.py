@@ -27,7 +27,7 @@ class Blufr(Task):
 
     def score_level(self, hr_emb, emb):
         r = blufr_trials(emb, self.config.labels, self.config, vr_fars=(self.options["vr_far"],),
-                         dir_fars=(self.options["dir_far"],))
+                         dir_fars=(self.options["dir_far"],), device=self.scoring_device)
         metrics = {}
         for name, summary in (("vr", r.vr_summary), ("dir", r.dir_summary)):
             metrics.update({name: float(summary.mean[0]), f"{name}_std": float(summary.std[0]),

@@ -80,7 +80,7 @@ class GalleryProbeIdentification(Task):
     def _cmc(self, hr_emb, emb, gallery, probes):
         labels = self._faces.labels
         return cmc_gallery_probe(hr_emb[gallery], labels[gallery], emb[probes], labels[probes],
-                                 self.options["max_rank"])
+                                 self.options["max_rank"], device=self.scoring_device)
 
     def score_level(self, hr_emb, emb):
         if self.gallery is not None:

@@ -21,8 +21,8 @@ class LeaveOneOutIdentification(SelectionTask):
 
     def score_level(self, hr_emb, emb):
         labels = self._faces.labels
-        knn = knn_leave_one_out(emb, labels, self.options["ks"])
-        cmc = cmc_leave_one_out(emb, labels, self.options["max_rank"])
+        knn = knn_leave_one_out(emb, labels, self.options["ks"], device=self.scoring_device)
+        cmc = cmc_leave_one_out(emb, labels, self.options["max_rank"], device=self.scoring_device)
         metrics = {f"knn{k}": v for k, v in knn.items()}
         metrics.update(rank_metrics(cmc.curve))
         return metrics, {"cmc": cmc.curve, "probe_rank": cmc.ranks}

@@ -35,7 +35,8 @@ def test_torch_harness_stores_the_numpy_paths_numbers(tiny_lfw, tmp_path):
         assert got["metrics"][key] == ref["metrics"][key], key
     assert got["metrics"]["psnr"] == pytest.approx(ref["metrics"]["psnr"], abs=PSNR_TOL)
     assert got["manifest"]["harness"] == {"impl": "torch", "asked": "torch", "device": "cpu", "precision": "fp32",
-                                          "prefetch_chunks": 1, "halved_batches": []}
+                                          "prefetch_chunks": 1, "scoring_device": None,
+                                          "halved_batches": []}
     assert ref["manifest"]["harness"]["impl"] == "numpy"
     # the SR cache of each harness is its own (PSNR may differ in the last bits); HR embeddings are shared
     assert got["manifest"]["cache"]["sr"] != ref["manifest"]["cache"]["sr"]
