@@ -2,7 +2,7 @@
 FLOPs per image, beside the figures the papers give.
 
     python benchmarks/bench_training.py [--models srresnet,srresnet-fr,csrip,ipunet,cface]
-        [--batch-size 8] [--steps 2] [--faces 16] [--device cpu]
+        [--batch-size 8] [--steps 2] [--faces 16] [--device cpu] [--json PATH]
 
 For every stage of each model's paper config (baselines/configs/NAME.yaml: its architecture,
 HR size, scale and identity network) the real training loop (``benchmark.training.trainer.train``)
@@ -241,6 +241,8 @@ def main():
     ap.add_argument("--ddp", type=int, default=0, metavar="N",
                     help="compare 1 process with N data-parallel processes (torchrun) at the same global batch")
     ap.add_argument("--smoke", action="store_true", help="the smoke configs instead of the paper configs")
+    ap.add_argument("--json", default=None, metavar="PATH",
+                    help="write the table's rows here (per model and stage: images/s, and FLOPs or the --ddp ratio)")
     ap.add_argument("--threads", type=int, default=1,
                     help="--ddp: OMP threads per process, the same for 1 and N processes (torchrun's default: 1)")
     args = ap.parse_args()
@@ -256,9 +258,12 @@ def main():
               f"1 warm-up + {args.steps} measured steps per stage")
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         if args.ddp:
-            ddp_table(args, models, tmp, notes)
+            ddp_rows = ddp_table(args, models, tmp, notes)
             for note in notes:
                 print(f"note: {note}")
+            write_json(args.json, [{"model": name, "stage": stage, "images_per_s_1": one,
+                                    f"images_per_s_{args.ddp}": many, "ratio": many / one}
+                                   for name, stage, one, many in ddp_rows])
             return
         for name in models:
             try:
@@ -309,6 +314,15 @@ def main():
             print(f"  {'':<12} (the module's note: {own})")
     for note in notes:
         print(f"note: {note}")
+    write_json(args.json, [{"model": name, "stage": stage, "sr_params": params, "input_size": list(size),
+                            "inference_gflops_per_image": inf / 1e9, "inference_images_per_s": inf_rate,
+                            "train_gflops_per_image": tr / 1e9, "train_images_per_s": rate}
+                           for name, stage, params, inf, size, inf_rate, tr, rate in rows])
+
+
+def write_json(path, rows) -> None:
+    if path:
+        Path(path).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
