@@ -1,7 +1,8 @@
 """What the cluster tests share (tests/engine/test_cluster*.py, test_sweep.py): one Dask
 cluster per test module, run options on the tiny LFW, comparisons of two stored runs and of
 two per-image caches, a recorder of every per-image cache write, and test models that
-workers import (one SIGKILLs its worker mid-shard, one logs each time it is built).
+workers import (one SIGKILLs its worker mid-shard, one logs each time it is built, one "runs out
+of device memory" on batches above 2 images).
 
 The module cluster has two worker processes of one thread each: ``cpu`` and ``gpu``, the
 second declaring the Dask resource ``GPU=1`` (faked: it runs on the CPU), so a test can check
@@ -60,6 +61,25 @@ def build(scale=None, weights=None):
     return bicubic
 """
 
+OOM = """
+import torch
+
+from benchmark.contracts.model import SRAdapter
+
+
+class OomAbove2(SRAdapter):
+    '''Bicubic x8 (per image: batch-invariant) that 'runs out of device memory' above 2 images.'''
+    name, scale, batch_invariant = "oom-above-2", 8, True
+
+    def __init__(self, scale=None, weights=None):
+        pass
+
+    def super_resolve(self, lr, keys):
+        if len(lr) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return torch.nn.functional.interpolate(lr, scale_factor=8, mode="bicubic", align_corners=False).clamp(0, 1)
+"""
+
 
 def env_path(*extra) -> str:
     """PYTHONPATH for worker processes: this checkout first (they import its code)."""
@@ -77,6 +97,7 @@ def module_cluster(folder: Path):
     mods.mkdir()
     (mods / "killer_model.py").write_text(KILLER)
     (mods / "counted_model.py").write_text(COUNTED)
+    (mods / "oom_model.py").write_text(OOM)
     env = {"PYTHONPATH": env_path(mods), "FHBENCH_TEST_KILL_MARK": str(folder / "killed"),
            "FHBENCH_TEST_BUILD_LOG": str(folder / "builds.log")}
     old = {k: os.environ.get(k) for k in env}

@@ -245,6 +245,7 @@ def compute_shard(run_name: str, shard: dict, *producers: dict) -> dict:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
         before = len(state.hr_source.fallbacks)
+        halved_before = len(getattr(state.pipeline, "halved", ()))
         need, rows = shard["need"], shard["hr_rows"]
         hr = state.hr_source.load(need)
         out = {"index": shard["index"], "hr_keys": [shard["keys"][r] for r in rows], "sr": {}}
@@ -270,6 +271,8 @@ def compute_shard(run_name: str, shard: dict, *producers: dict) -> dict:
             out["sr"][name] = {"keys": [keys[k] for k in write], "n": len(idx),
                                **{k: v[write] for k, v in values.items()}}
         out["fallbacks"] = state.hr_source.fallbacks[before:]
+        # SR batches this worker's device had no memory for (halved and retried), for the manifest
+        out["halved"] = [{**h, "worker": _address()} for h in getattr(state.pipeline, "halved", [])[halved_before:]]
         out["seconds"], out["images"] = dict(timer.seconds), dict(timer.images)
         return out
 
@@ -279,9 +282,11 @@ def compute_shard(run_name: str, shard: dict, *producers: dict) -> dict:
 
 
 def compute_on_cluster(client, spec: WorkerSpec, plan, batches, hr_todo, sr_todo, keys, faces, hr_cache,
-                       sr_caches, timer, hr_source, dim: int, progress: bool, desc: str, cluster_text: str):
+                       sr_caches, timer, hr_source, dim: int, progress: bool, desc: str, cluster_text: str,
+                       halved: list):
     """Fill the caches from the shards computed on ``client``'s workers; how many images of
-    each kind were computed (as ``runner._compute_missing`` returns)."""
+    each kind were computed (as ``runner._compute_missing`` returns). The workers' halved SR
+    batches are appended to ``halved`` in plan order."""
     from distributed import as_completed
     from tqdm import tqdm
 
@@ -300,12 +305,12 @@ def compute_on_cluster(client, spec: WorkerSpec, plan, batches, hr_todo, sr_todo
                 *[futures[d] for d in shard["deps"]], pure=False, resources=plugin.resources,
                 key=f"fhbench-shard-{spec.key[:12]}-{shard['index']}-{time.time_ns()}")
         needed_later = {d for s in shards for d in s["deps"]}
-        fallbacks, done = {}, 0
+        fallbacks, halvings, done = {}, {}, 0
         for future in as_completed(list(futures.values())):
             result = _result(future, f"after {done} of {len(shards)} shards", where)
             n = result["index"]
             _write_shard(result, hr_cache, sr_caches, computed, timer)
-            fallbacks[n] = result["fallbacks"]
+            fallbacks[n], halvings[n] = result["fallbacks"], result["halved"]
             done += 1
             bar.update(len(shards[n]["need"]))
             if n not in needed_later:
@@ -317,6 +322,7 @@ def compute_on_cluster(client, spec: WorkerSpec, plan, batches, hr_todo, sr_todo
         _end_run(client, plugin)
     for n in sorted(fallbacks):  # in plan order, as a single process appends them
         hr_source.fallbacks.extend(f for f in fallbacks[n] if f not in hr_source.fallbacks)
+        halved.extend(halvings[n])
     return computed
 
 

@@ -160,9 +160,11 @@ def run(opts: RunOptions, client=None) -> dict:
     if client is None and opts.cluster is None:
         computed = _compute_missing(pipeline, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache,
                                     sr_caches, opts, desc)
+        halved = list(getattr(pipeline, "halved", []))
     else:
+        halved = []
         computed = _compute_on_cluster(client, setup, opts, hr_source, keys, data_hash, hr_cache, sr_caches,
-                                       pixel_metrics, description, timer, desc)
+                                       pixel_metrics, description, timer, desc, halved)
     t0 = time.perf_counter()
     metrics, arrays = _score(setup, keys, hr_cache, sr_caches, pixel_metrics)
     timer.add("score", t0)
@@ -170,7 +172,7 @@ def run(opts: RunOptions, client=None) -> dict:
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **_manifest(setup, opts, description, hr_source, data_hash, hr_cache, sr_caches, computed,
                     "protocol" if protocol.hr_size else "model" if native else "dataset frame"),
-        "harness": _harness_record(opts, pipeline),
+        "harness": _harness_record(opts, halved),
         "timing_seconds": timer.seconds, "images_per_second": timer.rates()}
     run_id = setup.store.save(setup.name, protocol.name, setup.level, evaluator.name, metrics, manifest, arrays,
                               replace=opts.replace)
@@ -325,14 +327,14 @@ def _manifest(setup: RunSetup, opts, description, hr_source, data_hash, hr_cache
     }
 
 
-def _harness_record(opts, pipeline) -> dict:
+def _harness_record(opts, halved: list) -> dict:
     """The manifest's harness: where the non-model stages ran, in what precision the networks ran,
     the decode prefetch, and the SR batches the device had no memory for (halved and retried)."""
     return {"impl": opts.resolved_harness(), "asked": opts.harness, "device": str(opts.device), "precision": opts.precision,
             "prefetch_chunks": opts.prefetch if opts.cluster is None else None,
             # kNN/CMC/BLUFR score blocks' products (benchmark.score_blocks); null: NumPy on the CPU
             "scoring_device": scoring_device(opts.device),
-            "halved_batches": list(getattr(pipeline, "halved", []))}
+            "halved_batches": halved}
 
 
 def scoring_device(device: str) -> Optional[str]:
@@ -435,7 +437,7 @@ def _compute_missing(pipeline: ImagePipeline, levels, hr_source, keys, faces, de
 
 
 def _compute_on_cluster(client, setup: RunSetup, opts, hr_source, keys, data_hash, hr_cache, sr_caches,
-                        pixel_metrics, description, timer, desc) -> Dict[str, int]:
+                        pixel_metrics, description, timer, desc, halved: list) -> Dict[str, int]:
     """``_compute_missing`` on a Dask cluster: the same plan, each chunk a shard on a worker
     (``engine/cluster.py``); the cluster starts only when something is missing."""
     from contextlib import ExitStack
@@ -467,7 +469,7 @@ def _compute_on_cluster(client, setup: RunSetup, opts, hr_source, keys, data_has
             client = client.get()
         return cl.compute_on_cluster(client, spec, plan, batches, hr_todo, sr_todo, keys, setup.faces, hr_cache,
                                      sr_caches, timer, hr_source, setup.evaluator.embedding_dim, opts.progress,
-                                     desc, text)
+                                     desc, text, halved)
 
 
 def _plan(keys, faces, degraded, hr_cache, sr_caches, opts):

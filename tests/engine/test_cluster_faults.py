@@ -135,3 +135,21 @@ def test_scheduler_lost_mid_run_fails_in_one_line_and_the_rerun_resumes(tiny_lfw
     single = runner.run(options(tiny_lfw, tmp_path, "single"))
     assert_same_run(single, resumed, tmp_path, "single", "cluster", same_computed=False)
     assert cache_rows(tmp_path / "cache-single") == cache_rows(tmp_path / "cache-cluster")
+
+
+def test_batches_halved_on_workers_reach_the_client_manifest(tiny_lfw, tmp_path, cluster, monkeypatch):
+    """A worker's device out of memory: the batch is halved there, and the run's manifest lists
+    every halving (with its worker), as a single-process run lists its own."""
+    client, paths = cluster
+    monkeypatch.syspath_prepend(str(paths["mods"]))
+    opts = dict(model="oom_model:OomAbove2", harness="torch")
+    single = runner.run(options(tiny_lfw, tmp_path, "single", **opts))
+    sharded = runner.run(options(tiny_lfw, tmp_path, "cluster", **opts), client=client)
+    assert_same_run(single, sharded, tmp_path, "single", "cluster")
+    local = single["manifest"]["harness"]["halved_batches"]
+    # 24 SR images in batches of 4, each halved once: 6 halvings, in plan order
+    assert local == [{"first_image": first, "batch": 4, "retried_as": 2} for first in range(0, 24, 4)]
+    remote = sharded["manifest"]["harness"]["halved_batches"]
+    workers = set(client.scheduler_info()["workers"])
+    assert all(h.pop("worker") in workers for h in remote)
+    assert remote == local
