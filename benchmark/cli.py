@@ -27,6 +27,32 @@ class _Group(click.Group):
             sys.exit(130)
 
 
+class StoredLevel(click.ParamType):
+    """``--scale`` of the commands that read the store: a scale (``8`` or ``x8``) or a row level
+    without one: ``hr`` (the reference), ``sizes`` (a run over fixed LR sizes), ``given`` (a
+    folder scored by ``fhbench score``)."""
+
+    name = "SCALE|hr|sizes|given"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        else:
+            text = str(value).strip()
+        digits = text[1:] if text[:1] == "x" else text
+        if digits.isdigit():
+            if int(digits) < 2:
+                self.fail(f"{text} is not a scale (>= 2); the reference row is 'hr', runs over fixed LR sizes "
+                          "are 'sizes'", param, ctx)
+            return int(digits)  # an integer scale, as the sample grids need
+        if text in ("hr", "sizes", "given"):
+            return text
+        self.fail(f"{text!r}: expected a scale such as 8 or x8, or hr, sizes or given", param, ctx)
+
+
+STORED_LEVEL = StoredLevel()
+
+
 @click.group(cls=_Group)
 @click.version_option(package_name="fhbench")
 def main():
@@ -158,8 +184,9 @@ def _print_result(result, store):
 
 @main.command()
 @click.option("--protocol", default=None, help="only this protocol")
-@click.option("--scale", type=click.IntRange(min=0), default=None,
-              help="only this scale (1: the hr runs; 0: runs over fixed LR sizes)")
+@click.option("--scale", type=STORED_LEVEL, default=None,
+              help="only this scale (8 or x8), or the rows of one kind: hr, sizes (fixed LR sizes), given "
+                   "(folders scored by `fhbench score`)")
 @click.option("--evaluator", default=None, help="only this evaluator")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex", "json", "html"]), default="md",
               show_default=True)
@@ -269,7 +296,8 @@ def _names(text):
 @main.command()
 @click.argument("kind", type=click.Choice(["cmc", "roc", "csd", "vr", "dir", "scale", "samples"]))
 @click.option("--protocol", required=True)
-@click.option("--scale", type=click.IntRange(min=0), default=None, help="the runs' scale (needed when several are stored)")
+@click.option("--scale", type=STORED_LEVEL, default=None,
+              help="the runs' scale, 8 or x8 (needed when several are stored), or hr, sizes, given")
 @click.option("--level", default=None, help="LR size, e.g. 16x14: needed for protocols with fixed LR sizes "
               "(lfw-ident, ar-cmc), whose one run covers every size")
 @click.option("--evaluator", default=None, help="the runs' evaluator (needed when several are stored)")
@@ -308,7 +336,7 @@ def plot(kind, protocol, scale, level, evaluator, models, upsampled_input, metri
 @click.argument("model_a")
 @click.argument("model_b")
 @click.option("--protocol", required=True)
-@click.option("--scale", type=click.IntRange(min=0), default=None)
+@click.option("--scale", type=STORED_LEVEL, default=None, help="the runs' scale, 8 or x8, or hr, sizes, given")
 @click.option("--level", default=None, help="LR size, e.g. 16x14 (protocols with fixed LR sizes)")
 @click.option("--evaluator", default=None)
 @click.option("--resamples", type=click.IntRange(min=1), default=10_000, show_default=True, help="bootstrap resamples")
