@@ -144,6 +144,22 @@ def exact_unit_rows(n, seed, dim=16):
     return np.array(rows, dtype=np.float64) / 8.0
 
 
+def random_blufr_config(labels, n_trials: int, test_size: int, seed: int = 4, gallery_share: float = 0.3):
+    """A BlufrConfig over ``labels`` (one image each): per trial a random test set of
+    ``test_size`` images, about ``gallery_share`` of them the gallery and the rest probes."""
+    from benchmark.faces.blufr import BlufrConfig
+
+    rng = np.random.default_rng(seed)
+    tests, galleries, probes = [], [], []
+    for _ in range(n_trials):
+        test = np.sort(rng.choice(len(labels), test_size, replace=False))
+        in_gallery = rng.random(test_size) < gallery_share
+        tests.append(test)
+        galleries.append(test[in_gallery])
+        probes.append(test[~in_gallery])
+    return BlufrConfig([f"{i}.jpg" for i in range(len(labels))], labels, tests, galleries, probes, Path("x.mat"))
+
+
 def pairs_txt_images(root: Path):
     """Every image an LFW root's pairs.txt names, in first-appearance order (parsed here, not
     by the reader): the order of the runner's face set."""

@@ -6,7 +6,6 @@ blocks. Torch on the CPU stands in for a GPU here; the CUDA cases skip without o
 the metrics is exact: the test embeddings have no score within float32 rounding of a tie or a
 threshold, so a different summation order cannot change a decision."""
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 from benchmark.engine.runner import scoring_device
 from benchmark.errors import MetricError
-from benchmark.faces.blufr import BlufrConfig
+from conftest import random_blufr_config
 from benchmark.metrics.identification import cmc_gallery_probe, cmc_leave_one_out, gallery_probe_split, knn_leave_one_out
 from benchmark.metrics.openset import blufr_open_set, blufr_trials, blufr_verification
 from benchmark.score_blocks import ScoreDevice, score_device
@@ -105,15 +104,8 @@ def test_blufr_on_the_device_equals_numpy(device, monkeypatch):
 
     monkeypatch.setattr(openset, "BLOCK_ROWS", 64)  # several blocks per pass
     emb, labels = _embeddings(n=240, n_ids=90, seed=3)
-    rng = np.random.default_rng(4)
-    tests, galleries, probes = [], [], []
-    for _ in range(3):
-        test = np.sort(rng.choice(240, 180, replace=False))
-        in_gallery = rng.random(180) < 0.3
-        tests.append(test)
-        galleries.append(test[in_gallery])
-        probes.append(test[~in_gallery])
-    config = BlufrConfig([f"{i}.jpg" for i in range(240)], labels, tests, galleries, probes, Path("x.mat"))
+    config = random_blufr_config(labels, n_trials=3, test_size=180)
+    tests, galleries, probes = config.test_index, config.gallery_index, config.probe_index
     fars = (0.001, 0.01, 0.1, 1.0)
     a = blufr_trials(emb, labels, config, vr_curve_fars=fars, dir_curve_fars=fars, device=device)
     b = blufr_trials(emb, labels, config, vr_curve_fars=fars, dir_curve_fars=fars)

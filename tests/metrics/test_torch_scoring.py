@@ -1,14 +1,13 @@
 """Task scoring takes torch tensors (issue 13): the 10-fold threshold search, ROC/AUC/EER,
 BLUFR and kNN/CMC give identical results for tensors (CPU, and CUDA where present) and for the
 NumPy arrays they hold. Oracle: the same functions on NumPy input, and sklearn's AUC."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from benchmark.errors import MetricError
-from benchmark.faces.blufr import BlufrConfig
+from conftest import random_blufr_config
 from benchmark.metrics.identification import (cmc_gallery_probe, cmc_leave_one_out, gallery_probe_split,
                                               knn_leave_one_out)
 from benchmark.metrics.openset import blufr_open_set, blufr_tar_at_far, blufr_trials, blufr_verification
@@ -87,15 +86,8 @@ def test_identification_on_tensors_is_identical(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_blufr_on_tensors_is_identical(device):
     emb, labels = _embeddings(n=160, n_ids=70, seed=3)
-    rng = np.random.default_rng(4)
-    tests, galleries, probes = [], [], []
-    for _ in range(4):
-        test = np.sort(rng.choice(160, 120, replace=False))
-        in_gallery = rng.random(120) < 0.3
-        tests.append(test)
-        galleries.append(test[in_gallery])
-        probes.append(test[~in_gallery])
-    config = BlufrConfig([f"{i}.jpg" for i in range(160)], labels, tests, galleries, probes, Path("x.mat"))
+    config = random_blufr_config(labels, n_trials=4, test_size=120)
+    tests, galleries, probes = config.test_index, config.gallery_index, config.probe_index
     te, tl = torch.from_numpy(emb).to(device), torch.from_numpy(labels).to(device)
     fars = (0.001, 0.01, 0.1, 1.0)
     a = blufr_trials(te, tl, config, vr_curve_fars=fars, dir_curve_fars=fars)
