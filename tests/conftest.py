@@ -144,6 +144,15 @@ def exact_unit_rows(n, seed, dim=16):
     return np.array(rows, dtype=np.float64) / 8.0
 
 
+def clustered_embeddings(n: int, dim: int, n_ids: int, seed: int, centre_weight: float):
+    """(float32 (n, dim) embeddings, labels): Gaussian noise around one random centre per
+    identity, so identification rates are neither 0 nor 1."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_ids, n)
+    centres = rng.standard_normal((n_ids, dim)).astype(np.float32)
+    return rng.standard_normal((n, dim)).astype(np.float32) + centre_weight * centres[labels], labels
+
+
 def random_blufr_config(labels, n_trials: int, test_size: int, seed: int = 4, gallery_share: float = 0.3):
     """A BlufrConfig over ``labels`` (one image each): per trial a random test set of
     ``test_size`` images, about ``gallery_share`` of them the gallery and the rest probes."""

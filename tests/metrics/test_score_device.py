@@ -13,7 +13,7 @@ import torch
 
 from benchmark.engine.runner import scoring_device
 from benchmark.errors import MetricError
-from conftest import random_blufr_config
+from conftest import clustered_embeddings, random_blufr_config
 from benchmark.metrics.identification import cmc_gallery_probe, cmc_leave_one_out, gallery_probe_split, knn_leave_one_out
 from benchmark.metrics.openset import blufr_open_set, blufr_trials, blufr_verification
 from benchmark.score_blocks import ScoreDevice, score_device
@@ -23,11 +23,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _embeddings(n=200, dim=24, n_ids=40, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, n_ids, n)
-    centres = rng.standard_normal((n_ids, dim)).astype(np.float32)
-    emb = rng.standard_normal((n, dim)).astype(np.float32) + 1.2 * centres[labels]
-    return emb, labels
+    return clustered_embeddings(n, dim, n_ids, seed, centre_weight=1.2)
 
 
 @pytest.mark.parametrize("device", DEVICES)

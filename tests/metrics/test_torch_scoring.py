@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmark.errors import MetricError
-from conftest import random_blufr_config
+from conftest import clustered_embeddings, random_blufr_config
 from benchmark.metrics.identification import (cmc_gallery_probe, cmc_leave_one_out, gallery_probe_split,
                                               knn_leave_one_out)
 from benchmark.metrics.openset import blufr_open_set, blufr_tar_at_far, blufr_trials, blufr_verification
@@ -17,10 +17,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _embeddings(n=120, dim=16, n_ids=20, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, n_ids, n)
-    centres = rng.standard_normal((n_ids, dim)).astype(np.float32)
-    emb = rng.standard_normal((n, dim)).astype(np.float32) + 1.5 * centres[labels]
+    emb, labels = clustered_embeddings(n, dim, n_ids, seed, centre_weight=1.5)
     return emb / np.linalg.norm(emb, axis=1, keepdims=True), labels
 
 
