@@ -365,8 +365,8 @@ def _verification_all_trials(array: np.ndarray, codes: np.ndarray, test_indices:
 def _shared_pass(unit, device: ScoreDevice, codes: np.ndarray, members: np.ndarray, trials: list,
                  floors: list, only: Sequence[int] = None) -> list:
     """One blockwise pass over the lower triangle of unit @ unit.T (rows sorted by label; ``unit``
-    is on ``device``) for several trials at once: per trial (bit ``b`` of ``members``: the rows in its test set),
-    (sorted genuine scores, {k: k-th highest impostor score}, lowest impostor score or inf),
+    is on ``device``) for several trials at once: per trial (bit ``b`` of ``members``: the rows
+    in its test set), (sorted genuine scores, {k: k-th highest impostor score}, lowest impostor score or inf),
     or None where fewer than max(ranks) impostor scores exceed its floor. ``only``: the trials
     to serve (default all); the others get None."""
     serve = list(range(len(trials))) if only is None else list(only)
