@@ -57,6 +57,9 @@ STORED_LEVEL = StoredLevel()
 @click.version_option(package_name="fhbench")
 def main():
     """fhbench: task-based evaluation of face super-resolution."""
+    from benchmark.engine.allocator import keep_large_buffers
+
+    keep_large_buffers()  # chunk-sized CPU buffers reused, not mapped afresh (FHBENCH_MALLOC=default: off)
 
 
 @main.command()

@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmark.contracts.degradation import make_degradation  # noqa: E402
+from benchmark.engine.allocator import keep_large_buffers  # noqa: E402
 from benchmark.engine.pipeline import HRSource, ImagePipeline, Level  # noqa: E402
 from benchmark.engine.prefetch import prefetched  # noqa: E402
 from benchmark.engine.runner import RunOptions, run  # noqa: E402
@@ -115,6 +116,7 @@ def report_run(label: str, wall: float, result: dict) -> None:
 
 
 def main():
+    keep_large_buffers()  # what `fhbench` does at start (FHBENCH_MALLOC=default: glibc's own settings)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "lfw"))
     ap.add_argument("--device", default="cpu")

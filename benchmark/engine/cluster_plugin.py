@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from benchmark.engine.allocator import keep_large_buffers
 from benchmark.errors import ConfigError, DataError, FhbenchError
 
 
@@ -158,6 +159,7 @@ class RunPlugin(WorkerPlugin):
                 self.skipped = f"worker {worker.address} lacks the resources {self.resources}"
                 return
             where = f"worker {worker.address}"
+            keep_large_buffers()  # as the CLI does for its own process
             # off the event loop: loading a model takes seconds, heartbeats must go on
             self.run = await asyncio.get_running_loop().run_in_executor(None, WorkerRun, self.spec, where,
                                                                         worker.local_directory)
