@@ -35,10 +35,7 @@ class StoredLevel(click.ParamType):
     name = "SCALE|hr|sizes|given"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int) and not isinstance(value, bool):
-            text = str(value)
-        else:
-            text = str(value).strip()
+        text = str(value).strip()
         digits = text[1:] if text[:1] == "x" else text
         if digits.isdigit():
             if int(digits) < 2:
