@@ -1,7 +1,8 @@
 """The trained CPU demos shipped in results/ (README, Results): each config reads, its weights
 are what the config trains (architecture, scale, options, every step done), the log reaches
 the last step, and the adapter of the config's model runs the weights. The FR-loss demo and
-its control start from the same weights and differ only in the loss."""
+its control start from the same weights and differ only in the loss; the two arms of the
+C-Face ablation differ only in the compare-face weight g2."""
 import dataclasses
 import json
 from pathlib import Path
@@ -16,28 +17,35 @@ from benchmark.contracts.model_adapters import create_model
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 DEMOS = ["srresnet-cpu-demo", "srresnet-mse-cpu-demo-ft", "srresnet-fr-cpu-demo"]
+CFACE_ARMS = ["with-compare", "without-compare"]
+CFACE = RESULTS / "cface-compare-ablation"
+# (config, weights, log) of every shipped trained model
+SHIPPED = {**{name: (RESULTS / name / "config.yaml", None, RESULTS / name / "scalars.jsonl") for name in DEMOS},
+           **{f"cface-{arm}-cpu": (CFACE / f"{arm}.yaml", CFACE / f"cface-{arm}-cpu.pt",
+                                   CFACE / f"cface-{arm}-cpu.scalars.jsonl") for arm in CFACE_ARMS}}
 
 
 def _load(name):
     trainable("srresnet")  # imports every baseline, filling TRAINABLE
-    config = load_config(RESULTS / name / "config.yaml", {n: m.options for n, m in TRAINABLE.items()})
-    return config, RESULTS / name / f"{name}-x{config.data.scale}.pt"
+    config_path, weights, log = SHIPPED[name]
+    config = load_config(config_path, {n: m.options for n, m in TRAINABLE.items()})
+    return config, weights or RESULTS / name / f"{name}-x{config.data.scale}.pt", log
 
 
-@pytest.mark.parametrize("name", DEMOS)
+@pytest.mark.parametrize("name", list(SHIPPED))
 def test_demo_weights_are_what_its_config_trains(name, monkeypatch):
     monkeypatch.chdir(RESULTS.parent)  # init_weights paths are relative to the project root
-    config, weights = _load(name)
+    config, weights, log_path = _load(name)
     spec = TRAINABLE[config.model]
     ckpt = read_checkpoint(weights, spec.architecture, config.data.scale)
     assert ckpt["model"] == config.model and ckpt["complete"] is True
     assert ckpt["model_options"] == dataclasses.asdict(config.model_options)
     assert ckpt["step"] == sum(s.steps for s in config.stages)
     assert [s["name"] for s in ckpt["config"]["stages"]] == [s.name for s in config.stages]
-    log = [json.loads(line) for line in (RESULTS / name / "scalars.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert max(r["step"] for r in log) == ckpt["step"]
     model = create_model(config.model, scale=config.data.scale, weights=str(weights))
-    lr = torch.rand(2, 3, 14, 12)
+    lr = torch.rand(2, 3, 112 // config.data.scale, 96 // config.data.scale)
     assert model.super_resolve(lr, ["a", "b"]).shape == (2, 3, 112, 96)
 
 
@@ -54,6 +62,15 @@ def test_fr_demo_and_its_control_differ_only_in_the_loss():
     assert (c["loss_weights"], f["loss_weights"]) == ({"mse": 1.0}, {"mse": 1.0, "fr": "auto"})
     ckpt = torch.load(RESULTS / "srresnet-fr-cpu-demo" / "srresnet-fr-cpu-demo-x8.pt", weights_only=True)
     assert ckpt["identity_network"]["name"] == "sface"
+
+
+def test_cface_ablation_arms_differ_only_in_the_compare_weight():
+    with_c, without = (yaml.safe_load((CFACE / f"{arm}.yaml").read_text()) for arm in CFACE_ARMS)
+    assert with_c["stages"][0] == without["stages"][0]  # the same MSE start
+    (g_with, g_without) = (arm["stages"][1]["loss_weights"].pop("compare") for arm in (with_c, without))
+    assert (g_with, g_without) == (0.1, 0.0)  # 004 Sec. 4.2, stage 1: g2 = 0.1
+    assert with_c == without  # everything else
+    assert with_c["stages"][1]["loss_weights"]["perceptual"] == 1.0  # beta, on a random-init VGG19 (header)
 
 
 def test_every_shipped_json_is_strict_json():
