@@ -16,7 +16,6 @@ anything but glibc this does nothing. Results do not depend on it (allocation on
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -35,8 +34,9 @@ def keep_large_buffers() -> bool:
     if os.environ.get("FHBENCH_MALLOC", "") == "default" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the process's own symbols: glibc's mallopt without find_library, which runs ldconfig
+        # in a subprocess on every fhbench start
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
