@@ -245,7 +245,7 @@ def compute_shard(run_name: str, shard: dict, *producers: dict) -> dict:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
         before = len(state.hr_source.fallbacks)
-        halved_before = len(getattr(state.pipeline, "halved", ()))
+        halved_before = len(state.pipeline.halved)
         need, rows = shard["need"], shard["hr_rows"]
         hr = state.hr_source.load(need)
         out = {"index": shard["index"], "hr_keys": [shard["keys"][r] for r in rows], "sr": {}}
@@ -272,7 +272,7 @@ def compute_shard(run_name: str, shard: dict, *producers: dict) -> dict:
                                **{k: v[write] for k, v in values.items()}}
         out["fallbacks"] = state.hr_source.fallbacks[before:]
         # SR batches this worker's device had no memory for (halved and retried), for the manifest
-        out["halved"] = [{**h, "worker": _address()} for h in getattr(state.pipeline, "halved", [])[halved_before:]]
+        out["halved"] = [{**h, "worker": _address()} for h in state.pipeline.halved[halved_before:]]
         out["seconds"], out["images"] = dict(timer.seconds), dict(timer.images)
         return out
 

@@ -81,6 +81,9 @@ class ImagePipeline:
         self.model, self.evaluator, self.frame = model, evaluator, frame
         self.crop_border, self.pixel_metrics, self.batch_size = crop_border, list(pixel_metrics), batch_size
         self.timer = timer or StageTimer()
+        # SR batches the device had no memory for, halved and retried (the manifest lists them);
+        # the NumPy path never halves, the torch pipeline appends
+        self.halved: List[dict] = []
 
     def to_device(self, hr):
         """Where the stages take a chunk's HR faces: here NumPy as they are

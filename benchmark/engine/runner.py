@@ -160,7 +160,7 @@ def run(opts: RunOptions, client=None) -> dict:
     if client is None and opts.cluster is None:
         computed = _compute_missing(pipeline, levels, hr_source, keys, setup.faces, setup.degraded, hr_cache,
                                     sr_caches, opts, desc)
-        halved = list(getattr(pipeline, "halved", []))
+        halved = list(pipeline.halved)
     else:
         halved = []
         computed = _compute_on_cluster(client, setup, opts, hr_source, keys, data_hash, hr_cache, sr_caches,

@@ -28,7 +28,6 @@ class TorchImagePipeline(ImagePipeline):
                  batch_size: int = 32, timer=None, device="cpu", precision: str = DEFAULT_PRECISION):
         super().__init__(model, evaluator, frame, crop_border, pixel_metrics, batch_size, timer)
         self.device, self.precision = torch.device(device), precision
-        self.halved: List[dict] = []
 
     def to_device(self, hr):
         """A chunk's HR faces on the device, once for its HR embeddings and all its levels."""
