@@ -24,40 +24,23 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 
 from benchmark.engine.folder_pairs import read_rgb8
+from benchmark.engine.levels import protocol_levels
 from benchmark.engine.pipeline import HRSource, Level, degrade
 from benchmark.engine.protocols import load_protocol
 from benchmark.engine.staged_folder import staged_folder
 from benchmark.engine.store import SIZES_LEVEL, level_scale
-from benchmark.errors import ConfigError, DataError
+from benchmark.errors import DataError
 from benchmark.faces.roots import stays_inside
 from benchmark.faces.templates import SPHEREFACE_112x96
 
 MANIFEST = "fhbench-degrade.json"
 SR_SUFFIXES = (".png", ".jpg", ".bmp", ".tif")  # what the folder adapter accepts, in its order
-
-
-def _levels(protocol, scale: Optional[int]) -> Tuple[str, List[Level]]:
-    """(the row's level, the levels written or scored), as ``fhbench run`` has them: one scale
-    (``x4``), or every fixed LR size of an ``lr_sizes`` protocol in one (``sizes``)."""
-    from benchmark.contracts.degradation import make_degradation
-
-    if protocol.lr_sizes:
-        if scale is not None:
-            raise ConfigError(f"protocol {protocol.name} runs every LR size of its own "
-                              f"({', '.join(protocol.level_names)}) in one go, as fhbench run; leave out --scale")
-        return SIZES_LEVEL, [Level(n, make_degradation(protocol.degradation, size=tuple(size),
-                                                       **protocol.degradation_options))
-                             for n, size in zip(protocol.level_names, protocol.lr_sizes)]
-    scale = scale or protocol.default_scale
-    if scale not in protocol.scales:
-        raise ConfigError(f"protocol {protocol.name} runs at scales {protocol.scales}, not {scale}")
-    return f"x{scale}", [Level(f"x{scale}", make_degradation(protocol.degradation, scale=scale,
-                                                             **protocol.degradation_options))]
+AS_RUN = "in one go, as fhbench run"  # how degrade and score take every LR size of a protocol
 
 
 def _subfolder(row_level: str, level: Level) -> str:
@@ -98,7 +81,7 @@ def write_degraded(protocol_name: str, out, scale: Optional[int] = None, data_ro
     """Write the LR inputs of ``protocol_name`` at ``scale`` (every LR size, one subfolder each,
     for an ``lr_sizes`` protocol) into ``out`` (see the module doc)."""
     protocol = load_protocol(protocol_name)
-    row_level, levels = _levels(protocol, scale)
+    row_level, levels = protocol_levels(protocol, scale, AS_RUN)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} exists and is not a folder")
@@ -217,7 +200,7 @@ def score_folder(sr_dir, protocol_name: str, scale: Optional[int] = None, degrad
     from benchmark.engine.runner import RunOptions, run
 
     protocol = load_protocol(protocol_name)
-    row_level, levels = _levels(protocol, scale)
+    row_level, levels = protocol_levels(protocol, scale, AS_RUN)
     faces, degraded = _faces(protocol, data_root)
     hr_hw = tuple(protocol.hr_size) if protocol.hr_size else (faces.aligned_frame or SPHEREFACE_112x96).size
     relpaths = [faces.relpaths[i] for i in degraded]

@@ -5,15 +5,38 @@ run has the same names) and names the metrics and arrays of each size
 ``<name>@<level>`` (``rank1@16x14``, ``rank1@16x14_std``, ``cmc@16x14``, ``psnr@16x14``).
 A figure or a comparison shows one level: ``--level 16x14``. Protocols with ``scales`` have
 no levels (one run per scale: ``--scale``).
+
+``protocol_levels`` gives the levels a protocol is run, written (``fhbench degrade``) or
+scored at, for ``run`` and ``degrade``/``score`` alike.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from benchmark.errors import FhbenchError
+from benchmark.contracts.degradation import make_degradation
+from benchmark.errors import ConfigError, FhbenchError
+from benchmark.engine.pipeline import Level
 from benchmark.engine.protocols import Protocol
 from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL
 from benchmark.contracts.metric_keys import STD, split_key
+
+
+def protocol_levels(protocol: Protocol, scale: Optional[int], in_one: str = "in one run") -> Tuple[str, List[Level]]:
+    """(the row's level, the levels) of ``protocol`` at ``--scale``: one scale (``x4``; default
+    the protocol's), or every fixed LR size of an ``lr_sizes`` protocol at once (``sizes``,
+    where a ``--scale`` is refused; ``in_one`` says how the command does them all)."""
+    if protocol.lr_sizes:
+        if scale is not None:
+            raise ConfigError(f"protocol {protocol.name} runs every LR size of its own "
+                              f"({', '.join(protocol.level_names)}) {in_one}; leave out --scale")
+        return SIZES_LEVEL, [Level(n, make_degradation(protocol.degradation, size=tuple(size),
+                                                       **protocol.degradation_options))
+                             for n, size in zip(protocol.level_names, protocol.lr_sizes)]
+    scale = scale or protocol.default_scale
+    if scale not in protocol.scales:
+        raise ConfigError(f"protocol {protocol.name} runs at scales {protocol.scales}, not {scale}")
+    return f"x{scale}", [Level(f"x{scale}", make_degradation(protocol.degradation, scale=scale,
+                                                             **protocol.degradation_options))]
 
 
 def normalize_level(level: Optional[str]) -> Optional[str]:

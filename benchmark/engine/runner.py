@@ -24,6 +24,7 @@ from tqdm import tqdm
 from benchmark.contracts.degradation import make_degradation
 from benchmark.engine import manifest as manifest_mod
 from benchmark.engine.cache import ImageResultCache, check_cache_dir, default_cache_dir
+from benchmark.engine.levels import protocol_levels
 from benchmark.engine.names import check_run_name
 from benchmark.engine.chunks import process_chunk
 from benchmark.engine.pipeline import HRSource, ImagePipeline, Level, StageTimer
@@ -31,7 +32,7 @@ from benchmark.engine.prefetch import prefetched
 from benchmark.engine.torch_pipeline import HARNESSES, harness_setting, make_pipeline
 from benchmark.engine.torch_stages import DEFAULT_PRECISION, check_precision
 from benchmark.engine.protocols import list_protocols, load_protocol
-from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL, ResultStore, level_scale
+from benchmark.engine.store import HR_LEVEL, ResultStore, level_scale
 from benchmark.errors import ConfigError, DataError, DataMissing, IncompatibleModelError
 from benchmark.evaluators import create_evaluator
 from benchmark.contracts.evaluator import torch_device
@@ -359,18 +360,7 @@ def _levels(protocol, model, scale: Optional[int]):
     that pins its degradation runs on it at each of the protocol's levels."""
     if model.pinned_degradation:
         return _pinned_levels(protocol, model)
-    if protocol.lr_sizes:
-        if scale is not None:
-            raise ConfigError(f"protocol {protocol.name} runs every LR size of its own "
-                              f"({', '.join(protocol.level_names)}) in one run; leave out --scale")
-        return SIZES_LEVEL, [Level(n, make_degradation(protocol.degradation, size=tuple(size),
-                                                          **protocol.degradation_options))
-                                for n, size in zip(protocol.level_names, protocol.lr_sizes)]
-    scale = scale or protocol.default_scale
-    if scale not in protocol.scales:
-        raise ConfigError(f"protocol {protocol.name} runs at scales {protocol.scales}, not {scale}")
-    return f"x{scale}", [Level(f"x{scale}", make_degradation(protocol.degradation, scale=scale,
-                                                       **protocol.degradation_options))]
+    return protocol_levels(protocol, scale)
 
 
 def _pinned_levels(protocol, model):
