@@ -11,20 +11,25 @@ scored at, for ``run`` and ``degrade``/``score`` alike.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from benchmark.contracts.degradation import make_degradation
 from benchmark.errors import ConfigError, FhbenchError
-from benchmark.engine.pipeline import Level
 from benchmark.engine.protocols import Protocol
 from benchmark.engine.store import HR_LEVEL, SIZES_LEVEL
 from benchmark.contracts.metric_keys import STD, split_key
 
+if TYPE_CHECKING:
+    from benchmark.engine.pipeline import Level
 
-def protocol_levels(protocol: Protocol, scale: Optional[int], in_one: str = "in one run") -> Tuple[str, List[Level]]:
+
+def protocol_levels(protocol: Protocol, scale: Optional[int], in_one: str = "in one run") -> Tuple[str, List["Level"]]:
     """(the row's level, the levels) of ``protocol`` at ``--scale``: one scale (``x4``; default
     the protocol's), or every fixed LR size of an ``lr_sizes`` protocol at once (``sizes``,
     where a ``--scale`` is refused; ``in_one`` says how the command does them all)."""
+    # here, not at the top: the figures and comparisons that read this module need no torch
+    from benchmark.contracts.degradation import make_degradation
+    from benchmark.engine.pipeline import Level
+
     if protocol.lr_sizes:
         if scale is not None:
             raise ConfigError(f"protocol {protocol.name} runs every LR size of its own "
