@@ -146,6 +146,43 @@ def test_ssim_chunks_agree_with_skimage(monkeypatch):
     np.testing.assert_allclose(psnr_y(sr, hr), expected_psnr, rtol=0, atol=1e-10)
 
 
+def test_chunks_on_threads_raise_for_the_first_bad_image(monkeypatch):
+    # Chunks of 3 run on the pool; images 7 and 4 are bad: the message names 4, as a serial
+    # loop over the chunks would, whichever chunk finishes first.
+    monkeypatch.setattr(image, "_CHUNK_VALUES", 3 * 20 * 20)
+    sr, hr = face_like_pairs(9, 20, 20, seed=5)
+    sr[7, 1, 3, 3] = np.inf
+    sr[4, 0, 2, 2] = np.nan
+    for metric in (psnr_y, ssim_y):
+        with pytest.raises(MetricError, match="sr image 4 contains NaN or inf"):
+            metric(sr, hr)
+
+
+def _ssim_in_child(queue, sr, hr):
+    queue.put(ssim_y(sr, hr))
+
+
+def test_a_forked_child_computes_with_its_own_pool(monkeypatch):
+    # The parent's pool has threads; a forked child inherits the pool but not its threads,
+    # and waited forever on it before the pool was forgotten at fork.
+    import multiprocessing
+
+    monkeypatch.setattr(image, "_CHUNK_VALUES", 3 * 20 * 20)
+    sr, hr = face_like_pairs(7, 20, 20, seed=6)
+    expected = ssim_y(sr, hr)  # in the parent: the pool now has threads
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_ssim_in_child, args=(queue, sr, hr))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_ssim_hand_computed_constant_images():
     # Constant images: variances and covariance are 0, so the contrast-structure term is
     # C2 / C2 = 1 and SSIM = (2 a b + C1) / (a^2 + b^2 + C1) with a = 235 (white), b = 16
