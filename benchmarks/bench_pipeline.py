@@ -40,7 +40,7 @@ from benchmark.engine.pipeline import HRSource, ImagePipeline, Level  # noqa: E4
 from benchmark.engine.prefetch import prefetched  # noqa: E402
 from benchmark.engine.runner import RunOptions, run  # noqa: E402
 from benchmark.engine.torch_pipeline import TorchImagePipeline  # noqa: E402
-from benchmark.engine.torch_stages import harness_threads  # noqa: E402
+from benchmark.engine.torch_stages import harness_threads, same_images  # noqa: E402
 from benchmark.faces.frames import warp_to_template, warp_to_template_torch  # noqa: E402
 from benchmark.faces.templates import ARCFACE_112x112  # noqa: E402
 from benchmark.contracts.metric import metric_spec  # noqa: E402
@@ -84,7 +84,7 @@ def overhead(faces, device: str, serial: bool) -> float:
         else:
             hr = pipe.to_device(hr)
             sr = pipe.super_resolve(pipe.model_input(level, hr), hr.shape, idx, names)
-            pipe.image_metrics(sr, hr, (sr == hr).flatten(1).all(1))
+            pipe.image_metrics(sr, hr, same_images(sr, hr))
             with harness_threads(pipe.device):  # as the run's pipeline does for its own small ops
                 for images in (sr, hr):
                     warp_to_template_torch(images, source.frame, ARCFACE_112x112)

@@ -129,8 +129,17 @@ def check_sr_batch(model_name: str, sr, expect_shape, first_index: int = 0, keys
 def check_sr_batch_torch(model_name: str, sr, expect_shape, first_index: int = 0, keys=None) -> torch.Tensor:
     """``check_sr_batch`` for a batch that stays on its device: the same checks and one-line
     errors, the same float32 values clipped to [0, 1], as a tensor on the output's device."""
-    if not isinstance(sr, torch.Tensor):
+    if not isinstance(sr, torch.Tensor) or sr.device.type == "cpu":
+        # on the CPU the NumPy checks read the tensor's own memory and are ~13x faster than
+        # torch's single-threaded reductions (isfinite().all(1) alone: 2.2 ms per 32 faces)
         return torch.from_numpy(check_sr_batch(model_name, sr, expect_shape, first_index, keys))
+    return check_sr_batch_on_device(model_name, sr, expect_shape, first_index, keys)
+
+
+def check_sr_batch_on_device(model_name: str, sr: torch.Tensor, expect_shape, first_index: int = 0,
+                             keys=None) -> torch.Tensor:
+    """The checks of ``check_sr_batch`` as torch ops on the tensor's own device (a GPU's path;
+    the tests run it on the CPU too)."""
     sr = sr.detach().float()
 
     def who(i):

@@ -12,13 +12,14 @@ import torch
 from benchmark.contracts.degradation import make_degradation
 from benchmark.engine.pipeline import ImagePipeline, Level
 from benchmark.engine.torch_pipeline import TorchImagePipeline
+from benchmark.engine.torch_stages import same_images
 from benchmark.errors import AdapterError
 from benchmark.faces.images import read_batch
 from benchmark.faces.resize import upsampled_model_input
 from benchmark.metrics.image import psnr_y, ssim_y
 from benchmark.contracts.metric import metric_spec
 from benchmark.contracts.model_adapters import create_model
-from benchmark.contracts.model import SRAdapter, check_sr_batch, check_sr_batch_torch
+from benchmark.contracts.model import SRAdapter, check_sr_batch, check_sr_batch_on_device, check_sr_batch_torch
 
 LFW_ALIGNED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lfw" / "aligned-112x96"
 PSNR_TOL, SSIM_TOL = 1e-6, 1e-7  # the tolerances against the NumPy oracles (CPU, float64)
@@ -188,15 +189,27 @@ def test_out_of_memory_on_one_image_is_one_line():
 ])
 def test_sr_checks_on_the_device_say_what_the_numpy_checks_say(bad, message):
     x = bad(torch.linspace(0.2, 0.9, 96).reshape(2, 3, 8, 2).repeat(1, 1, 1, 3))
-    for check in (check_sr_batch, check_sr_batch_torch):
+    for check in (check_sr_batch, check_sr_batch_torch, check_sr_batch_on_device):
         with pytest.raises(AdapterError, match=message):
             check("m", x, (2, 3, 8, 6), first_index=5, keys=["a", "b"])
 
 
 def test_sr_checks_on_the_device_clip_like_numpy():
     x = torch.tensor([-5e-5, 0.5, 1 + 5e-5]).reshape(1, 3, 1, 1)
-    np.testing.assert_array_equal(check_sr_batch_torch("m", x, (1, 3, 1, 1)).numpy(),
-                                  check_sr_batch("m", x, (1, 3, 1, 1)))
+    for check in (check_sr_batch_torch, check_sr_batch_on_device):
+        np.testing.assert_array_equal(check("m", x, (1, 3, 1, 1)).numpy(), check_sr_batch("m", x, (1, 3, 1, 1)))
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_same_images_is_array_equal_per_image(n):
+    rng = np.random.default_rng(n)
+    hr = rng.random((n, 3, 4, 5)).astype(np.float32)
+    sr = hr.copy()
+    if n > 1:
+        sr[1, 2, 3, 4] = np.nextafter(sr[1, 2, 3, 4], 2)  # one ulp apart: not the same image
+    got = same_images(torch.from_numpy(sr), torch.from_numpy(hr))
+    assert got.dtype == torch.bool and got.shape == (n,)
+    assert got.tolist() == [np.array_equal(s, h) for s, h in zip(sr, hr)]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
