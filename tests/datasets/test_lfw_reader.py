@@ -204,6 +204,15 @@ def test_rgba_drops_alpha(tmp_path):
     np.testing.assert_array_equal(img, bgra[:, :, 2::-1])
 
 
+def test_an_image_of_two_channels_is_refused_by_name(tmp_path, monkeypatch):
+    # OpenCV's decoders give 1, 3 or 4 channels; anything else is one line naming the file.
+    from benchmark.faces import images
+
+    monkeypatch.setattr(images, "decode_unchanged", lambda path: np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(DataError, match=r"image .*odd\.png has 2 channels"):
+        read_rgb_uint8(tmp_path / "odd.png")
+
+
 def test_16_bit_png_keeps_the_high_byte(tmp_path):
     rng = np.random.default_rng(2)
     bgr16 = rng.integers(0, 65536, (5, 6, 3)).astype(np.uint16)
