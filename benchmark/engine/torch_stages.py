@@ -123,7 +123,7 @@ def image_metrics_torch(metrics, sr: torch.Tensor, hr: torch.Tensor, same: torch
 def same_images(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """(N,) bool: SR image i equals HR image i exactly (``np.array_equal`` per image)."""
     hr = hr.to(sr.dtype)
-    if sr.device.type != "cpu":
+    if sr.device.type != "cpu" or sr.dtype == torch.bfloat16:  # NumPy has no bfloat16
         return (sr == hr).flatten(1).all(1)
     # NumPy on the tensors' memory: 2.7x torch's single-threaded comparison and reduction
     equal = sr.detach().numpy() == hr.detach().numpy()

@@ -210,6 +210,9 @@ def test_same_images_is_array_equal_per_image(n):
     got = same_images(torch.from_numpy(sr), torch.from_numpy(hr))
     assert got.dtype == torch.bool and got.shape == (n,)
     assert got.tolist() == [np.array_equal(s, h) for s, h in zip(sr, hr)]
+    # bfloat16, which NumPy cannot hold, takes torch's comparison: the same answer
+    as_bf16 = torch.from_numpy(sr).bfloat16()
+    assert same_images(as_bf16, as_bf16.clone()).tolist() == [True] * n
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
