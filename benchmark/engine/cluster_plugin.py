@@ -90,8 +90,7 @@ class WorkerRun:
             for level in spec.levels:
                 model.check_compatible(level.degradation.lr_size(spec.hr_size), spec.hr_size, spec.check_scale)
             evaluator = create_evaluator(spec.evaluator, weights=spec.evaluator_weights, device=spec.device,
-                                         backend=spec.backend)
-            evaluator.precision = spec.precision
+                                         backend=spec.backend, precision=spec.precision)
         except FhbenchError as err:
             raise type(err)(f"{where}: {err}") from None
         _same(where, f"model {spec.model}", model.describe(), spec.model_description)

@@ -196,11 +196,7 @@ def prepare(opts: RunOptions) -> RunSetup:
     row_level, levels = _levels(protocol, model, opts.scale)
     name = opts.name or model.name
     evaluator = create_evaluator(opts.evaluator, weights=opts.evaluator_weights, device=opts.device,
-                                 backend=opts.backend)
-    if opts.precision != DEFAULT_PRECISION and getattr(evaluator, "backend", None) != "torch":
-        raise ConfigError(f"--precision {opts.precision} needs an evaluator on torch; {evaluator.name} runs on "
-                          f"{getattr(evaluator, 'backend', 'its own backend')} (pass --backend torch)")
-    evaluator.precision = opts.precision
+                                 backend=opts.backend, precision=opts.precision)
     check_run_name(name)
     if not opts.replace:  # a name taken by another model fails now, not after the work
         store.check_name(name, protocol.name, row_level, evaluator.name, {"model": _model_record(model, opts)})

@@ -171,6 +171,14 @@ def test_unknown_backend_is_a_one_line_config_error(name, backend):
     assert repr(backend) in msg and name in msg and "\n" not in msg
 
 
+def test_precision_other_than_fp32_needs_the_torch_backend():
+    # create_evaluator is where both the runner and a Dask worker get their evaluator
+    with pytest.raises(ConfigError, match=r"^--precision bf16 needs an evaluator on torch; sface runs on onnxruntime"):
+        create_evaluator("sface", precision="bf16")
+    assert create_evaluator("sface", backend="torch", precision="bf16").precision == "bf16"
+    assert create_evaluator("sface").precision == "fp32"
+
+
 def test_unknown_evaluator_is_still_an_unknown_name():
     with pytest.raises(UnknownNameError):
         create_evaluator("sfaec", backend="torch")
