@@ -1,6 +1,6 @@
 """The two data roots of the IPU-Net ablation (README, Results), as symlinks into the real LFW:
 
-    python results/ipunet-multires-ablation/make_roots.py LFW_ROOT TRAIN SUBSET
+    python results/ipunet-multires-ablation/every-6th-person/make_roots.py LFW_ROOT TRAIN SUBSET
 
 TRAIN/<Name>/<Name>_NNNN.jpg: every aligned image of the people pairs.txt never names (1,468
 people, 1,549 images in full LFW), for `fhbench train --data-root TRAIN`.
