@@ -26,7 +26,7 @@ import numpy as np
 from benchmark.errors import ConfigError, DataError
 from benchmark.metrics.identification import first_correct_match, label_codes
 from benchmark.metrics.image import summarize
-from benchmark.metrics.verification import eer, roc_auc
+from benchmark.metrics.verification import roc_auc_and_eer
 
 MAX_VERIFICATION_IMAGES = 6000   # 18M pairs: about 150 MB of scores, sorted once
 LABEL_METRICS = ("rank1", "auc", "eer")
@@ -73,8 +73,8 @@ def label_metrics(sr_emb: np.ndarray, hr_emb: np.ndarray, labels: List[str], sco
     same = (codes[idx][:, None] == codes[idx][None, :])[iu]
     metrics["verification_n_pairs"] = int(len(scores))
     if same.any() and (~same).any():
-        metrics["auc"] = roc_auc(scores, same)
-        metrics["eer"] = eer(scores, same).rate
+        auc, equal_error = roc_auc_and_eer(scores, same)
+        metrics["auc"], metrics["eer"] = auc, equal_error.rate
     elif len(scores):
         raise DataError("--labels: verification needs pairs of one identity and pairs of two among the scored "
                         f"SR faces; these have only {'genuine' if same.all() else 'impostor'} pairs")

@@ -117,6 +117,10 @@ def roc_auc(scores: Any, is_same: Any) -> float:
     """
     score_array, label_array = _checked(scores, is_same, "roc_auc")
     true_accepts, false_accepts, _ = _roc_counts(score_array, label_array)
+    return _auc_of_counts(true_accepts, false_accepts)
+
+
+def _auc_of_counts(true_accepts: np.ndarray, false_accepts: np.ndarray) -> float:
     # Twice the area in units of (1 impostor) x (1 genuine): integers, no rounding.
     twice_area = np.sum(np.diff(false_accepts) * (true_accepts[1:] + true_accepts[:-1]))
     return float(twice_area) / (2.0 * float(true_accepts[-1]) * float(false_accepts[-1]))
@@ -152,7 +156,18 @@ def eer(scores: Any, is_same: Any) -> EqualErrorRate:
     threshold is +inf, the threshold reported is the highest score.
     """
     score_array, label_array = _checked(scores, is_same, "eer")
-    true_accepts, false_accepts, thresholds = _roc_counts(score_array, label_array)
+    return _eer_of_counts(*_roc_counts(score_array, label_array))
+
+
+def roc_auc_and_eer(scores: Any, is_same: Any) -> Tuple[float, EqualErrorRate]:
+    """``(roc_auc(...), eer(...))`` from one sort of the scores (the same two values): for
+    score sets large enough that sorting twice shows (all pairs of a few thousand faces)."""
+    score_array, label_array = _checked(scores, is_same, "roc_auc_and_eer")
+    counts = _roc_counts(score_array, label_array)
+    return _auc_of_counts(*counts[:2]), _eer_of_counts(*counts)
+
+
+def _eer_of_counts(true_accepts: np.ndarray, false_accepts: np.ndarray, thresholds: np.ndarray) -> EqualErrorRate:
     n_genuine, n_impostor = int(true_accepts[-1]), int(false_accepts[-1])
     # Sign of FAR - FRR decided in integers: FA/n_imp - (n_gen - TA)/n_gen.
     scaled_gap = false_accepts * n_genuine - (n_genuine - true_accepts) * n_impostor

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.errors import ConfigError, DataError
-from benchmark.metrics.verification import N_FOLDS, eer, roc_auc, ten_fold_accuracy
+from benchmark.metrics.verification import N_FOLDS, roc_auc_and_eer, ten_fold_accuracy
 from benchmark.registry import TASKS
 from benchmark.contracts.task import Task, selected
 
@@ -68,9 +68,8 @@ class PairsTenFold(Task):
         p = self.pairs
         scores = self.pair_scores(hr_emb, emb)
         tenfold = ten_fold_accuracy(scores, p.is_same, p.fold)
-        eer_value, _ = eer(scores, p.is_same)
-        metrics = {"accuracy": tenfold.mean, "accuracy_std": tenfold.std,
-                   "auc": roc_auc(scores, p.is_same), "eer": eer_value}
+        auc, equal_error = roc_auc_and_eer(scores, p.is_same)
+        metrics = {"accuracy": tenfold.mean, "accuracy_std": tenfold.std, "auc": auc, "eer": equal_error.rate}
         arrays = {"pair_scores": scores, "pair_is_same": p.is_same, "pair_fold": p.fold,
                   "fold_accuracy": tenfold.accuracies, "fold_threshold": tenfold.thresholds}
         return metrics, arrays

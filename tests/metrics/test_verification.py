@@ -7,6 +7,7 @@ from benchmark.errors import MetricError
 from benchmark.metrics.verification import (
     eer,
     roc_auc,
+    roc_auc_and_eer,
     roc_curve_exact,
     tar_at_far,
     ten_fold_accuracy,
@@ -43,6 +44,16 @@ def test_roc_curve_matches_sklearn_without_dropped_points(seed):
 def test_roc_auc_matches_sklearn_with_ties(seed):
     scores, is_same = tied_scores(500, seed)
     assert roc_auc(scores, is_same) == pytest.approx(roc_auc_score(is_same, scores), abs=1e-14)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_roc_auc_and_eer_from_one_sort_match_sklearn_and_eer(seed):
+    scores, is_same = tied_scores(400, seed)
+    auc, equal_error = roc_auc_and_eer(scores, is_same)
+    assert auc == pytest.approx(roc_auc_score(is_same, scores), abs=1e-14)
+    assert equal_error == eer(scores, is_same)
+    with pytest.raises(MetricError, match="roc_auc_and_eer"):
+        roc_auc_and_eer(scores, np.ones(len(scores), bool))
 
 
 def test_roc_auc_hand_computed_tie_counts_half():
