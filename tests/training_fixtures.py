@@ -180,6 +180,9 @@ def ddp_worker(rank, world_size, port, model, config, data_root, out_dir, kill_a
         trainer.save_weights = save_and_dump
     try:
         trainer.train(model, config, data_root, out_dir, device=device, max_steps=max_steps)
+        # whether the trainer left the process group it joined (read by the tests)
+        with open(f"{out_dir}/rank{rank}.group-after-train", "w") as f:
+            f.write("initialized" if dist.is_initialized() else "left")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -35,6 +35,7 @@ class Dist:
     world_size: int = 1
     local_rank: int = 0
     backend: Optional[str] = None
+    joined_here: bool = False  # from_env joined the process group (so ``leave`` ends it)
 
     @property
     def enabled(self) -> bool:
@@ -71,7 +72,16 @@ class Dist:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"rank {rank} of {world} could not join the process group at {where} within "
                               f"{timeout} s ({backend}): {first}") from None
-        return cls(rank, world, local, backend)
+        return cls(rank, world, local, backend, joined_here=True)
+
+    def leave(self) -> None:
+        """End the process group this process joined, once every rank is done with it: a group
+        left to interpreter shutdown can abort there in gloo's threads (pytorch/pytorch#179291).
+        A group the caller set up is the caller's to end."""
+        if self.joined_here and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+            self.joined_here = False
 
     def device(self, requested: Optional[str]) -> torch.device:
         if requested is None:

@@ -133,7 +133,10 @@ def train(model_name: str, config_path, data_root, out_dir, device=None, max_ste
         config.data = dataclasses.replace(config.data, scale=scale)
         if config.data.hr_size[0] % scale or config.data.hr_size[1] % scale:
             raise config.error("data.hr_size", f"{config.data.hr_size} is not divisible by scale {scale}")
-    return _Run(spec, config, data_root, out_dir, device).run(max_steps)
+    run = _Run(spec, config, data_root, out_dir, device)
+    result = run.run(max_steps)
+    run.dist.leave()  # only after a run that finished: a failed rank must not wait at a barrier
+    return result
 
 
 class _Run:

@@ -103,6 +103,14 @@ def test_without_sync_batchnorm_the_per_rank_statistics_change_the_result(tmp_pa
     assert diff > 1e-4
 
 
+def test_each_rank_leaves_the_process_group_it_joined(tmp_path, faces12, toy_identity):
+    """After a finished run every rank has ended the group the trainer joined (a barrier, then
+    destroy_process_group), instead of leaving gloo's threads to interpreter shutdown."""
+    config = _config(tmp_path, SRRESNET_FR)
+    spawn_ddp(2, "srresnet-fr", config, faces12, tmp_path / "two", max_steps=1)
+    assert [(tmp_path / "two" / f"rank{r}.group-after-train").read_text() for r in range(2)] == ["left", "left"]
+
+
 @pytest.mark.slow
 def test_a_killed_two_process_run_resumes_to_the_same_weights(tmp_path, faces12, toy_identity):
     """SIGKILL on both ranks right after the checkpoint of step 4 (inside fr-finetune, after its
