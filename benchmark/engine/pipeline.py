@@ -125,14 +125,10 @@ class ImagePipeline:
         if not self.pixel_metrics:
             return {}
         t0 = time.perf_counter()
-        out = {}
         differ = np.flatnonzero(~same)
-        for m in self.pixel_metrics:
-            values = np.full(len(sr), np.nan if m.identical is None else m.identical, dtype=np.float64)
-            if len(differ):
-                values[differ] = np.asarray(m.per_image(sr[differ], hr[differ], crop_border=self.crop_border),
-                                            dtype=np.float64)
-            out[m.name] = values
+        a, b = (sr, hr) if len(differ) == len(sr) else (sr[differ], hr[differ])  # no copy when all differ
+        out = per_image_metric_values(self.pixel_metrics, len(sr), differ,
+                                      lambda m: m.per_image(a, b, crop_border=self.crop_border))
         self.timer.add("image_metrics", t0, len(sr) - int(same.sum()))
         return out
 
@@ -154,6 +150,19 @@ class ImagePipeline:
             differ = np.flatnonzero(~same)
             emb[differ] = self.embed(sr[differ])
         return {"emb": emb, **values}
+
+
+def per_image_metric_values(metrics, n: int, differ: np.ndarray, values_of) -> Dict[str, np.ndarray]:
+    """{metric name: (n,) float64}: ``values_of(metric)`` for the images at ``differ`` (those
+    whose SR differs from HR), the metric's identical value (NaN: none) for the others. Both
+    pipelines fill their per-image metrics through this."""
+    out = {}
+    for m in metrics:
+        values = np.full(n, np.nan if m.identical is None else m.identical, dtype=np.float64)
+        if len(differ):
+            values[differ] = np.asarray(values_of(m), dtype=np.float64)
+        out[m.name] = values
+    return out
 
 
 def call_model(model, batch, names, first_index, pass_oom: bool = False):

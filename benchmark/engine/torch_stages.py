@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from benchmark.engine.pipeline import degrade
+from benchmark.engine.pipeline import degrade, per_image_metric_values
 from benchmark.errors import AdapterError, ConfigError
 from benchmark.faces.resize_torch import upsampled_model_input_torch
 from benchmark.metrics.image import psnr_y, ssim_y
@@ -100,24 +100,19 @@ def image_metrics_torch(metrics, sr: torch.Tensor, hr: torch.Tensor, same: torch
                         crop_border: int) -> Dict[str, np.ndarray]:
     """``ImagePipeline.image_metrics`` on the device: each metric of the images that differ
     from their HR image (float64), the metric's identical value (NaN: none) for the others."""
-    out = {}
     differ = torch.nonzero(~same).flatten()
-    if len(differ):
-        a, b = (sr, hr) if len(differ) == len(sr) else (sr[differ], hr[differ])  # no copy when all differ
-    for m in metrics:
-        values = np.full(len(sr), np.nan if m.identical is None else m.identical, dtype=np.float64)
-        if len(differ):
-            # On the CPU the NumPy forms, which read the tensors' memory, are the fast ones (a
-            # thread pool and OpenCV's float64 filter; torch's float64 SSIM was 3x slower there).
-            torch_form = _TORCH_FORMS.get(m.per_image) if a.device.type != "cpu" else None
-            if torch_form is not None:
-                got = chunked(lambda s, e: torch_form(a[s:e], b[s:e], crop_border=crop_border), len(a),
-                              a.device).cpu().numpy()
-            else:
-                got = m.per_image(a.cpu().numpy(), b.cpu().numpy(), crop_border=crop_border)
-            values[differ.cpu().numpy()] = np.asarray(got, dtype=np.float64)
-        out[m.name] = values
-    return out
+    a, b = (sr, hr) if len(differ) == len(sr) else (sr[differ], hr[differ])  # no copy when all differ
+
+    def values_of(m):
+        # On the CPU the NumPy forms, which read the tensors' memory, are the fast ones (a
+        # thread pool and OpenCV's float64 filter; torch's float64 SSIM was 3x slower there).
+        torch_form = _TORCH_FORMS.get(m.per_image) if a.device.type != "cpu" else None
+        if torch_form is not None:
+            return chunked(lambda s, e: torch_form(a[s:e], b[s:e], crop_border=crop_border), len(a),
+                           a.device).cpu().numpy()
+        return m.per_image(a.cpu().numpy(), b.cpu().numpy(), crop_border=crop_border)
+
+    return per_image_metric_values(metrics, len(sr), differ.cpu().numpy(), values_of)
 
 
 def same_images(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
