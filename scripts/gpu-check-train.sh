@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command check of the reference trainers on CUDA (issue 16). On a machine with a GPU and
-# the venv built (scripts/bootstrap), it
+# the venv built (scripts/bootstrap), or with the kit of scripts/device_kit.py unpacked and its
+# env.sh sourced (a machine with its own PyTorch and no network), it
 #   1. trains each trainer (srresnet, srresnet-fr, csrip, ipunet, cface; their smoke configs,
 #      baselines/configs/smoke/) for 200 steps on CUDA with mixed precision: float16 autocast
 #      + GradScaler, and again with bfloat16 where the GPU supports it;
@@ -56,12 +57,15 @@ else:
 def people(root: Path, n_people=8, per=3):
     """<identity>/<image> faces: real LFW people with >= per images, else synthetic."""
     if LFW.is_dir():
-        names = [p.name for p in sorted(LFW.iterdir()) if len(list(p.glob("*.jpg"))) >= per][:n_people]
-        for name in names:
+        # each person's first images, numbered 1 .. per here (a subset of LFW, such as the
+        # scripts/device_kit.py one, need not hold images 1, 2, 3); the pairs below use these
+        chosen = [(p.name, sorted(p.glob("*.jpg"))[:per]) for p in sorted(LFW.iterdir())]
+        chosen = [(name, files) for name, files in chosen if len(files) == per][:n_people]
+        for name, files in chosen:
             (root / name).mkdir(parents=True)
-            for k in range(1, per + 1):
-                shutil.copyfile(LFW / name / f"{name}_{k:04d}.jpg", root / name / f"{name}_{k:04d}.jpg")
-        return names, "real LFW faces"
+            for k, f in enumerate(files, 1):
+                shutil.copyfile(f, root / name / f"{name}_{k:04d}.jpg")
+        return [name for name, _ in chosen], "real LFW faces"
     import cv2
 
     rng = np.random.default_rng(0)
