@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command check of the device-resident evaluation engine on CUDA (issue 13). On a machine
-# with a GPU and the venv built (scripts/bootstrap), it
+# with a GPU and the venv built (scripts/bootstrap), or with the kit of scripts/device_kit.py
+# unpacked and its env.sh sourced (a machine with its own PyTorch and no network), it
 #   1. runs the GPU tests: evaluators on CUDA vs onnxruntime, degradation/resize and PSNR/SSIM
 #      on CUDA vs the NumPy oracles, the torch pipeline on CUDA vs the CPU, task scoring on CUDA
 #      tensors, and a run on CUDA vs the CPU on ~500 real LFW faces (tests/engine/test_run_cuda.py);
