@@ -13,15 +13,19 @@ single process, CPU. Faces where dlib's HOG detector finds no face in the HR are
 import argparse
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmark.contracts.degradation import make_degradation
-from benchmark.faces.images import read_batch
-from benchmark.faces.resize import upsample_bicubic
-from benchmark.metrics import landmarks as L
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout, not whichever fhbench is installed
+
+from benchmark.contracts.degradation import make_degradation  # noqa: E402
+from benchmark.faces.images import read_batch  # noqa: E402
+from benchmark.faces.resize import upsample_bicubic  # noqa: E402
+from benchmark.metrics import landmarks as L  # noqa: E402
 
 
 def main():

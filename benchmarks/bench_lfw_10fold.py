@@ -11,13 +11,15 @@ seconds and images per second (images that stage processed / its seconds) and th
 """
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmark.engine.runner import RunOptions, run
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout, not whichever fhbench is installed
+
+from benchmark.engine.runner import RunOptions, run  # noqa: E402
 
 
 def main():

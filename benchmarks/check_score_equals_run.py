@@ -20,6 +20,7 @@ unquantised bicubic run.
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.datasets.lfw import write_pairs_subset
-from benchmark.faces.resize import upsample_bicubic
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout, not whichever fhbench is installed
+
+from benchmark.datasets.lfw import write_pairs_subset  # noqa: E402
+from benchmark.faces.resize import upsample_bicubic  # noqa: E402
 
 METRICS = ("psnr", "ssim", "ids", "idd", "fr_loss")
 
