@@ -49,12 +49,15 @@ def pairs_images(pairs: Path) -> list:
     names = set()
     for line in pairs.read_text().splitlines()[1:]:
         f = line.split()
-        if len(f) == 3:
-            names |= {(f[0], int(f[1])), (f[0], int(f[2]))}
-        elif len(f) == 4:
-            names |= {(f[0], int(f[1])), (f[2], int(f[3]))}
-        elif f:
-            raise SystemExit(f"device_kit: {pairs}: malformed line {line!r}")
+        try:
+            if len(f) == 3:
+                names |= {(f[0], int(f[1])), (f[0], int(f[2]))}
+            elif len(f) == 4:
+                names |= {(f[0], int(f[1])), (f[2], int(f[3]))}
+            elif f:
+                raise ValueError
+        except ValueError:
+            raise SystemExit(f"device_kit: {pairs}: malformed line {line!r}") from None
     return [f"aligned-112x96/{n}/{n}_{k:04d}.jpg" for n, k in sorted(names)]
 
 
@@ -63,7 +66,8 @@ def kit_files(data: Path, evaluators) -> list:
     lfw = data / "lfw"
     if not (lfw / "pairs.txt").is_file() or not (lfw / "aligned-112x96").is_dir():
         raise SystemExit(f"device_kit: {lfw} has no pairs.txt and aligned-112x96 (pass --data)")
-    files = [(f"data/lfw/{rel}", lfw / rel) for rel in ["pairs.txt", "blufr_lfw_config.mat"] + pairs_images(lfw / "pairs.txt")]
+    named = ["pairs.txt", "blufr_lfw_config.mat"] + pairs_images(lfw / "pairs.txt")
+    files = [(f"data/lfw/{rel}", lfw / rel) for rel in named]
     sys.path.insert(0, str(REPO))
     from benchmark.evaluators import create_evaluator  # noqa: E402  (checks each file's SHA256)
 

@@ -90,9 +90,10 @@ def test_a_corrupt_chunk_is_refused_by_name_and_an_existing_data_folder_is_left_
 
 def test_a_malformed_pairs_line_is_named(kit_module, tmp_path):
     data = make_lfw(tmp_path)
-    (data / "lfw" / "pairs.txt").write_text("1\t1\nAnn_A\t1\n")
-    with pytest.raises(SystemExit, match=r"pairs.txt: malformed line 'Ann_A\\t1'"):
-        kit_module.pack(tmp_path / "kit", data, chunk_mib=1, evaluators=())
+    for bad in ["Ann_A\t1", "Ann_A\t1\tx"]:
+        (data / "lfw" / "pairs.txt").write_text(f"1\t1\n{bad}\n")
+        with pytest.raises(SystemExit, match=r"pairs.txt: malformed line 'Ann_A\\t1"):
+            kit_module.pack(tmp_path / "kit", data, chunk_mib=1, evaluators=())
 
 
 def test_the_weights_travel_with_their_checked_names(kit_module, tmp_path):
