@@ -23,8 +23,8 @@ the rates are neither 0 nor 1 (not real faces: the timings do not depend on what
 
 ``--device`` (e.g. cuda) runs the fhbench side's score-block products there
 (``benchmark.score_blocks``); the references stay NumPy on the CPU. ``--json PATH`` writes
-``blufr_s`` (with the curves), ``blufr_without_curves_s``, ``blufr_reference_s``, ``blufr_ratio``, ``blufr_identical``, ``blufr_differing_values``,
-``blufr_beyond_float32_rounding``, ``loo_s``,
+``blufr_s`` (with the curves), ``blufr_without_curves_s``, ``blufr_reference_s``, ``blufr_ratio``,
+``blufr_identical``, ``blufr_differing_values``, ``blufr_beyond_float32_rounding``, ``loo_s``,
 ``loo_reference_s``, ``loo_ratio``, ``loo_identical``, ``device``.
 """
 from __future__ import annotations
@@ -209,9 +209,9 @@ def bench_blufr(args) -> dict:
         start = time.perf_counter()
         blufr_verification(features, labels, config.test_index[0], fars, device=args.device)
         print(f"    {name:<34}{time.perf_counter() - start:>7.2f} s")
-    return {"blufr_s": fast_seconds, "blufr_without_curves_s": plain_seconds, "blufr_reference_s": ref_seconds, "blufr_ratio": ref_seconds / fast_seconds,
-            "blufr_identical": mismatches == 0, "blufr_differing_values": mismatches,
-            "blufr_beyond_float32_rounding": beyond}
+    return {"blufr_s": fast_seconds, "blufr_without_curves_s": plain_seconds, "blufr_reference_s": ref_seconds,
+            "blufr_ratio": ref_seconds / fast_seconds, "blufr_identical": mismatches == 0,
+            "blufr_differing_values": mismatches, "blufr_beyond_float32_rounding": beyond}
 
 
 def reference_loo(features: np.ndarray, labels: np.ndarray, ks, max_rank: int):
