@@ -7,8 +7,10 @@ through package entry points, one group per kind (``fhbench.models``,
 third-party package adds a model or an evaluator by declaring its own, as pytest and timm
 plug-ins do. An entry point names a package (each public module in it is
 imported, so a new built-in plug-in is one new file), a module (imported, so its decorators
-run) or an object (registered under the entry point's name). Nothing is imported until a
-registry is used.
+run) or an object (registered under the entry point's name). Each registry also imports its
+built-in packages itself (the same ones ``setup.cfg`` declares, ``BUILTIN_PLUGINS``), so that
+a checkout on ``PYTHONPATH`` that was never pip-installed (a GPU image with its own Python, a
+cluster node) has them too. Nothing is imported until a registry is used.
 """
 from __future__ import annotations
 
@@ -144,11 +146,27 @@ def load_entry_points(registry: Registry) -> None:
             registry.add(ep.name, obj)
 
 
-MODELS = Registry("model", "fhbench.models")
+# entry-point group -> the built-in plug-in packages (setup.cfg declares the same; tested)
+BUILTIN_PLUGINS = {
+    "fhbench.models": ("benchmark.models", "baselines"),
+    "fhbench.trainers": ("baselines",),
+    "fhbench.evaluators": ("benchmark.evaluators",),
+    "fhbench.degradations": ("benchmark.degradations",),
+    "fhbench.datasets": ("benchmark.datasets",),
+    "fhbench.tasks": ("benchmark.tasks",),
+    "fhbench.metrics": ("benchmark.metrics",),
+}
+
+
+def builtin_registry(kind: str, group: str) -> Registry:
+    return Registry(kind, group, plugin_packages=BUILTIN_PLUGINS[group])
+
+
+MODELS = builtin_registry("model", "fhbench.models")
 # name -> train(config_path, data_root, out_dir, device=, max_steps=, scale=): `fhbench train`
 # finds the reference trainers here, so the engine never imports the papers' models.
-TRAINERS = Registry("trainable model", "fhbench.trainers")
-EVALUATORS = Registry("evaluator", "fhbench.evaluators")
-DEGRADATIONS = Registry("degradation", "fhbench.degradations")
-DATASETS = Registry("dataset", "fhbench.datasets")
-TASKS = Registry("task", "fhbench.tasks")
+TRAINERS = builtin_registry("trainable model", "fhbench.trainers")
+EVALUATORS = builtin_registry("evaluator", "fhbench.evaluators")
+DEGRADATIONS = builtin_registry("degradation", "fhbench.degradations")
+DATASETS = builtin_registry("dataset", "fhbench.datasets")
+TASKS = builtin_registry("task", "fhbench.tasks")

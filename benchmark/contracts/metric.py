@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
 from benchmark.errors import ConfigError
-from benchmark.registry import Registry
+from benchmark.registry import builtin_registry
 from benchmark.contracts.metric_keys import STD, split_key
 
 
@@ -56,7 +56,7 @@ class MetricSpec:
                        std=f"{base}@{level}_std" if self.std else None)
 
 
-METRICS = Registry("metric", "fhbench.metrics")
+METRICS = builtin_registry("metric", "fhbench.metrics")
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:

@@ -200,3 +200,42 @@ def test_fhbench_declares_its_built_in_plug_ins_as_entry_points():
     assert {"lfw", "celeba", "ar", "scface"} <= set(DATASETS.names())
     assert {"pairs-10fold", "blufr"} <= set(TASKS.names())
     assert set(TRAINERS.names()) == {"srresnet", "srresnet-fr", "csrip", "ipunet", "cface"}
+
+
+def test_builtin_plugins_are_the_ones_setup_cfg_declares():
+    import configparser
+    from pathlib import Path
+
+    from benchmark.registry import BUILTIN_PLUGINS
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    declared = {group: tuple(line.split("=", 1)[1].strip() for line in value.strip().splitlines())
+                for group, value in cfg["options.entry_points"].items() if group.startswith("fhbench.")}
+    assert declared == BUILTIN_PLUGINS
+
+
+def test_a_checkout_that_was_never_installed_has_every_builtin_plugin():
+    """With no entry points at all (fhbench not pip-installed, only on PYTHONPATH), each
+    registry still lists exactly what the installed distribution gives."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    listing = ("from benchmark.registry import MODELS, TRAINERS, EVALUATORS, DEGRADATIONS, DATASETS, TASKS\n"
+               "from benchmark.contracts.metric import METRICS\n"
+               "regs = dict(models=MODELS, trainers=TRAINERS, evaluators=EVALUATORS, "
+               "degradations=DEGRADATIONS, datasets=DATASETS, tasks=TASKS, metrics=METRICS)\n"
+               "print(json.dumps({k: r.names() for k, r in regs.items()}))\n")
+    no_entry_points = "import importlib.metadata as m\nm.entry_points = lambda **kw: []\n"
+    root = Path(__file__).resolve().parents[2]
+
+    def names(prefix):
+        out = subprocess.run([sys.executable, "-c", "import json\n" + prefix + listing], cwd=root,
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    installed, bare = names(""), names(no_entry_points)
+    assert bare == installed
+    assert {"bicubic", "csrip"} <= set(bare["models"]) and "sface" in bare["evaluators"]
+    assert "psnr" in bare["metrics"] and "csrip" in bare["trainers"]
