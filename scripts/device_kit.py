@@ -44,32 +44,22 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def pairs_images(pairs: Path) -> list:
-    """The image paths (relative to the LFW root) that an LFW pairs.txt names."""
-    names = set()
-    for line in pairs.read_text().splitlines()[1:]:
-        f = line.split()
-        try:
-            if len(f) == 3:
-                names |= {(f[0], int(f[1])), (f[0], int(f[2]))}
-            elif len(f) == 4:
-                names |= {(f[0], int(f[1])), (f[2], int(f[3]))}
-            elif f:
-                raise ValueError
-        except ValueError:
-            raise SystemExit(f"device_kit: {pairs}: malformed line {line!r}") from None
-    return [f"aligned-112x96/{n}/{n}_{k:04d}.jpg" for n, k in sorted(names)]
-
-
 def kit_files(data: Path, evaluators) -> list:
     """(path in the tar, file here) of everything the kit carries."""
     lfw = data / "lfw"
     if not (lfw / "pairs.txt").is_file() or not (lfw / "aligned-112x96").is_dir():
         raise SystemExit(f"device_kit: {lfw} has no pairs.txt and aligned-112x96 (pass --data)")
-    named = ["pairs.txt", "blufr_lfw_config.mat"] + pairs_images(lfw / "pairs.txt")
-    files = [(f"data/lfw/{rel}", lfw / rel) for rel in named]
     sys.path.insert(0, str(REPO))
+    from benchmark.datasets.lfw import parse_pairs  # noqa: E402  (LFW's own reader: checked lines and names)
+    from benchmark.errors import FhbenchError  # noqa: E402
     from benchmark.evaluators import create_evaluator  # noqa: E402  (checks each file's SHA256)
+
+    try:
+        rows = parse_pairs(lfw / "pairs.txt")
+    except FhbenchError as err:
+        raise SystemExit(f"device_kit: {err}") from None
+    images = sorted({f"aligned-112x96/{rel}" for _, a, b, _, _ in rows for rel in (a, b)})
+    files = [(f"data/lfw/{rel}", lfw / rel) for rel in ["pairs.txt", "blufr_lfw_config.mat"] + images]
 
     for name in evaluators:
         path = create_evaluator(name).weights_path

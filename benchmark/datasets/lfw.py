@@ -194,7 +194,7 @@ class LFW(DatasetReader):
         path = inside_root(self.root, filename, "LFW pairs file (option filename)")
         if not path.is_file():
             raise DataMissing(f"{path} is missing; {DOWNLOAD_HINT}")
-        rows = _parse_pairs(path)
+        rows = parse_pairs(path)
         index, relpaths, names = {}, [], []
         left, right = [], []
         for lineno, a, b, _, _ in rows:
@@ -254,7 +254,7 @@ def pair_list_lines(path: Path) -> List[tuple]:
     return [(lineno, f, (k % (2 * per_fold)) < per_fold, k // (2 * per_fold)) for k, (lineno, f) in enumerate(body)]
 
 
-def _parse_pairs(path: Path) -> List[tuple]:
+def parse_pairs(path: Path) -> List[tuple]:
     """Rows (lineno, relpath_a, relpath_b, is_same, fold) of an LFW pairs file: matched lines
     "Name i j", mismatched lines "Name1 i Name2 j" (tabs or spaces)."""
     rows = []

@@ -3,6 +3,7 @@ machine in chunks. Tested on a made-up LFW root (the kit does not decode images)
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -88,11 +89,13 @@ def test_a_corrupt_chunk_is_refused_by_name_and_an_existing_data_folder_is_left_
     assert sorted(p.name for p in dest.iterdir()) == ["mine.txt"]
 
 
-def test_a_malformed_pairs_line_is_named(kit_module, tmp_path):
+def test_a_malformed_pairs_line_or_hostile_name_is_named(kit_module, tmp_path):
     data = make_lfw(tmp_path)
-    for bad in ["Ann_A\t1", "Ann_A\t1\tx"]:
-        (data / "lfw" / "pairs.txt").write_text(f"1\t1\n{bad}\n")
-        with pytest.raises(SystemExit, match=r"pairs.txt: malformed line 'Ann_A\\t1"):
+    for bad, why in [("Ann_A\t1", "expected a matched 'Name i j' pair, got 'Ann_A 1'"),
+                     ("Ann_A\t1\tx", "image numbers must be integers, got 'Ann_A 1 x'"),
+                     ("..\t1\t2", "name")]:
+        (data / "lfw" / "pairs.txt").write_text(f"1\t1\n{bad}\nAnn_A\t1\tBob_B\t2\n")
+        with pytest.raises(SystemExit, match=r"^device_kit: .*pairs.txt:2: " + re.escape(why)):
             kit_module.pack(tmp_path / "kit", data, chunk_mib=1, evaluators=())
 
 
