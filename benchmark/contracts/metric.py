@@ -32,6 +32,10 @@ class MetricSpec:
     # computed from each SR image and its HR image, and cached per image: the function
     # (sr, hr, crop_border) -> one value per image, for (N, 3, H, W) RGB [0, 1] batches
     per_image: Optional[Callable] = field(default=None, compare=False)
+    # optional, beside per_image: (sr, hr, crop_border) -> {name: values} for this metric and
+    # others that share its work (PSNR and SSIM: Y once); each value must equal the metric's
+    # own per_image. A run that computes two or more metrics with the same joint calls it once.
+    joint: Optional[Callable] = field(default=None, compare=False)
     # computed from each image's SR and HR embeddings (not cached: embeddings are): the function
     # (sr_emb, hr_emb) -> one value per image, for (N, D) arrays
     per_pair: Optional[Callable] = field(default=None, compare=False)

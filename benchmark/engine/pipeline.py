@@ -12,9 +12,10 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -128,7 +129,7 @@ class ImagePipeline:
         differ = np.flatnonzero(~same)
         a, b = (sr, hr) if len(differ) == len(sr) else (sr[differ], hr[differ])  # no copy when all differ
         out = per_image_metric_values(self.pixel_metrics, len(sr), differ,
-                                      lambda m: m.per_image(a, b, crop_border=self.crop_border))
+                                      lambda fn: fn(a, b, crop_border=self.crop_border))
         self.timer.add("image_metrics", t0, len(sr) - int(same.sum()))
         return out
 
@@ -152,15 +153,25 @@ class ImagePipeline:
         return {"emb": emb, **values}
 
 
-def per_image_metric_values(metrics, n: int, differ: np.ndarray, values_of) -> Dict[str, np.ndarray]:
-    """{metric name: (n,) float64}: ``values_of(metric)`` for the images at ``differ`` (those
-    whose SR differs from HR), the metric's identical value (NaN: none) for the others. Both
-    pipelines fill their per-image metrics through this."""
+def per_image_metric_values(metrics, n: int, differ: np.ndarray, values_of,
+                            joint: bool = True) -> Dict[str, np.ndarray]:
+    """{metric name: (n,) float64}: each metric's values for the images at ``differ`` (those
+    whose SR differs from HR), its identical value (NaN: none) for the others. ``values_of(fn)``
+    applies a metric's function (its ``per_image``, or its ``joint`` form when ``joint`` and two
+    or more of ``metrics`` share that form, called once for them all) to the differing images.
+    Both pipelines fill their per-image metrics through this."""
+    shared = Counter(m.joint for m in metrics if joint and m.joint is not None)
+    joint_values: Dict[Callable, Dict[str, np.ndarray]] = {}
     out = {}
     for m in metrics:
         values = np.full(n, np.nan if m.identical is None else m.identical, dtype=np.float64)
         if len(differ):
-            values[differ] = np.asarray(values_of(m), dtype=np.float64)
+            if shared.get(m.joint, 0) > 1:
+                if m.joint not in joint_values:
+                    joint_values[m.joint] = values_of(m.joint)
+                values[differ] = np.asarray(joint_values[m.joint][m.name], dtype=np.float64)
+            else:
+                values[differ] = np.asarray(values_of(m.per_image), dtype=np.float64)
         out[m.name] = values
     return out
 

@@ -103,16 +103,18 @@ def image_metrics_torch(metrics, sr: torch.Tensor, hr: torch.Tensor, same: torch
     differ = torch.nonzero(~same).flatten()
     a, b = (sr, hr) if len(differ) == len(sr) else (sr[differ], hr[differ])  # no copy when all differ
 
-    def values_of(m):
+    def values_of(fn):
         # On the CPU the NumPy forms, which read the tensors' memory, are the fast ones (a
-        # thread pool and OpenCV's float64 filter; torch's float64 SSIM was 3x slower there).
-        torch_form = _TORCH_FORMS.get(m.per_image) if a.device.type != "cpu" else None
+        # thread pool and OpenCV's float64 filter; torch's float64 SSIM was 3x slower there),
+        # and PSNR and SSIM share their Y (the joint form); a GPU runs each metric's torch form.
+        torch_form = _TORCH_FORMS.get(fn) if a.device.type != "cpu" else None
         if torch_form is not None:
             return chunked(lambda s, e: torch_form(a[s:e], b[s:e], crop_border=crop_border), len(a),
                            a.device).cpu().numpy()
-        return m.per_image(a.cpu().numpy(), b.cpu().numpy(), crop_border=crop_border)
+        return fn(a.cpu().numpy(), b.cpu().numpy(), crop_border=crop_border)
 
-    return per_image_metric_values(metrics, len(sr), differ.cpu().numpy(), values_of)
+    return per_image_metric_values(metrics, len(sr), differ.cpu().numpy(), values_of,
+                                   joint=a.device.type == "cpu")
 
 
 def same_images(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

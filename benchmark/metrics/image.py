@@ -48,9 +48,9 @@ _GAUSS_1D /= _GAUSS_1D.sum()
 _GAUSS_KERNEL = _GAUSS_1D.reshape(-1, 1).copy()  # OpenCV's kernel form
 
 # Images per chunk are chosen so that one (chunk, H, W) float64 map holds about this many
-# values (512 KiB, 4 images of 128 x 128): SSIM keeps about a dozen such maps alive per
-# thread, and with two threads 4 images per chunk beat 8 and 16 by 1.3x (benchmarks/
-# bench_image_metrics.py).
+# values (512 KiB, 4 images of 128 x 128): SSIM keeps about nine such maps alive per thread;
+# with two threads 4 images per chunk beat 1, 2 and 16 (by 1.7x, 1.3x and 1.1x) and tied 8
+# (benchmarks/bench_image_metrics.py).
 _CHUNK_VALUES = 1 << 16
 _MAX_THREADS = 8  # beyond this the chunks of one batch are too few to share out
 
@@ -72,10 +72,11 @@ def _as_rgb_batch(images: Any, name: str) -> np.ndarray:
     return batch
 
 
-def _luma(batch: np.ndarray) -> np.ndarray:
+def _luma(batch: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     # float64 throughout (float32 * Python float would stay float32 under NumPy 2), summed in
-    # place in the order of the formula: ((16 + 65.481 R) + 128.553 G) + 24.966 B.
-    y = np.multiply(batch[:, 0], 65.481, dtype=np.float64)
+    # place in the order of the formula: ((16 + 65.481 R) + 128.553 G) + 24.966 B. ``out``: an
+    # (n, H, W) float64 array to write Y into (a plane of SSIM's moment stack: no copy later).
+    y = np.multiply(batch[:, 0], 65.481, out=out, dtype=np.float64)
     y += 16.0
     term = np.multiply(batch[:, 1], 128.553, dtype=np.float64)
     y += term
@@ -116,25 +117,27 @@ def check_pair_shapes(metric: str, sr_shape, hr_shape, crop_border, min_size: in
 
 
 def _luma_of_chunk(sr_batch: np.ndarray, hr_batch: np.ndarray, start: int, stop: int, crop_border: int,
-                   metric: str):
-    """Y of sr and of hr for images [start, stop), cropped and checked for NaN/inf."""
+                   metric: str) -> np.ndarray:
+    """A (4, n, h, w) float64 stack for images [start, stop): Y of sr in plane 0 and Y of hr in
+    plane 1 (cropped, checked for NaN/inf); planes 2 and 3 are the metric's scratch (SSIM's
+    second moments: Y goes straight where its filter reads it, with no copy)."""
     _, _, height, width = sr_batch.shape
     inner = slice(crop_border, height - crop_border)
     inner_w = slice(crop_border, width - crop_border)
-    ys = []
-    for label, batch in (("sr", sr_batch), ("hr", hr_batch)):
-        y = _luma(batch[start:stop, :, inner, inner_w])
+    stack = np.empty((4, stop - start, height - 2 * crop_border, width - 2 * crop_border))
+    for plane, (label, batch) in enumerate((("sr", sr_batch), ("hr", hr_batch))):
+        y = _luma(batch[start:stop, :, inner, inner_w], out=stack[plane])
         finite = np.isfinite(y).all(axis=(1, 2))
         if not finite.all():
             bad = start + int(np.argmin(finite))
             raise MetricError(f"{metric}: {label} image {bad} contains NaN or inf")
-        ys.append(y)
-    return ys
+    return stack
 
 
 def _per_chunk(sr_batch: np.ndarray, hr_batch: np.ndarray, crop_border: int, metric: str,
-               per_image: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """``per_image(Y of sr, Y of hr)`` over cache-sized chunks of images, concatenated; (N,).
+               of_stack: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``of_stack(the chunk's luma stack)`` over cache-sized chunks of images, concatenated
+    along the last axis: (N,) per metric, (k, N) for k metrics at once.
 
     The chunks run on a few threads (NumPy's ufuncs and OpenCV's filter release the GIL): two
     threads were 1.6-1.9x one on 2 cores. Each chunk's values are computed the same way
@@ -146,13 +149,11 @@ def _per_chunk(sr_batch: np.ndarray, hr_batch: np.ndarray, crop_border: int, met
     starts = range(0, n, chunk)
 
     def one(start: int) -> np.ndarray:
-        stop = min(start + chunk, n)
-        x, y = _luma_of_chunk(sr_batch, hr_batch, start, stop, crop_border, metric)
-        return per_image(x, y)
+        return of_stack(_luma_of_chunk(sr_batch, hr_batch, start, min(start + chunk, n), crop_border, metric))
 
     if len(starts) <= 1:
-        return one(0) if n else np.empty(0)
-    return np.concatenate(list(_chunk_pool().map(one, starts)))
+        return one(0) if n else np.empty(0)  # the joint form reshapes this to (k, 0)
+    return np.concatenate(list(_chunk_pool().map(one, starts)), axis=-1)
 
 
 _POOL: Optional[ThreadPoolExecutor] = None
@@ -180,8 +181,8 @@ def _chunk_pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def _psnr_of_planes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    difference = x - y
+def _psnr_of_stack(stack: np.ndarray) -> np.ndarray:
+    difference = np.subtract(stack[0], stack[1], out=stack[2])
     np.multiply(difference, difference, out=difference)
     mse = difference.mean(axis=(1, 2))
     with np.errstate(divide="ignore"):  # MSE 0 -> inf on purpose
@@ -194,11 +195,12 @@ def psnr_y(sr: Any, hr: Any, crop_border: int = 0) -> np.ndarray:
     Identical images (MSE 0) give ``inf``; ``summarize`` reports them instead of averaging.
     """
     sr_batch, hr_batch = _checked_pair(sr, hr, crop_border, "psnr_y", min_size=1)
-    return _per_chunk(sr_batch, hr_batch, crop_border, "psnr_y", _psnr_of_planes)
+    return _per_chunk(sr_batch, hr_batch, crop_border, "psnr_y", _psnr_of_stack)
 
 
-def _gauss_valid(stack: np.ndarray) -> np.ndarray:
-    """Correlate the last two axes with the 11-tap Gaussian, keeping the 'valid' region only.
+def _gauss_same(stack: np.ndarray) -> np.ndarray:
+    """Correlate the last two axes with the 11-tap Gaussian, zero-padded ('same' size): the
+    'valid' region is ``[..., 5:-5, 5:-5]`` of the result.
 
     All the maps are stacked into one tall float64 image and filtered by one OpenCV
     ``sepFilter2D`` call: a 'valid' output row or column reads only its own map's pixels, so
@@ -208,11 +210,10 @@ def _gauss_valid(stack: np.ndarray) -> np.ndarray:
     different order (differences ~1e-13 on values up to 235^2); see
     benchmarks/bench_image_metrics.py.
     """
-    half = SSIM_WINDOW // 2
-    height, width = stack.shape[-2:]
+    width = stack.shape[-1]
     tall = np.ascontiguousarray(stack, dtype=np.float64).reshape(-1, width)
     filtered = cv2.sepFilter2D(tall, cv2.CV_64F, _GAUSS_KERNEL, _GAUSS_KERNEL, borderType=cv2.BORDER_CONSTANT)
-    return filtered.reshape(stack.shape)[..., half:-half, half:-half]
+    return filtered.reshape(stack.shape)
 
 
 def ssim_y(sr: Any, hr: Any, crop_border: int = 0) -> np.ndarray:
@@ -221,44 +222,70 @@ def ssim_y(sr: Any, hr: Any, crop_border: int = 0) -> np.ndarray:
     Images smaller than 11 px in either direction after the crop raise MetricError.
     """
     sr_batch, hr_batch = _checked_pair(sr, hr, crop_border, "ssim_y", min_size=SSIM_WINDOW)
-    return _per_chunk(sr_batch, hr_batch, crop_border, "ssim_y", ssim_of_planes)
+    return _per_chunk(sr_batch, hr_batch, crop_border, "ssim_y", _ssim_of_stack)
+
+
+def psnr_ssim_y(sr: Any, hr: Any, crop_border: int = 0) -> Dict[str, np.ndarray]:
+    """``{"psnr": psnr_y(...), "ssim": ssim_y(...)}``, the same values, with Y computed once:
+    the engine's form when a run computes both (MetricSpec.joint)."""
+    sr_batch, hr_batch = _checked_pair(sr, hr, crop_border, "psnr_ssim_y", min_size=SSIM_WINDOW)
+
+    def both(stack: np.ndarray) -> np.ndarray:
+        psnr = _psnr_of_stack(stack)  # before SSIM, which overwrites the scratch planes
+        return np.stack([psnr, _ssim_of_stack(stack)])
+
+    values = _per_chunk(sr_batch, hr_batch, crop_border, "psnr_ssim_y", both).reshape(2, -1)
+    return {"psnr": values[0], "ssim": values[1]}
 
 
 def ssim_of_planes(x: np.ndarray, y: np.ndarray, peak: float = PEAK, nonnegative_cs: bool = False) -> np.ndarray:
     """Per-image SSIM of two (n, H, W) float64 planes already on a 0..``peak`` scale (the
     window and the 'valid' region of ``ssim_y``); ``nonnegative_cs`` clips the contrast-structure
     term at 0 (pyiqa's ``ssim`` does: ``F.relu(cs_map)``)."""
+    stack = np.empty((4,) + np.shape(x))
+    stack[0], stack[1] = x, y
+    return _ssim_of_stack(stack, peak, nonnegative_cs)
+
+
+def _ssim_of_stack(stack: np.ndarray, peak: float = PEAK, nonnegative_cs: bool = False) -> np.ndarray:
+    """Per-image SSIM of the (n, H, W) planes x = stack[0] and y = stack[1]; planes 2 and 3 are
+    overwritten."""
     c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    x, y = stack[0], stack[1]
     # SSIM needs var_x + var_y only as a sum, so four local moments suffice (not five):
     # E[X], E[Y], E[X^2 + Y^2], E[XY], filtered together in one pass over the chunk.
-    moments = np.empty((4,) + x.shape)
-    moments[0], moments[1] = x, y
-    np.multiply(x, x, out=moments[2])
-    np.multiply(y, y, out=moments[3])
-    moments[2] += moments[3]
-    np.multiply(x, y, out=moments[3])
-    # In place from here (each line names what its array now holds): a dozen fewer temporary
-    # maps per chunk, and the same operations in the same order as the formula written out.
-    mu_x, mu_y, var_sum, cov_xy = _gauss_valid(moments)
-    mu_xy = mu_x * mu_y
-    mu_sq_sum = np.multiply(mu_x, mu_x, out=mu_x)
-    mu_sq_sum += np.multiply(mu_y, mu_y, out=mu_y)
-    var_sum -= mu_sq_sum  # population (co)variances: E[XY] - E[X]E[Y]
-    cov_xy -= mu_xy
-    luminance_num = np.multiply(mu_xy, 2.0, out=mu_xy)
-    luminance_num += c1
-    cs_num = np.multiply(cov_xy, 2.0, out=cov_xy)
-    cs_num += c2
-    luminance_den = np.add(mu_sq_sum, c1, out=mu_sq_sum)
-    cs_den = np.add(var_sum, c2, out=var_sum)
-    if nonnegative_cs:  # l * max(cs, 0), l and cs each a quotient
-        cs = np.maximum(np.divide(cs_num, cs_den, out=cs_num), 0.0, out=cs_num)
-        ssim_map = np.divide(luminance_num, luminance_den, out=luminance_num)
-        ssim_map *= cs
-    else:  # (l_num * cs_num) / (l_den * cs_den)
-        ssim_map = np.multiply(luminance_num, cs_num, out=luminance_num)
-        ssim_map /= np.multiply(luminance_den, cs_den, out=luminance_den)
-    return ssim_map.mean(axis=(1, 2))
+    np.multiply(x, x, out=stack[2])
+    np.multiply(y, y, out=stack[3])
+    stack[2] += stack[3]
+    np.multiply(x, y, out=stack[3])
+    # The arithmetic below runs on the whole filtered maps, contiguous (4x faster per value than
+    # on the 'valid' views), and only the mean reads the 'valid' region: the cut-away border
+    # may hold any value, hence errstate. In place from here (each line names what its array
+    # now holds). 2 * a + c == 2 * (a + c / 2) exactly in binary floating point, so the factors
+    # 2 of the numerator become one exact factor 4 on the mean: the same bits as the formula
+    # (2 mu_xy + C1)(2 cov + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2)) written out.
+    mu_x, mu_y, var_sum, cov_xy = _gauss_same(stack)
+    with np.errstate(all="ignore"):
+        half_luminance_num = mu_x * mu_y
+        cov_xy -= half_luminance_num  # population (co)variances: E[XY] - E[X]E[Y]
+        mu_sq_sum = np.multiply(mu_x, mu_x, out=mu_x)
+        mu_sq_sum += np.multiply(mu_y, mu_y, out=mu_y)
+        var_sum -= mu_sq_sum
+        half_luminance_num += c1 / 2
+        half_cs_num = np.add(cov_xy, c2 / 2, out=cov_xy)
+        luminance_den = np.add(mu_sq_sum, c1, out=mu_sq_sum)
+        cs_den = np.add(var_sum, c2, out=var_sum)
+        if nonnegative_cs:  # l * max(cs, 0), l and cs each a quotient
+            half_cs = np.maximum(np.divide(half_cs_num, cs_den, out=half_cs_num), 0.0, out=half_cs_num)
+            quarter_map = np.divide(half_luminance_num, luminance_den, out=half_luminance_num)
+            quarter_map *= half_cs
+        else:  # (l_num * cs_num) / (l_den * cs_den)
+            quarter_map = np.multiply(half_luminance_num, half_cs_num, out=half_luminance_num)
+            quarter_map /= np.multiply(luminance_den, cs_den, out=luminance_den)
+    half = SSIM_WINDOW // 2
+    # contiguous before the mean: the same pairwise sums as a mean over a 'valid'-sized array
+    valid = np.ascontiguousarray(quarter_map[:, half:-half, half:-half])
+    return 4.0 * valid.mean(axis=(1, 2))
 
 
 def summarize(values: Any) -> Dict[str, float]:
@@ -318,10 +345,10 @@ def fr_loss(sr_emb: Any, hr_emb: Any) -> np.ndarray:
 
 # Per image; "images" is the stored per-image array a paired comparison resamples.
 register_metric(MetricSpec("psnr", "PSNR (dB)", unit=" dB", digits=2, std="psnr_std", per_item="images",
-                           per_image=psnr_y, identical=math.inf, counts_inf=True,
+                           per_image=psnr_y, joint=psnr_ssim_y, identical=math.inf, counts_inf=True,
                            summary="PSNR on Y (BT.601), peak 255, per image"))
 register_metric(MetricSpec("ssim", "SSIM", digits=4, std="ssim_std", per_item="images", per_image=ssim_y,
-                           identical=1.0, summary="SSIM on Y: Gaussian 11x11, sigma 1.5, valid region"))
+                           joint=psnr_ssim_y, identical=1.0, summary="SSIM on Y: Gaussian 11x11, sigma 1.5, valid region"))
 register_metric(MetricSpec("fr_loss", "FR loss", lower_better=True, digits=4, std="fr_loss_std", per_item="images",
                            per_pair=fr_loss, identical=0.0,
                            summary="L2 distance between the SR and HR embeddings, per image"))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from benchmark.contracts.degradation import make_degradation
-from benchmark.engine.pipeline import ImagePipeline, Level, degrade
+from benchmark.engine.pipeline import ImagePipeline, Level, degrade, per_image_metric_values
 from benchmark.metrics.image import psnr_y, ssim_y
-from benchmark.contracts.metric import metric_spec
+from benchmark.contracts.metric import MetricSpec, metric_spec
 from benchmark.contracts.model_adapters import create_model
 
 
@@ -71,6 +71,45 @@ def test_a_model_s_images_are_scored_as_the_metrics_define_them():
     np.testing.assert_allclose(out["psnr"], psnr_y(sr, hr, crop_border=2), rtol=1e-12)
     np.testing.assert_allclose(out["ssim"], ssim_y(sr, hr, crop_border=2), rtol=1e-12)
     np.testing.assert_allclose(out["emb"], evaluator.embed(sr, None), atol=1e-7)
+
+
+def test_metrics_that_share_a_joint_form_are_computed_by_one_call_to_it():
+    calls = []
+
+    def first(sr, hr, crop_border=0):
+        calls.append("first")
+        return np.full(len(sr), 1.0)
+
+    def second(sr, hr, crop_border=0):
+        calls.append("second")
+        return np.full(len(sr), 2.0)
+
+    def both(sr, hr, crop_border=0):
+        calls.append("both")
+        return {"a": np.full(len(sr), 10.0), "b": np.full(len(sr), 20.0)}
+
+    a = MetricSpec("a", "A", per_image=first, joint=both, identical=-1.0)
+    b = MetricSpec("b", "B", per_image=second, joint=both)
+    c = MetricSpec("c", "C", per_image=second)
+    differ = np.array([0, 2])
+
+    def values_of(fn):
+        return fn(np.zeros((2, 3, 4, 4)), np.zeros((2, 3, 4, 4)))
+
+    out = per_image_metric_values([a, b, c], 3, differ, values_of)
+    assert calls == ["both", "second"]  # a and b from one joint call, c alone
+    np.testing.assert_array_equal(out["a"], [10.0, -1.0, 10.0])  # -1: a's identical value
+    np.testing.assert_array_equal(out["b"], [20.0, np.nan, 20.0])
+    np.testing.assert_array_equal(out["c"], [2.0, np.nan, 2.0])
+    calls.clear()
+    per_image_metric_values([a, c], 3, differ, values_of)  # a alone in its group: its own form
+    assert calls == ["first", "second"]
+    calls.clear()
+    per_image_metric_values([a, b], 3, differ, values_of, joint=False)  # the GPU's torch forms
+    assert calls == ["first", "second"]
+    calls.clear()
+    per_image_metric_values([a, b], 3, np.array([], dtype=int), values_of)  # all identical: no call
+    assert calls == []
 
 
 def test_a_degradation_that_takes_keys_gets_each_image_s_key():

@@ -8,7 +8,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from benchmark.errors import MetricError
 from benchmark.metrics import image
-from benchmark.metrics.image import fr_loss, psnr_y, rgb_to_y, ssim_y, summarize
+from benchmark.metrics.image import fr_loss, psnr_ssim_y, psnr_y, rgb_to_y, ssim_y, summarize
 
 
 def luma_oracle(rgb_image):
@@ -153,9 +153,47 @@ def test_chunks_on_threads_raise_for_the_first_bad_image(monkeypatch):
     sr, hr = face_like_pairs(9, 20, 20, seed=5)
     sr[7, 1, 3, 3] = np.inf
     sr[4, 0, 2, 2] = np.nan
-    for metric in (psnr_y, ssim_y):
-        with pytest.raises(MetricError, match="sr image 4 contains NaN or inf"):
+    for metric in (psnr_y, ssim_y, psnr_ssim_y):
+        with pytest.raises(MetricError, match=f"^{metric.__name__}: sr image 4 contains NaN or inf$"):
             metric(sr, hr)
+
+
+def test_psnr_ssim_y_is_skimage_and_the_two_metrics_bit_for_bit(monkeypatch):
+    # The joint form (Y once) in chunks of 3 over 8 images with a crop, one pair identical:
+    # skimage's values, and exactly psnr_y's and ssim_y's (the engine swaps it in for them).
+    monkeypatch.setattr(image, "_CHUNK_VALUES", 3 * 20 * 20)
+    sr, hr = face_like_pairs(8, 24, 24, seed=7, noise=0.08)
+    sr[5] = hr[5]
+    crop = 2
+    y_sr = [luma_oracle(s)[crop:-crop, crop:-crop] for s in sr]
+    y_hr = [luma_oracle(h)[crop:-crop, crop:-crop] for h in hr]
+    got = psnr_ssim_y(sr, hr, crop_border=crop)
+    assert sorted(got) == ["psnr", "ssim"]
+    with np.errstate(divide="ignore"):
+        expected_psnr = [peak_signal_noise_ratio(h, s, data_range=255) for s, h in zip(y_sr, y_hr)]
+    np.testing.assert_allclose(got["psnr"], expected_psnr, rtol=0, atol=1e-10)
+    assert got["psnr"][5] == math.inf
+    np.testing.assert_allclose(got["ssim"], [skimage_ssim_valid(s, h) for s, h in zip(y_sr, y_hr)],
+                               rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(got["psnr"], psnr_y(sr, hr, crop_border=crop))
+    np.testing.assert_array_equal(got["ssim"], ssim_y(sr, hr, crop_border=crop))
+    empty = np.zeros((0, 3, 24, 24), dtype=np.float32)
+    assert [v.shape for v in psnr_ssim_y(empty, empty).values()] == [(0,), (0,)]
+
+
+def test_ssim_of_extreme_neighbours_in_one_chunk_matches_skimage():
+    # SSIM's arithmetic runs on the whole filtered stack, whose border rows mix neighbouring
+    # maps: black, white, a checkerboard and noise side by side must still give skimage's values.
+    rng = np.random.default_rng(8)
+    size = 16
+    checker = (np.indices((size, size)).sum(0) % 2).astype(np.float32)
+    hr = np.stack([np.zeros((3, size, size)), np.ones((3, size, size)), np.broadcast_to(checker, (3, size, size)),
+                   rng.random((3, size, size))]).astype(np.float32)
+    sr = np.stack([hr[1], hr[0], 1 - hr[2], np.clip(hr[3] + 0.3 * rng.standard_normal((3, size, size)), 0, 1)])
+    sr = sr.astype(np.float32)
+    expected = [skimage_ssim_valid(luma_oracle(s), luma_oracle(h)) for s, h in zip(sr, hr)]
+    np.testing.assert_allclose(ssim_y(sr, hr), expected, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(psnr_ssim_y(sr, hr)["ssim"], expected, rtol=0, atol=1e-8)
 
 
 def _ssim_in_child(queue, sr, hr):
