@@ -12,7 +12,9 @@ Compares, on the same smooth-plus-noise image pairs and in the same run:
   3. per-image skimage (peak_signal_noise_ratio, structural_similarity full map cut by 5 px).
 Prints seconds, images/s, the speed-up ratios and the largest absolute differences. Then it
 times the separable-filter backends that ssim_y could use on one chunk, which is why
-image.py uses OpenCV's sepFilter2D on one tall image. ``--json PATH`` writes ``images_per_s`` (psnr_ssim_y), ``ratio_vs_skimage``, ``ratio_vs_numpy``, ``max_psnr_diff_db`` and ``max_ssim_diff`` (vs skimage).
+image.py uses OpenCV's sepFilter2D on one tall image. ``--json PATH`` writes ``images_per_s``
+(psnr_ssim_y), ``ratio_vs_skimage``, ``ratio_vs_numpy``, ``max_psnr_diff_db`` and
+``max_ssim_diff`` (vs skimage).
 """
 from __future__ import annotations
 
