@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from benchmark.engine.cache import default_cache_dir
-from benchmark.errors import AdapterError, FhbenchError
+from benchmark.errors import AdapterError, FhbenchError, MetricError
 from benchmark.faces.frames import fit_to_hr_size, hr_frame
 from benchmark.faces.images import read_batch
 from benchmark.faces.resize import upsampled_model_input
@@ -169,6 +169,9 @@ def per_image_metric_values(metrics, n: int, differ: np.ndarray, values_of,
             if shared.get(m.joint, 0) > 1:
                 if m.joint not in joint_values:
                     joint_values[m.joint] = values_of(m.joint)
+                if m.name not in joint_values[m.joint]:
+                    raise MetricError(f"metric {m.name}: its joint form {getattr(m.joint, '__name__', m.joint)} "
+                                      f"gave no values for it (only for: {', '.join(joint_values[m.joint])})")
                 values[differ] = np.asarray(joint_values[m.joint][m.name], dtype=np.float64)
             else:
                 values[differ] = np.asarray(values_of(m.per_image), dtype=np.float64)

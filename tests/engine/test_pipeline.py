@@ -110,6 +110,11 @@ def test_metrics_that_share_a_joint_form_are_computed_by_one_call_to_it():
     calls.clear()
     per_image_metric_values([a, b], 3, np.array([], dtype=int), values_of)  # all identical: no call
     assert calls == []
+    from benchmark.errors import MetricError
+
+    d = MetricSpec("d", "D", per_image=second, joint=both)  # a joint form that forgot it
+    with pytest.raises(MetricError, match=r"^metric d: its joint form both gave no values for it \(only for: a, b\)$"):
+        per_image_metric_values([a, d], 3, differ, values_of)
 
 
 def test_a_degradation_that_takes_keys_gets_each_image_s_key():
