@@ -103,6 +103,8 @@ def image_metrics_torch(metrics, sr: torch.Tensor, hr: torch.Tensor, same: torch
     differ = torch.nonzero(~same).flatten()
     a, b = (sr, hr) if len(differ) == len(sr) else (sr[differ], hr[differ])  # no copy when all differ
 
+    on_host: List[np.ndarray] = []  # a and b as NumPy, copied off a GPU once for all the metrics
+
     def values_of(fn):
         # On the CPU the NumPy forms, which read the tensors' memory, are the fast ones (a
         # thread pool and OpenCV's float64 filter; torch's float64 SSIM was 3x slower there),
@@ -111,7 +113,9 @@ def image_metrics_torch(metrics, sr: torch.Tensor, hr: torch.Tensor, same: torch
         if torch_form is not None:
             return chunked(lambda s, e: torch_form(a[s:e], b[s:e], crop_border=crop_border), len(a),
                            a.device).cpu().numpy()
-        return fn(a.cpu().numpy(), b.cpu().numpy(), crop_border=crop_border)
+        if not on_host:
+            on_host.extend((a.cpu().numpy(), b.cpu().numpy()))
+        return fn(*on_host, crop_border=crop_border)
 
     return per_image_metric_values(metrics, len(sr), differ.cpu().numpy(), values_of,
                                    joint=a.device.type == "cpu")

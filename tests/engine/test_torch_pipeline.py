@@ -131,6 +131,27 @@ def test_a_metric_without_a_torch_form_gets_numpy_arrays(toy_metrics):
     assert seen == [np.ndarray, np.ndarray]
 
 
+def test_metrics_without_a_torch_form_share_one_host_copy():
+    # Off a GPU each such metric once copied the batch to the host again; now they get the same arrays.
+    from benchmark.contracts.metric import MetricSpec
+    from benchmark.engine.torch_stages import image_metrics_torch
+
+    seen = []
+
+    def recorder(offset):
+        def metric(sr, hr, crop_border=0):
+            seen.append((id(sr), id(hr)))
+            return np.abs(sr - hr).mean(axis=(1, 2, 3)) + offset
+        return metric
+
+    specs = [MetricSpec(f"toy_{k}", str(k), per_image=recorder(k)) for k in range(2)]
+    hr = torch.from_numpy(lfw_or_synthetic(4)[0])
+    sr = (hr * 0.9).contiguous()
+    out = image_metrics_torch(specs, sr, hr, torch.zeros(4, dtype=torch.bool), crop_border=0)
+    np.testing.assert_allclose(out["toy_1"] - out["toy_0"], 1.0)
+    assert len(seen) == 2 and seen[0] == seen[1]
+
+
 class OomAbove(SRAdapter):
     """Bicubic upsampling that 'runs out of device memory' on batches above ``limit`` images."""
     name, batch_invariant, wants_upsampled_input = "oom", True, True
