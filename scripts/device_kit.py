@@ -1,11 +1,12 @@
 """Carry what the GPU checks need to a machine that can neither install the venv nor reach
 ../shared/data: an offline GPU node, or one whose copies are limited in size.
 
-    python scripts/device_kit.py pack [--out .device-kit] [--chunk-mib 32] [--no-arcface]
+    python scripts/device_kit.py pack [--out .device-kit] [--chunk-mib auto] [--no-arcface]
         (here, with the venv) writes .device-kit/kit.json and kit.tar.000, .001, ...: one tar of
         SFace's and ArcFace-MBF's weights and of the real LFW that the checks read (pairs.txt,
         the BLUFR configuration, the 7,701 aligned faces pairs.txt names): 74 MiB, 61 without
-        ArcFace, cut into chunks of at most --chunk-mib MiB, each with its SHA256;
+        ArcFace, cut into chunks of at most --chunk-mib MiB, each with its SHA256 (auto: the
+        most that still fits one copy beside the checkout, up to 32 MiB);
     python3 scripts/device_kit.py unpack [--kit .device-kit] [--store ../fhbench-kit]
         (there; Python's standard library only) moves the chunks found in --kit into --store,
         where chunks carried by earlier copies wait; once all are there and their SHA256 match,
@@ -33,6 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = "kit.json"
 FORMAT = 1
+COPY_LIMIT_MIB = 64  # what one copy to the device machine may hold: the checkout plus carried paths
+MAX_CHUNK_MIB = 32
+MARGIN_MIB = 1  # the manifest, and files written between packing and the copy
 
 
 def sha256(path: Path) -> str:
@@ -68,6 +72,26 @@ def kit_files(data: Path, evaluators) -> list:
     if missing:
         raise SystemExit(f"device_kit: {len(missing)} files are missing, e.g. {missing[0]}")
     return files
+
+
+def checkout_mib(repo: Path) -> float:
+    """MiB of what a copy of the checkout carries: tracked files and untracked ones git does not ignore."""
+    import subprocess
+
+    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.split(b"\0")
+    paths = {repo / name.decode() for name in listed if name}
+    return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
+
+
+def auto_chunk_mib(repo: Path) -> int:
+    """The largest whole-MiB chunk (up to MAX_CHUNK_MIB) that one copy holds beside the checkout."""
+    tree = checkout_mib(repo)
+    room = int(COPY_LIMIT_MIB - MARGIN_MIB - tree)
+    if room < 1:
+        raise SystemExit(f"device_kit: the checkout alone is {tree:.1f} MiB, no room for a chunk in a "
+                         f"{COPY_LIMIT_MIB} MiB copy (move large untracked files away, or pass --chunk-mib)")
+    return min(MAX_CHUNK_MIB, room)
 
 
 def pack(out: Path, data: Path, chunk_mib: float, evaluators=("sface", "arcface-mbf")) -> None:
@@ -172,7 +196,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("pack", help="here: write the kit's chunks")
     p.add_argument("--out", default=str(REPO / ".device-kit"))
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
-    p.add_argument("--chunk-mib", type=float, default=32.0)
+    p.add_argument("--chunk-mib", default="auto", help="MiB per chunk, or auto (default): the most one copy "
+                   f"holds beside the checkout, up to {MAX_CHUNK_MIB}")
     p.add_argument("--no-arcface", action="store_true", help="leave out ArcFace-MBF's weights (13 MB; "
                    "its GPU tests then skip)")
     u = sub.add_parser("unpack", help="there: gather the carried chunks; unpack once all are there")
@@ -181,9 +206,16 @@ def main(argv=None) -> int:
     u.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     a = ap.parse_args(argv)
     if a.command == "pack":
-        if not a.chunk_mib > 0:
-            raise SystemExit(f"device_kit: --chunk-mib must be > 0, got {a.chunk_mib}")
-        pack(Path(a.out), Path(a.data), a.chunk_mib, ("sface",) if a.no_arcface else ("sface", "arcface-mbf"))
+        if a.chunk_mib == "auto":
+            chunk_mib = auto_chunk_mib(REPO)
+        else:
+            try:
+                chunk_mib = float(a.chunk_mib)
+            except ValueError:
+                chunk_mib = float("nan")
+            if not chunk_mib > 0:
+                raise SystemExit(f"device_kit: --chunk-mib must be auto or a number > 0, got {a.chunk_mib!r}")
+        pack(Path(a.out), Path(a.data), chunk_mib, ("sface",) if a.no_arcface else ("sface", "arcface-mbf"))
         return 0
     unpack(Path(a.kit), Path(a.store), Path(a.data))
     return 0

