@@ -54,3 +54,10 @@ def short_error(err: BaseException, limit: int = 200) -> str:
     if len(text) > limit:
         text = text[:limit - 3] + "..."
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def some_names(names, shown: int = 3) -> str:
+    """The first ``shown`` culprits an error names, then "and N more": one line however many there are."""
+    names = list(names)
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

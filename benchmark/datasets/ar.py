@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from benchmark.errors import DataError, DataMissing
+from benchmark.errors import DataError, DataMissing, some_names
 from benchmark.registry import DATASETS
 from benchmark.faces.faceset import FaceSet
 from benchmark.faces.gallery_probe import GalleryProbe
@@ -43,12 +43,6 @@ _NAME = re.compile(r"^(?P<sex>[mw])-(?P<person>\d{3})-(?P<session>\d{2})\.[a-z]+
 DOWNLOAD_HINT = ("the AR face database is licensed by its authors and never fetched by fhbench: request it "
                  "from Aleix Martinez (https://www2.ece.ohio-state.edu/~aleix/ARdatabase.html) and put its "
                  "m-001-01.raw / .bmp files in one folder")
-_SHOWN = 3
-
-
-def _some(names: List[str]) -> str:
-    more = f" and {len(names) - _SHOWN:,} more" if len(names) > _SHOWN else ""
-    return ", ".join(names[:_SHOWN]) + more
 
 
 @dataclass(frozen=True)
@@ -106,7 +100,7 @@ class AR(DatasetReader):
             raise DataMissing(f"no AR images (m-001-01.raw, w-001-14.bmp, ...) in {self.root}; {DOWNLOAD_HINT}")
         if unexpected:
             raise DataError(f"{self.root} holds {len(unexpected):,} images not named like m-001-01.raw "
-                            f"(sex m/w, person 001.., session 01..26): {_some(unexpected)}; rename or remove them")
+                            f"(sex m/w, person 001.., session 01..26): {some_names(unexpected)}; rename or remove them")
         by_key: Dict[tuple, ArImage] = {}
         for img in images:
             key = (img.sex, img.person, img.session)
@@ -159,7 +153,7 @@ class AR(DatasetReader):
             if len(taken) < wanted:
                 raise DataError(f"{self.root}: only {len(taken)} {SEXES[sex]} have both a session "
                                 f"{gallery_session:02d} and a session {probe_session:02d} image, {wanted} "
-                                f"needed" + (f"; passed over: {_some(passed)}" if passed else ""))
+                                f"needed" + (f"; passed over: {some_names(passed)}" if passed else ""))
             notes += [f"AR {p} passed over" for p in passed]
             chosen += [(sex, p) for p in taken]
         identities = [f"{s}-{p:03d}" for s, p in chosen]

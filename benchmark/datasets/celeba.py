@@ -44,7 +44,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from benchmark.errors import DataError, DataMissing
+from benchmark.errors import DataError, DataMissing, some_names
 from benchmark.registry import DATASETS
 from benchmark.faces.faceset import FaceSet
 from benchmark.datasets.lfw import Pairs, pair_list_lines
@@ -63,12 +63,6 @@ DOWNLOAD_HINT = ("CelebA is licensed for non-commercial research and never fetch
                  f"{IMAGE_FOLDER}.zip, {IDENTITY_FILE} and {PARTITION_FILE} from "
                  "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and put them in one folder")
 _NAME = re.compile(r"^\d{6}\.jpg$")
-_SHOWN = 3  # how many culprits an error names before "and N more"
-
-
-def _some(names: List[str]) -> str:
-    more = f" and {len(names) - _SHOWN:,} more" if len(names) > _SHOWN else ""
-    return ", ".join(names[:_SHOWN]) + more
 
 
 def _read_list(path: Path, what: str, valid) -> Tuple[List[str], np.ndarray]:
@@ -233,11 +227,11 @@ class CelebA(DatasetReader):
         missing = [n for n in self.lists.names if n not in present]
         if missing:
             raise DataError(f"{self.image_root} lacks {len(missing):,} of the {len(listed):,} images "
-                            f"{IDENTITY_FILE} lists ({_some(missing)}): an incomplete download? {DOWNLOAD_HINT}")
+                            f"{IDENTITY_FILE} lists ({some_names(missing)}): an incomplete download? {DOWNLOAD_HINT}")
         stray = sorted(present - listed)
         if stray:
             raise DataError(f"{self.image_root} holds {len(stray):,} files that {IDENTITY_FILE} does not list "
-                            f"({_some(stray)}): the identity list disagrees with the files; "
+                            f"({some_names(stray)}): the identity list disagrees with the files; "
                             "remove them or use the matching lists")
 
     def _faces(self, rows: np.ndarray, extra: Optional[List[Path]] = None) -> FaceSet:

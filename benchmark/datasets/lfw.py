@@ -22,7 +22,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from benchmark.errors import DataError, DataMissing
+from benchmark.errors import DataError, DataMissing, some_names
 from benchmark.registry import DATASETS
 from benchmark.faces.templates import SPHEREFACE_112x96
 from benchmark.faces.blufr import BLUFR_URL, BlufrConfig, load_blufr_config
@@ -40,12 +40,6 @@ DOWNLOAD_HINT = ("get LFW from http://vis-www.cs.umass.edu/lfw/ (lfw-deepfunnele
 BLUFR_FILE = "blufr_lfw_config.mat"
 PEOPLE_FILE = "people.txt"
 _IMAGE_NAME = re.compile(r"^(?P<name>.+)_(?P<number>\d{4})\.jpg$")
-_SHOWN = 3  # culprits named in an error before "and N more"
-
-
-def _some(names: List[str]) -> str:
-    more = f" and {len(names) - _SHOWN:,} more" if len(names) > _SHOWN else ""
-    return ", ".join(names[:_SHOWN]) + more
 
 
 @dataclass
@@ -121,7 +115,7 @@ class LFW(DatasetReader):
                 names.append(person.name)
         if unexpected:
             raise DataError(f"{self.image_root} holds {len(unexpected):,} files not named "
-                            f"<Name>/<Name>_<NNNN>.jpg ({_some(sorted(unexpected))}); remove them")
+                            f"<Name>/<Name>_<NNNN>.jpg ({some_names(sorted(unexpected))}); remove them")
         if not relpaths:
             raise DataMissing(f"{self.image_root} holds no LFW images; {DOWNLOAD_HINT}")
         extra = []
@@ -140,11 +134,11 @@ class LFW(DatasetReader):
         missing = [r for r in expected if r not in have]
         if missing:
             raise DataError(f"{self.image_root} lacks {len(missing):,} of the {len(want):,} images {people} "
-                            f"lists ({_some(missing)}): an incomplete download? {DOWNLOAD_HINT}")
+                            f"lists ({some_names(missing)}): an incomplete download? {DOWNLOAD_HINT}")
         stray = sorted(have - want)
         if stray:
             raise DataError(f"{self.image_root} holds {len(stray):,} images {people} does not list "
-                            f"({_some(stray)}): the people list disagrees with the files")
+                            f"({some_names(stray)}): the people list disagrees with the files")
 
     @selection
     def people(self, min_images: int = 4) -> FaceSet:
@@ -176,7 +170,7 @@ class LFW(DatasetReader):
             i, r = missing[0]
             raise DataError(f"{config.source}: imageList{{{i + 1}}} {config.image_list[i]} is not in "
                             f"{self.image_root} ({len(missing):,} of {len(relpaths):,} images missing: "
-                            f"{_some([m[1] for m in missing])}); {DOWNLOAD_HINT}")
+                            f"{some_names([m[1] for m in missing])}); {DOWNLOAD_HINT}")
         names = [r.split("/", 1)[0] for r in relpaths]
         name_of = {}
         for i, (label, name) in enumerate(zip(config.labels, names)):

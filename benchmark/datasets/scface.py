@@ -37,7 +37,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from benchmark.errors import DataError, DataMissing
+from benchmark.errors import DataError, DataMissing, some_names
 from benchmark.registry import DATASETS
 from benchmark.faces.faceset import FaceSet
 from benchmark.faces.gallery_probe import GalleryProbe
@@ -59,12 +59,6 @@ DOWNLOAD_HINT = ("SCface is licensed by the University of Zagreb and never fetch
 _CAMERA = re.compile(r"^(?P<subject>\d{3})_cam(?P<camera>[1-7])_(?P<distance>[1-3])$")
 _CAM8 = re.compile(r"^(?P<subject>\d{3})_cam8$")
 _FRONTAL = re.compile(r"^(?P<subject>\d{3})_frontal$")
-_SHOWN = 3
-
-
-def _some(names: List[str]) -> str:
-    more = f" and {len(names) - _SHOWN:,} more" if len(names) > _SHOWN else ""
-    return ", ".join(names[:_SHOWN]) + more
 
 
 @dataclass(frozen=True)
@@ -156,7 +150,7 @@ class SCface(DatasetReader):
         if unexpected:
             raise DataError(f"{self.root} holds {len(unexpected):,} files not named like "
                             f"{SURVEILLANCE}/001_cam1_1.jpg, 001_cam8.jpg or {MUGSHOTS}/001_frontal.JPG: "
-                            f"{_some(unexpected)}")
+                            f"{some_names(unexpected)}")
         self.images = sorted(mugs + cams, key=lambda i: (i.subject, i.camera, i.distance))
         if not self.images:
             raise DataMissing(f"no SCface images in {self.root}; {DOWNLOAD_HINT}")
@@ -172,11 +166,11 @@ class SCface(DatasetReader):
         missing = [s for s in self.annotations if s not in self._by_stem]
         if missing:
             raise DataError(f"{self.root} lacks {len(missing):,} of the {len(self.annotations):,} images "
-                            f"{ANNOTATIONS} annotates ({_some(sorted(missing))}): an incomplete copy? {DOWNLOAD_HINT}")
+                            f"{ANNOTATIONS} annotates ({some_names(sorted(missing))}): an incomplete copy? {DOWNLOAD_HINT}")
         bare = [i.relpath for i in self.images if i.stem not in self.annotations]
         if bare:
             raise DataError(f"{self.annotation_file} does not annotate {len(bare):,} images of {self.root} "
-                            f"({_some(bare)}): the annotations disagree with the files")
+                            f"({some_names(bare)}): the annotations disagree with the files")
 
     @staticmethod
     def inventory(data_root) -> Inventory:
@@ -213,7 +207,7 @@ class SCface(DatasetReader):
         missing = [s for s in gallery + probe if s not in self._by_stem]
         if missing:
             raise DataError(f"{self.root} lacks {len(missing):,} images the selection needs "
-                            f"({_some(missing)}); every subject found ({len(self.subjects)}) needs all of them")
+                            f"({some_names(missing)}); every subject found ({len(self.subjects)}) needs all of them")
         return [self._by_stem[s] for s in gallery], [self._by_stem[s] for s in probe]
 
     def _split(self, gallery: List[ScImage], probe: List[ScImage]) -> ScfaceSplit:
