@@ -2,7 +2,7 @@
 on the shared LFW, in one run.
 
     python benchmarks/bench_pipeline.py [--data-root ../shared/data/lfw] [--device cpu|cuda]
-        [--limit N] [--backend onnxruntime|torch] [--skip-run] [--json PATH]
+        [--limit N] [--backend onnxruntime|onnxruntime-fast|torch] [--skip-run] [--json PATH]
 
 1. Harness overhead: images/s of all non-model stages together on ``--limit`` faces (default
    2,000): decode (+ prefetch of the next chunk on the new path), bicubic x8 degradation with

@@ -89,6 +89,36 @@ def test_torch_backend_matches_onnxruntime_on_1000_real_lfw_faces(name, lfw_shar
     assert (sa.argmax(1) == sb.argmax(1)).mean() > 0.999
 
 
+FAST_TOL = 1e-6  # onnxruntime-fast vs onnxruntime: measured within 9e-8 (benchmark/onnx_prelu.py)
+
+
+@pytest.mark.parametrize("name", ONNX)
+def test_onnxruntime_fast_matches_onnxruntime_on_synthetic_faces(name):
+    _needs(name)
+    ort = create_evaluator(name, batch_size=16)
+    fast = create_evaluator(name, batch_size=16, backend="onnxruntime-fast")
+    assert fast.backend == "onnxruntime-fast" and fast.describe()["backend"] == "onnxruntime-fast"
+    assert "device" not in fast.describe()  # onnxruntime: the CPU whatever --device says
+    faces = _synthetic_faces(40, seed=2)
+    a, b = ort.embed(faces), fast.embed(faces)
+    assert b.shape == a.shape and b.dtype == np.float32
+    assert np.abs(a - b).max() < FAST_TOL
+    assert np.abs(a[0] - a[1]).max() > 100 * FAST_TOL
+    assert _cache_key(ort.describe()) != _cache_key(fast.describe())  # never mixed in a cache
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ONNX)
+def test_onnxruntime_fast_matches_onnxruntime_on_1000_real_lfw_faces(name, lfw_shared):
+    _needs(name)
+    faces = _lfw_faces(lfw_shared, 1000)
+    a = create_evaluator(name, batch_size=100).embed(faces)
+    b = create_evaluator(name, batch_size=100, backend="onnxruntime-fast").embed(faces)
+    diff = np.abs(a - b).max()
+    print(f"{name}: max abs difference onnxruntime-fast vs onnxruntime over 1000 LFW faces = {diff:.3g}")
+    assert diff < FAST_TOL, diff
+
+
 @pytest.mark.parametrize("name", ONNX)
 def test_embed_torch_stays_a_tensor_and_equals_embed(name):
     _needs(name)
