@@ -478,9 +478,11 @@ def degrade(protocol, scale, out_dir, overwrite, data_root, cache_dir):
 @click.option("--cache-dir", default=None, help="per-image result / alignment cache (default ~/.cache/fhbench; "
               "'' disables)")
 @click.option("--device", default="cpu", show_default=True)
+@backend_option
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def score(sr_dir, hr_dir, protocol, scale, degraded_dir, evaluators, metrics, labels, aligned, allow_missing,
-          convention, crop_border, set_name, out_dir, data_root, store, name, replace, cache_dir, device, quiet):
+          convention, crop_border, set_name, out_dir, data_root, store, name, replace, cache_dir, device, backend,
+          quiet):
     """Score a folder of SR outputs (on a protocol, or against a folder of HR images) and store it."""
     if (hr_dir is None) == (protocol is None):
         raise click.UsageError("give --protocol P (a protocol's SR folder) or --hr DIR (any folder), not both")
@@ -494,14 +496,14 @@ def score(sr_dir, hr_dir, protocol, scale, degraded_dir, evaluators, metrics, la
         from benchmark.engine.exchange import score_folder
 
         _print_result(score_folder(sr_dir, protocol, scale, degraded_dir, evaluators[0], data_root, store, name,
-                                   replace, cache_dir, progress=not quiet), store)
+                                   replace, cache_dir, progress=not quiet, backend=backend), store)
         return
     if scale is not None or degraded_dir is not None:
         raise click.UsageError("--scale and --degraded apply only with --protocol")
     from benchmark.engine.folder_score import ScoreOptions, score_folders
 
     opts = ScoreOptions(sr_dir, hr_dir, evaluators, _names(metrics), labels, aligned, allow_missing, convention,
-                        crop_border, name, set_name, store, out_dir, replace, device, None, cache_dir, not quiet)
+                        crop_border, name, set_name, store, out_dir, replace, device, backend, cache_dir, not quiet)
     results = score_folders(opts)
     for result in results:
         _print_result(result, store)

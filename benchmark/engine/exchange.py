@@ -192,7 +192,7 @@ def check_sr_folder(sr_dir, relpaths: List[str], hr_hw, allow_extra: bool = Fals
 def score_folder(sr_dir, protocol_name: str, scale: Optional[int] = None, degraded_dir=None,
                  evaluator: str = "sface", data_root: str = "data", store: str = "results/fhbench.sqlite",
                  name: Optional[str] = None, replace: bool = False, cache_dir: Optional[str] = None,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, backend: Optional[str] = None) -> dict:
     """Score a folder of SR images on a protocol: the folder is checked whole first (see
     ``check_sr_folder``, per LR-size subfolder for an ``lr_sizes`` protocol; with
     ``degraded_dir``, against its manifest too), then run as the folder adapter, stored as a
@@ -221,7 +221,7 @@ def score_folder(sr_dir, protocol_name: str, scale: Optional[int] = None, degrad
         check_sr_folder(sr_dir, relpaths, hr_hw)
     opts = RunOptions(model=str(sr_dir), protocol=protocol.name, scale=level_scale(row_level), evaluator=evaluator,
                       data_root=data_root, store=store, cache_dir=cache_dir, progress=progress, name=name,
-                      replace=replace)
+                      replace=replace, backend=backend)
     return run(opts)
 
 

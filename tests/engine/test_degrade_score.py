@@ -150,6 +150,16 @@ def test_bad_sr_folders_are_refused_in_one_line_and_nothing_is_stored(tiny_lfw, 
     assert rows(store) == 0
 
 
+def test_score_on_a_protocol_passes_the_backend(tiny_lfw, degraded, tmp_path):
+    sr = sr_folder(degraded, tmp_path / "fast")
+    res = cli("score", "--sr", sr, "--protocol", "lfw-10fold", "--scale", 4, "--degraded", degraded,
+              "--data-root", tiny_lfw, "--store", tmp_path / "r.sqlite", "--cache-dir", "", "--backend",
+              "onnxruntime-fast", "--quiet")
+    assert res.exit_code == 0, res.output
+    (row,) = ResultStore(tmp_path / "r.sqlite").runs(model="fast")
+    assert row.manifest["evaluator"]["backend"] == "onnxruntime-fast"
+
+
 def test_score_checks_the_degrade_manifest(tiny_lfw, degraded, tmp_path):
     sr = sr_folder(degraded, tmp_path / "m")
     res = cli("score", "--sr", sr, "--protocol", "lfw-10fold", "--scale", 8, "--degraded", degraded,

@@ -209,6 +209,14 @@ def test_each_evaluator_gets_its_own_row_with_the_whole_manifest(hr_dir, noisy, 
         assert r.manifest["evaluator"]["name"] == r.evaluator
 
 
+def test_the_backend_is_passed_to_the_evaluator_and_recorded(hr_dir, noisy, tmp_path):
+    res = score(noisy, hr_dir, tmp_path, "--aligned", "sphereface-112x96", "--metrics", "ids",
+                "--backend", "onnxruntime-fast")
+    assert res.exit_code == 0, res.output
+    (run,) = ResultStore(tmp_path / "r.sqlite").runs()
+    assert run.manifest["evaluator"]["backend"] == "onnxruntime-fast"
+
+
 def test_mtcnn_alignment_is_stated(hr_dir, noisy, tmp_path):
     res = score(noisy, hr_dir, tmp_path, "--metrics", "psnr,ids")
     assert res.exit_code == 0, res.output
