@@ -17,7 +17,9 @@ The rewrite gives each PReLU's output exactly, value for value. ONNX's PReLU is 
 For ``x > 0``: r = 0, so y = (x + 0) + (-s * 0) = x. For ``x < 0``: r = -x exactly, x + r = 0
 exactly, and 0 + (-s)(-x) = s * x, the one rounding PReLU itself makes. (A fused multiply-add
 of the last two steps is exact too: one addend is always zero.) Only the sign of an exact zero
-may differ. The rest of the graph is untouched, but onnxruntime then computes some of it in
+may differ, and an input of -inf gives NaN (-inf + inf) where PReLU gives -inf: a network with
+infinite activations yields no usable embedding either way, and fhbench refuses a non-finite
+embedding in one line. The rest of the graph is untouched, but onnxruntime then computes some of it in
 the blocked layout with other roundings (batch normalisations folded into convolutions), so
 the embeddings are not bit for bit onnxruntime's: within 9e-8 (SFace; ArcFace-MBF identical)
 on 1,000 real LFW faces. Hence a backend of its own, recorded in the manifest and the cache
