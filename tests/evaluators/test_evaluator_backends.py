@@ -262,3 +262,12 @@ def test_fhbench_evaluators_says_where_each_runs():
     assert "onnxruntime (default" in where and "torch (on --device" in where
     _, where = block("facenet-vggface2")
     assert "runs on --device" in where
+
+
+def test_the_cli_offers_exactly_the_onnx_evaluators_backends():
+    from benchmark.cli import main
+    from benchmark.contracts.evaluator import OnnxEvaluator
+
+    for command in ("run", "sweep", "score"):
+        (option,) = [p for p in main.commands[command].params if p.name == "backend"]
+        assert sorted(option.type.choices) == sorted(OnnxEvaluator.backends), command
