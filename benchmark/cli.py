@@ -59,7 +59,8 @@ def main():
     keep_large_buffers()  # chunk-sized CPU buffers reused, not mapped afresh (FHBENCH_MALLOC=default: off)
 
 
-# how an ONNX evaluator runs; the same option on run and sweep
+# how an ONNX evaluator runs: the one option run, sweep and score share (its choices are
+# OnnxEvaluator.backends, written out to keep the CLI's import light; a test checks they agree)
 backend_option = click.option(
     "--backend", type=click.Choice(["onnxruntime", "torch", "onnxruntime-fast", "auto"]), default=None,
     help="how an ONNX evaluator (sface, arcface-mbf) runs: onnxruntime on the CPU (the default, behind every "
