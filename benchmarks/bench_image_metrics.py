@@ -4,18 +4,18 @@
 
 Compares, on the same smooth-plus-noise image pairs and in the same run:
   1. benchmark.metrics.image.psnr_ssim_y, the form the engine calls when a run computes both
-     (Y once; batch at once in cache-sized chunks on a small thread pool, separable filter),
+     (Y once; cache-sized chunks on a small thread pool; compiled passes),
      with glibc's allocator set as the fhbench process sets it; then psnr_y and ssim_y called
      one after the other (the same values, checked bit for bit);
   2. a straightforward per-image NumPy/SciPy implementation of the same definitions
      (Y per image, 11 x 11 Gaussian by scipy.signal.convolve2d 'valid');
   3. per-image skimage (peak_signal_noise_ratio, structural_similarity full map cut by 5 px).
 Prints seconds, images/s, the speed-up ratios and the largest absolute differences. Then it
-times the separable-filter backends that ssim_y could use on one chunk, which is why
-image.py uses OpenCV's sepFilter2D on one tall image. ``--json PATH`` writes ``images_per_s``
+times the two compiled passes (benchmark/psnr_ssim_kernels.py) on one chunk, beside the
+float64 filters alone that SSIM used before them. ``--json PATH`` writes ``images_per_s``
 (psnr_ssim_y), ``ratio_vs_skimage``, ``ratio_vs_numpy``, ``max_psnr_diff_db`` and
-``max_ssim_diff`` (vs skimage), ``cpu_ms_per_image`` (psnr_ssim_y's CPU time, all threads) and
-``filter_ms_per_image`` (the filter it uses, on one core).
+``max_ssim_diff`` (vs skimage), ``cpu_ms_per_image`` (psnr_ssim_y's CPU time, all threads),
+``moments_ms_per_image`` and ``ssim_map_ms_per_image`` (its two passes, on one core).
 """
 from __future__ import annotations
 
@@ -26,14 +26,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import cv2
 from scipy.ndimage import correlate1d, gaussian_filter
 from scipy.signal import convolve2d
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmark.engine.allocator import keep_large_buffers  # noqa: E402
-from benchmark.metrics.image import (  # noqa: E402
-    _CHUNK_VALUES, _GAUSS_1D, _gauss_same, psnr_ssim_y, psnr_y, ssim_y)
+from benchmark.metrics.image import _CHUNK_VALUES, _GAUSS_1D, psnr_ssim_y, psnr_y, ssim_y  # noqa: E402
+from benchmark.psnr_ssim_kernels import luma_moments, ssim_quarter_map  # noqa: E402
 
 C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 WINDOW_2D = np.outer(_GAUSS_1D, _GAUSS_1D)
@@ -105,6 +106,8 @@ def timed(function, *args, repeat: int = 1):
 def compare_metrics(n: int, size: int) -> dict:
     sr, hr = make_pairs(n, size)
     print(f"PSNR + SSIM on Y, {n} image pairs of {size}x{size} (float32 RGB input)")
+    seconds_first, _ = timed(vectorised, sr[:1], hr[:1])
+    print(f"  first call, one pair: {seconds_first:.2f} s (numba compiles the kernels, or loads them from its cache)")
     cpu_start = time.process_time()
     seconds_fast, (psnr_fast, ssim_fast) = timed(vectorised, sr, hr, repeat=3)
     cpu_ms_per_image = (time.process_time() - cpu_start) / 3 / n * 1000  # all threads, mean of the 3
@@ -132,69 +135,38 @@ def compare_metrics(n: int, size: int) -> dict:
             "ratio_vs_numpy": seconds_numpy / seconds_fast,
             "max_psnr_diff_db": float(np.abs(psnr_fast - psnr_skimage).max()),
             "max_ssim_diff": float(np.abs(ssim_fast - ssim_skimage).max()), "n": n, "size": size,
-            "cpu_ms_per_image": cpu_ms_per_image}
+            "cpu_ms_per_image": cpu_ms_per_image, "first_call_s": seconds_first}
 
 
-def shifted_slices(stack: np.ndarray) -> np.ndarray:
-    """Separable 'valid' filtering as a NumPy sum of 11 shifted slices per axis."""
-    width, height = stack.shape[-1] - 10, stack.shape[-2] - 10
-    rows = sum(w * stack[..., k:k + width] for k, w in enumerate(_GAUSS_1D))
-    return sum(w * rows[..., k:k + height, :] for k, w in enumerate(_GAUSS_1D))
-
-
-def torch_conv2d(stack: np.ndarray) -> np.ndarray:
-    import torch
-
-    kernel = torch.from_numpy(_GAUSS_1D)
-    maps = torch.from_numpy(stack).reshape(-1, 1, *stack.shape[-2:])
-    maps = torch.nn.functional.conv2d(maps, kernel.view(1, 1, 1, -1))
-    maps = torch.nn.functional.conv2d(maps, kernel.view(1, 1, -1, 1))
-    return maps.reshape(*stack.shape[:-2], *maps.shape[-2:]).numpy()
-
-
-def opencv_valid(stack: np.ndarray) -> np.ndarray:
-    """ssim_y's filter (zero-padded, on the whole maps), cut to the 'valid' region."""
-    return _gauss_same(stack)[..., 5:-5, 5:-5]
-
-
-def correlate1d_per_axis(stack: np.ndarray) -> np.ndarray:
-    """scipy's correlate1d along each axis, cropping after each (ssim_y's filter until 2026-11)."""
-    rows = correlate1d(stack, _GAUSS_1D, axis=-1, mode="constant")[..., 5:-5]
-    return correlate1d(rows, _GAUSS_1D, axis=-2, mode="constant")[..., 5:-5, :]
-
-
-def full_correlate_then_crop(stack: np.ndarray) -> np.ndarray:
-    """correlate1d over the whole image on both axes, cropping only at the end."""
-    both = correlate1d(correlate1d(stack, _GAUSS_1D, axis=-1), _GAUSS_1D, axis=-2)
-    return both[..., 5:-5, 5:-5]
-
-
-def compare_filter_backends(size: int, cpu_ms_per_image: float) -> float:
-    # The four moment maps (x, y, x^2 + y^2, xy) of one chunk of images, as ssim_y filters them.
+def kernel_stages(size: int, cpu_ms_per_image: float) -> dict:
+    """Time psnr_ssim_y's two compiled passes on one chunk on one core, beside the float64
+    separable filters they replaced (the filter alone, without the SSIM map)."""
     chunk = max(1, _CHUNK_VALUES // (size * size))
-    stack = np.random.default_rng(1).random((4, chunk, size, size)) * 219 + 16
-    print(f"\nSeparable 11-tap Gaussian, 'valid', float64, on 4 x {chunk} maps of {size}x{size}")
-    backends = [("OpenCV sepFilter2D, one tall image (used)", opencv_valid),
-                ("scipy correlate1d, crop per axis", correlate1d_per_axis),
-                ("scipy correlate1d, crop at the end", full_correlate_then_crop),
-                ("NumPy sum of shifted slices", shifted_slices)]
-    try:
-        import torch  # noqa: F401
-
-        backends.append(("torch conv2d float64, 1x11 then 11x1", torch_conv2d))
-    except ImportError:
-        print("  (torch not installed: conv2d backend skipped)")
-    seconds_used, reference = None, None
-    for name, function in backends:
-        seconds, result = timed(function, stack, repeat=5)
-        if seconds_used is None:  # the first backend is the one ssim_y uses: the baseline
-            seconds_used, reference = seconds, result
-        print(f"  {name:<40}{seconds * 1000 / chunk:>8.3f} ms/image{seconds / seconds_used:>7.2f}x"
-              f"   max |diff| {np.abs(result - reference).max():.1e}")
-    filter_ms = seconds_used * 1000 / chunk
-    print(f"  the filter used is {filter_ms:.3f} ms of psnr_ssim_y's {cpu_ms_per_image:.3f} CPU ms per image "
-          f"({100 * filter_ms / cpu_ms_per_image:.0f} %)")
-    return filter_ms
+    sr, hr = make_pairs(chunk, size, seed=1)
+    stack = np.empty((5, chunk, size, size))
+    finite = np.empty((2, chunk), dtype=bool)
+    quarter = np.empty((chunk, size - 10, size - 10))
+    luma_moments(sr, hr, 0, 0, stack, finite)  # compiled (or loaded from numba's cache) here
+    tall = stack[:4].reshape(-1, size)
+    kernel = _GAUSS_1D.reshape(-1, 1)
+    print(f"\nOne chunk of {chunk} images of {size}x{size} on one core, ms per image")
+    stages = [
+        ("Y, moments, (x - y)^2: luma_moments", lambda: luma_moments(sr, hr, 0, 0, stack, finite)),
+        ("filter + SSIM map: ssim_quarter_map", lambda: ssim_quarter_map(stack, _GAUSS_1D, C1, C2, False, quarter)),
+        ("  beside it, the filter alone: OpenCV sepFilter2D (used until 2026-12)",
+         lambda: cv2.sepFilter2D(tall, cv2.CV_64F, kernel, kernel, borderType=cv2.BORDER_CONSTANT)),
+        ("  beside it, the filter alone: scipy correlate1d per axis",
+         lambda: correlate1d(correlate1d(stack[:4], _GAUSS_1D, axis=-1), _GAUSS_1D, axis=-2)),
+    ]
+    figures = {}
+    for name, function in stages:
+        seconds, _ = timed(function, repeat=20)
+        figures[name] = seconds * 1000 / chunk
+        print(f"  {name:<72}{figures[name]:>7.3f}")
+    moments_ms, map_ms = figures[stages[0][0]], figures[stages[1][0]]
+    print(f"  the two passes are {moments_ms + map_ms:.3f} of psnr_ssim_y's {cpu_ms_per_image:.3f} CPU ms per image "
+          f"({100 * (moments_ms + map_ms) / cpu_ms_per_image:.0f} %; the rest: the two means, chunking, threads)")
+    return {"moments_ms_per_image": moments_ms, "ssim_map_ms_per_image": map_ms}
 
 
 def main() -> None:
@@ -205,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     keep_large_buffers()
     figures = compare_metrics(args.n, args.size)
-    figures["filter_ms_per_image"] = compare_filter_backends(args.size, figures["cpu_ms_per_image"])
+    figures.update(kernel_stages(args.size, figures["cpu_ms_per_image"]))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 

