@@ -74,6 +74,12 @@ def test_non_contiguous_inputs_give_the_same_values():
     wide_sr = np.zeros((4, 3, 24, 52), np.float32)
     wide_sr[..., ::2] = sr
     np.testing.assert_array_equal(ssim_y(wide_sr[..., ::2], hr), expected["ssim"])
+    # float32 against float64 (a kernel compiled for the pair): float32 widens exactly
+    mixed = psnr_ssim_y(sr, hr.astype(np.float64))
+    both64 = psnr_ssim_y(sr.astype(np.float64), hr.astype(np.float64))
+    np.testing.assert_array_equal(mixed["psnr"], both64["psnr"])
+    np.testing.assert_array_equal(mixed["ssim"], both64["ssim"])
+    np.testing.assert_array_equal(mixed["ssim"], expected["ssim"])
 
 
 @pytest.mark.parametrize("nonnegative_cs", [False, True])
