@@ -19,7 +19,6 @@ import numba
 import numpy as np
 
 
-
 def _compiled(function):
     """``numba.njit``, with the compiled code cached on disk (about a second of compiling saved
     per process) where numba finds a writable place: beside this file or in the user's cache
@@ -32,13 +31,18 @@ def _compiled(function):
         return numba.njit(**options)(function)
 
 
+@numba.njit(inline="always")
+def _luma(red, green, blue):
+    """BT.601 Y with offset of one pixel in [0, 1], in float64, summed as ``image._luma`` sums it."""
+    return ((np.float64(red) * 65.481 + 16.0) + np.float64(green) * 128.553) + np.float64(blue) * 24.966
+
+
 @_compiled
 def luma_moments(sr, hr, top, left, out, finite):
     """Fill ``out`` (5, n, h, w) float64 from the RGB batches ``sr`` and ``hr`` (n, 3, H, W),
     read from row ``top`` and column ``left``: Y of sr (x), Y of hr (y), x^2 + y^2, x y, and
     (x - y)^2.
 
-    Y = ((65.481 R + 16) + 128.553 G) + 24.966 B in float64, as ``image._luma`` defines it.
     ``finite`` (2, n) bool: whether every Y of image i is finite, sr in row 0 and hr in row 1.
     """
     n, h, w = out.shape[1], out.shape[2], out.shape[3]
@@ -51,10 +55,8 @@ def luma_moments(sr, hr, top, left, out, finite):
             x_row, y_row, sum_sq_row, prod_row, diff_sq_row = out[0, i, r], out[1, i, r], out[2, i, r], \
                 out[3, i, r], out[4, i, r]
             for c in range(w):
-                x = ((np.float64(sr_r[left + c]) * 65.481 + 16.0) + np.float64(sr_g[left + c]) * 128.553) \
-                    + np.float64(sr_b[left + c]) * 24.966
-                y = ((np.float64(hr_r[left + c]) * 65.481 + 16.0) + np.float64(hr_g[left + c]) * 128.553) \
-                    + np.float64(hr_b[left + c]) * 24.966
+                x = _luma(sr_r[left + c], sr_g[left + c], sr_b[left + c])
+                y = _luma(hr_r[left + c], hr_g[left + c], hr_b[left + c])
                 x_row[c] = x
                 y_row[c] = y
                 sum_sq_row[c] = x * x + y * y
