@@ -121,13 +121,15 @@ def _kernels():
     return psnr_ssim_kernels
 
 
-_RGB_DTYPES = (np.float32, np.float64)  # the input types the kernels are compiled for
+# The input types the kernels are compiled for, in the machine's byte order (numba takes no other).
+_RGB_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _for_kernel(rgb: np.ndarray) -> np.ndarray:
-    """``rgb`` as a C-contiguous float32 or float64 array, copied only when it is not one.
-    Other float types become float64 first, as ``_luma``'s ``dtype=np.float64`` casts them."""
-    if rgb.dtype.type not in _RGB_DTYPES:
+    """``rgb`` as a C-contiguous native float32 or float64 array, copied only when it is not
+    one. Other float types (float16, long double, another byte order) become float64 first, as
+    ``_luma``'s ``dtype=np.float64`` casts them."""
+    if rgb.dtype not in _RGB_DTYPES:
         return np.ascontiguousarray(rgb, dtype=np.float64)
     return np.ascontiguousarray(rgb)
 

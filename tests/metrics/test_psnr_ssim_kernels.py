@@ -35,10 +35,11 @@ def ssim_oracle(x, y, peak=255.0, nonnegative_cs=False):
     return (luminance * contrast_structure).mean()
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.longdouble])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.longdouble, ">f4", ">f8"])
 @pytest.mark.parametrize("crop", [0, 3])
 def test_every_float_type_gives_the_oracle(dtype, crop, monkeypatch):
-    # chunks of 2 on the pool; float16 and long double are cast to float64 as Y's formula is
+    # chunks of 2 on the pool; float16, long double and big-endian floats (which numba does
+    # not take) are cast to float64 as Y's formula is
     monkeypatch.setattr(image, "_CHUNK_VALUES", 2 * 29 * 31)
     sr, hr = face_like_pairs(5, 29, 31, seed=11, noise=0.06)
     sr, hr = sr.astype(dtype), hr.astype(dtype)
