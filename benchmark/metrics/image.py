@@ -116,8 +116,11 @@ def check_pair_shapes(metric: str, sr_shape, hr_shape, crop_border, min_size: in
 def _kernels():
     # Imported on first use: numba's import (~0.2 s) is paid only by processes that compute
     # image metrics, not by every command that loads the metric registry.
-    from benchmark import psnr_ssim_kernels
-
+    try:
+        from benchmark import psnr_ssim_kernels
+    except ImportError as err:  # numba missing, or built for another NumPy: say so in one line
+        raise MetricError(f"PSNR and SSIM on the CPU need numba (setup.cfg pins it), which did not import: "
+                          f"{err}") from err
     return psnr_ssim_kernels
 
 

@@ -129,3 +129,24 @@ def test_without_a_writable_cache_the_kernels_compile_in_memory():
     cache, value = done.stdout.split()
     assert cache == "NullCache"
     assert float(value) == pytest.approx(7526.5025 / 55487.5025, abs=1e-12)  # white against black
+
+
+def test_without_numba_the_metrics_say_so_in_one_line():
+    # numba missing, or built for another NumPy (ImportError either way): a MetricError naming
+    # numba, not a traceback from inside the metric
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['numba'] = None\n"
+              "import numpy as np\n"
+              "from benchmark.errors import MetricError\n"
+              "from benchmark.metrics import image\n"
+              "try:\n"
+              "    image.psnr_y(np.zeros((1, 3, 4, 4)), np.ones((1, 3, 4, 4)))\n"
+              "except MetricError as err:\n"
+              "    print(err)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    message = done.stdout.strip()
+    assert "\n" not in message
+    assert message.startswith("PSNR and SSIM on the CPU need numba (setup.cfg pins it), which did not import: ")
