@@ -26,6 +26,10 @@ cd "$repo"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 start=$(date +%s)
 "$py" -c 'import torch; print(f"gpu-check: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")'
+# The CPU oracles (PSNR/SSIM) need numba: say at once if this Python's does not import (a build
+# for another NumPy), rather than in every test that compares against them.
+"$py" -c 'import numba, numpy; print(f"gpu-check: numba {numba.__version__}, NumPy {numpy.__version__}")' 2>/dev/null \
+  || echo "gpu-check: numba does not import in $py: the CPU PSNR/SSIM will fail; install a numba built for its NumPy"
 status=0
 "$py" -m pytest -q -p no:cacheprovider -rs \
   tests/evaluators/test_evaluator_backends.py \
