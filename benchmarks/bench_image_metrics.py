@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import cv2
+import numpy as np
 from scipy.ndimage import correlate1d, gaussian_filter
 from scipy.signal import convolve2d
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
