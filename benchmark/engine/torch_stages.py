@@ -107,8 +107,9 @@ def image_metrics_torch(metrics, sr: torch.Tensor, hr: torch.Tensor, same: torch
 
     def values_of(fn):
         # On the CPU the NumPy forms, which read the tensors' memory, are the fast ones (a
-        # thread pool and OpenCV's float64 filter; torch's float64 SSIM was 3x slower there),
-        # and PSNR and SSIM share their Y (the joint form); a GPU runs each metric's torch form.
+        # thread pool and compiled kernels; torch's float64 SSIM was 3x slower there even
+        # against the OpenCV filter before them), and PSNR and SSIM share their Y (the joint
+        # form); a GPU runs each metric's torch form.
         torch_form = _TORCH_FORMS.get(fn) if a.device.type != "cpu" else None
         if torch_form is not None:
             return chunked(lambda s, e: torch_form(a[s:e], b[s:e], crop_border=crop_border), len(a),
