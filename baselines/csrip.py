@@ -43,6 +43,9 @@ class CSRIPOptions:
     # SSIM's data range L for C1 = (0.01 L)^2, C2 = (0.03 L)^2 on images in [0, 1]; 256/255 gives the
     # paper's C1 = 6.55, C2 = 58.98 on the 0..255 scale (001 Sec. 3.3: (0.01 x 256)^2, (0.03 x 256)^2)
     ssim_data_range: float = 1.0
+    # the priors see (high-pass residual) x this. Our faces are in [0, 1], where the residuals are
+    # ~0.01-0.05; 255 puts them on the 0..255 scale of 8-bit images (the paper does not say which)
+    prior_input_scale: float = 1.0
 
 
 def _conv_unit(cin: int, cout: int, batch_norm: bool) -> List[nn.Module]:
@@ -183,9 +186,10 @@ def prior_min_side(kind: str) -> int:
 class Priors(nn.Module):
     """One SqueezeNet per scale on high-pass residuals; ``n_classes`` 0 until the data sets it."""
 
-    def __init__(self, sigmas: List[float], n_classes: int = 0, kind: str = "squeezenet1_1"):
+    def __init__(self, sigmas: List[float], n_classes: int = 0, kind: str = "squeezenet1_1",
+                 input_scale: float = 1.0):
         super().__init__()
-        self.sigmas = list(sigmas)
+        self.sigmas, self.input_scale = list(sigmas), float(input_scale)
         self.register_buffer("n_classes", torch.tensor(n_classes))
         self.nets = nn.ModuleList(squeezenet(n_classes, kind) for _ in sigmas) if n_classes else nn.ModuleList()
 
@@ -193,7 +197,8 @@ class Priors(nn.Module):
         """Logits of each prior on the high-pass residual of the face at its scale."""
         if not len(self.nets):
             raise RuntimeError("the identity priors are not sized yet (csrip's prepare sets them from the data)")
-        return [net(high_pass(face.float(), sigma)) for net, sigma, face in zip(self.nets, self.sigmas, faces)]
+        return [net(high_pass(face.float(), sigma) * self.input_scale)
+                for net, sigma, face in zip(self.nets, self.sigmas, faces)]
 
 
 class CSRIP(nn.Module):
@@ -217,20 +222,23 @@ class CSRIP(nn.Module):
             raise ConfigError(f"csrip: each module's upscale_filters / 4 must be the next module's filters: "
                               f"{options.upscale_filters} after PixelShuffle(2) give "
                               f"{[u // 4 for u in options.upscale_filters]}, filters are {options.filters}")
+        if not options.prior_input_scale > 0 or not np.isfinite(options.prior_input_scale):
+            raise ConfigError(f"csrip: prior_input_scale must be a finite number > 0, got "
+                              f"{options.prior_input_scale}")
         if options.final_block_filters < 0 or options.prior_crop < 0:
             raise ConfigError(f"csrip: final_block_filters and prior_crop must be >= 0, got "
                               f"{options.final_block_filters} and {options.prior_crop}")
         self.options, self.scale = options, scale
         self.cascade = Cascade(options.filters, options.blocks, upscale_widths(options),
                                options.final_block_filters, options.residual_block)
-        self.priors = Priors(options.prior_sigmas, 0, options.prior_network)
+        self.priors = Priors(options.prior_sigmas, 0, options.prior_network, options.prior_input_scale)
 
     def forward(self, lr):
         return self.cascade(lr)[-1]
 
     def size_priors(self, n_classes: int) -> None:
-        self.priors = Priors(self.options.prior_sigmas, n_classes,
-                             self.options.prior_network).to(self.priors.n_classes.device)
+        self.priors = Priors(self.options.prior_sigmas, n_classes, self.options.prior_network,
+                             self.options.prior_input_scale).to(self.priors.n_classes.device)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Sizes unsized priors from the weights first; sized ones must agree with them."""

@@ -166,6 +166,30 @@ def test_output_shapes_and_clipping():
     assert [float(o.min()) for o in outs] == [1.0, 0.0, 0.25] == [float(o.max()) for o in outs]
 
 
+def test_priors_see_the_high_pass_residual_times_the_input_scale():
+    # 255 puts residuals of [0, 1] faces on the 0..255 scale; the oracle is scipy's Gaussian
+    options = CSRIPOptions(filters=[4, 4, 4], blocks=0, prior_input_scale=255.0)
+    model = CSRIP(options, 8)
+    model.size_priors(5)
+    model.eval()
+    rng = np.random.default_rng(7)
+    faces = [rng.random((2, 3, s, s)) for s in (48, 96, 192)]
+    with torch.no_grad():
+        ours = model.priors([torch.from_numpy(f).float() for f in faces])
+        for net, sigma, face, logits in zip(model.priors.nets, options.prior_sigmas, faces, ours):
+            blurred = np.stack([[gaussian_filter(face[i, c], sigma, mode="mirror", truncate=3.0)
+                                 for c in range(3)] for i in range(2)])
+            expected = net(torch.from_numpy(255.0 * (face - blurred)).float())
+            torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+            assert not torch.allclose(logits, net(torch.from_numpy(face - blurred).float()), atol=1e-3)
+
+
+@pytest.mark.parametrize("scale_value", [0.0, -1.0, float("nan"), float("inf")])
+def test_prior_input_scale_out_of_range_is_refused(scale_value):
+    with pytest.raises(ConfigError, match="prior_input_scale must be a finite number > 0"):
+        CSRIP(CSRIPOptions(prior_input_scale=scale_value), 8)
+
+
 @pytest.mark.parametrize("options,scale,match", [
     (CSRIPOptions(), 4, "cascade of 3 2x modules upsamples 8x, not 4x"),
     (CSRIPOptions(prior_sigmas=[1.0, 2.0]), 8, "one prior sigma per module: 3 filters but 2 prior_sigmas"),
