@@ -348,14 +348,18 @@ def plot(kind, protocol, scale, level, evaluator, models, upsampled_input, metri
 @click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True)
+@click.option("--folds", default=None, metavar="6-10",
+              help="only the pairs of these folds (numbered from 1; e.g. 6-10 or 1,3,5-7): folds whose people "
+                   "the models never trained on; per-image metrics are then left out")
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True)
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
-def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed, confidence, fmt, store):
+def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed, confidence, folds, fmt, store):
     """Is B better than A? McNemar on pair decisions, paired bootstrap CIs of B - A."""
-    from benchmark.reporting.compare import compare_models, format_comparison
+    from benchmark.reporting.compare import compare_models, format_comparison, parse_folds
 
+    selected = None if folds is None else parse_folds(folds)  # a malformed list fails before the store opens
     result = compare_models(_open_store(store), protocol, model_a, model_b, scale, evaluator, level=level,
-                            n_resamples=resamples, seed=seed, confidence=confidence)
+                            n_resamples=resamples, seed=seed, confidence=confidence, folds=selected)
     click.echo(format_comparison(result, fmt), nl=False)
 
 

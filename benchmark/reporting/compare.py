@@ -20,11 +20,16 @@ covers every size) is compared at one ``level``: its arrays ``probe_rank@16x14``
   free-form score had no SR file for it) is dropped from both, and a note says how many.
   The interval is the (alpha/2, 1 - alpha/2) quantiles (numpy's linear interpolation) of
   the resampled differences.
+- ``folds`` (1-based, as pairs.txt numbers them) keeps the pairs of those folds only, e.g.
+  the folds whose people a model never trained on (LFW View 2's folds are person-disjoint).
+  Each pair keeps its decision under its fold's threshold, chosen on the other folds as the
+  protocol does; per-image metrics and ranks are left out (a note says so): a run stores no
+  fold for them.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from scipy.stats import binom
@@ -78,6 +83,7 @@ class Comparison:
     intervals: List[BootstrapInterval]
     notes: List[str] = field(default_factory=list)  # differences that could not be computed, and why
     level: Optional[str] = None  # the LR size compared, for a protocol with fixed LR sizes
+    folds: Optional[List[int]] = None  # the folds (1-based) whose pairs were compared; None: all
 
     @property
     def scale(self) -> Optional[int]:
@@ -173,14 +179,16 @@ def check_comparable(run_a: RunRecord, run_b: RunRecord) -> str:
 
 
 def compare_runs(store: ResultStore, run_a: RunRecord, run_b: RunRecord, n_resamples: int = N_RESAMPLES,
-                 seed: int = SEED, confidence: float = CONFIDENCE, level: Optional[str] = None) -> Comparison:
+                 seed: int = SEED, confidence: float = CONFIDENCE, level: Optional[str] = None,
+                 folds: Optional[Sequence[int]] = None) -> Comparison:
     """Compare two runs; for a protocol with fixed LR sizes, the arrays of ``level``
-    (``probe_rank@16x14``, ...), which must then be given."""
+    (``probe_rank@16x14``, ...), which must then be given; ``folds``: only those folds' pairs."""
     scale = check_comparable(run_a, run_b)
     level = resolve_level(load_protocol(run_a.protocol), level)
     arr_a = arrays_at_level(store.arrays(run_a.id), level)
     arr_b = arrays_at_level(store.arrays(run_b.id), level)
-    out = Comparison(run_a.protocol, scale, run_a.evaluator, run_a.model, run_b.model, None, [], level=level)
+    out = Comparison(run_a.protocol, scale, run_a.evaluator, run_a.model, run_b.model, None, [], level=level,
+                     folds=None if folds is None else sorted(set(folds)))
 
     def interval(metric, va, vb, strata, unit):
         d, lo, hi = bootstrap_difference(va, vb, strata, n_resamples, seed, confidence)
@@ -192,9 +200,18 @@ def compare_runs(store: ResultStore, run_a: RunRecord, run_b: RunRecord, n_resam
             if not np.array_equal(arr_a[key], arr_b[key]):
                 raise FhbenchError(f"runs {run_a.model} and {run_b.model} were scored on different pairs "
                                    f"({key} differ); re-run both on the same pairs file")
-        ca, cb = verification_correct(arr_a), verification_correct(arr_b)
+        ca, cb, fold = verification_correct(arr_a), verification_correct(arr_b), arr_a["pair_fold"]
+        if folds is not None:
+            keep = np.isin(fold, _fold_indices(out.folds, fold, run_a.protocol))
+            ca, cb, fold = ca[keep], cb[keep], fold[keep]
         out.mcnemar = mcnemar_exact(ca, cb)
-        interval("accuracy", ca, cb, arr_a["pair_fold"], "pairs within folds")
+        interval("accuracy", ca, cb, fold, "pairs within folds")
+    elif folds is not None:
+        raise FhbenchError(f"--folds selects pairs by fold, but the runs of {run_a.model} and {run_b.model} on "
+                           f"{run_a.protocol} store no folds of pairs")
+    if folds is not None:
+        out.notes.append("per-image metrics and ranks are left out: they are not stored per fold")
+        return out
     if _has(arr_a, arr_b, PROBE_RANK):
         ra, rb = arr_a[PROBE_RANK], arr_b[PROBE_RANK]
         if ra.shape != rb.shape:
@@ -224,6 +241,30 @@ def compare_runs(store: ResultStore, run_a: RunRecord, run_b: RunRecord, n_resam
         raise FhbenchError(f"runs {run_a.model} and {run_b.model} on {run_a.protocol} store no per-pair, "
                            f"per-probe or per-image arrays to compare{why}")
     return out
+
+
+def _fold_indices(folds: List[int], pair_fold: np.ndarray, protocol: str) -> np.ndarray:
+    """The stored (0-based) fold numbers of ``folds`` (1-based), each checked to exist."""
+    n = int(pair_fold.max()) + 1 if pair_fold.size else 0
+    outside = [f for f in folds if not 1 <= f <= n]
+    if outside:
+        raise FhbenchError(f"--folds: {protocol} has folds 1..{n}, not {', '.join(map(str, outside))}")
+    return np.asarray(folds) - 1
+
+
+def parse_folds(text: str) -> List[int]:
+    """'6-10' or '1,3,5-7' -> the fold numbers, sorted, each once."""
+    folds = set()
+    for item in text.split(","):
+        first, sep, last = item.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last if sep else first)
+        except ValueError:
+            raise FhbenchError(f"--folds: {item.strip()!r} is not a fold number or a range like 6-10") from None
+        if lo < 1 or hi < lo:
+            raise FhbenchError(f"--folds: {item.strip()!r} is not a range of folds numbered from 1 (like 6-10)")
+        folds.update(range(lo, hi + 1))
+    return sorted(folds)
 
 
 def _without_nan(metric: str, va: np.ndarray, vb: np.ndarray, model_a: str, model_b: str, notes: List[str]):
@@ -262,6 +303,8 @@ def format_comparison(c: Comparison, fmt: str = "text") -> str:
     if fmt == "json":
         return strict_json.dumps({**asdict(c), "scale": c.scale}, indent=1)  # an inf PSNR (hr) must not break the JSON
     where = level_label(c.level) if c.level else describe_level(c.row_level)
+    if c.folds is not None:
+        where += f", pairs of folds {', '.join(map(str, c.folds))}"
     head = (f"{c.protocol}, {where}, evaluator {c.evaluator}: "
             f"A = {c.model_a}, B = {c.model_b}; differences are B - A")
     rows = [["metric", "A", "B", "B - A", f"{round(100 * _confidence(c))}% CI", "resampled"]]

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from scipy.stats import binomtest
 
 from benchmark.cli import main
-from benchmark.reporting.compare import bootstrap_difference, compare_models, compare_runs, format_comparison, mcnemar_exact, verification_correct
+from benchmark.reporting.compare import (bootstrap_difference, compare_models, compare_runs, format_comparison, mcnemar_exact,
+                                         parse_folds, verification_correct)
 from benchmark.errors import FhbenchError
 from benchmark.engine.store import ResultStore
 
@@ -234,3 +235,58 @@ def test_cli_compare(store):
                                     "--store", str(store.path)])
     assert res.exit_code == 2
     assert "model bicubic has no run on lfw-10fold with evaluator dlib (its runs use sface)" in res.output
+
+
+# --- a subset of folds -----------------------------------------------------------------
+
+def test_folds_keep_only_those_folds_pairs(store):
+    c = compare_models(store, PROTOCOL, "bicubic", "srnet", folds=[8, 6, 7, 10, 9], n_resamples=500)
+    a, b = (store.arrays(run_of(store, m).id) for m in ("bicubic", "srnet"))
+    ca, cb = verification_correct(a), verification_correct(b)  # thresholds of the whole protocol
+    keep = a["pair_fold"] >= 5  # stored folds 5..9 are pairs.txt's 6..10
+    n01, n10 = int(np.sum(ca[keep] & ~cb[keep])), int(np.sum(~ca[keep] & cb[keep]))
+    assert (c.mcnemar.n_pairs, c.mcnemar.only_a_correct, c.mcnemar.only_b_correct) == (150, n01, n10)
+    assert c.mcnemar.p_value == pytest.approx(binomtest(n01, n01 + n10).pvalue)
+    (iv,) = c.intervals  # accuracy only: images have no fold
+    assert iv.metric == "accuracy" and c.folds == [6, 7, 8, 9, 10]
+    assert iv.value_a == pytest.approx(np.mean([ca[a["pair_fold"] == f].mean() for f in range(5, 10)]))
+    assert iv.difference == pytest.approx(cb[keep].mean() - ca[keep].mean())  # equal folds
+    assert c.notes == ["per-image metrics and ranks are left out: they are not stored per fold"]
+    assert "pairs of folds 6, 7, 8, 9, 10" in format_comparison(c)
+    everything = compare_models(store, PROTOCOL, "bicubic", "srnet", n_resamples=500)
+    assert everything.mcnemar.n_pairs == 300 and everything.folds is None
+
+
+def test_folds_outside_the_protocol_or_without_pairs(store, tmp_path):
+    with pytest.raises(FhbenchError, match=r"--folds: lfw-10fold has folds 1..10, not 0, 11$"):
+        compare_models(store, PROTOCOL, "bicubic", "srnet", folds=[0, 5, 11])
+    st = ResultStore(tmp_path / "images.sqlite")
+    st.save("c", PROTOCOL, 8, "sface", {}, {}, {"psnr": np.ones(3)})
+    st.save("d", PROTOCOL, 8, "sface", {}, {}, {"psnr": np.zeros(3)})
+    with pytest.raises(FhbenchError, match="store no folds of pairs"):
+        compare_models(st, PROTOCOL, "c", "d", folds=[1])
+
+
+@pytest.mark.parametrize("text,folds", [("6-10", [6, 7, 8, 9, 10]), ("1,3,5-7", [1, 3, 5, 6, 7]),
+                                        (" 2 , 2-3", [2, 3]), ("4", [4])])
+def test_parse_folds(text, folds):
+    assert parse_folds(text) == folds
+
+
+@pytest.mark.parametrize("text,match", [("6-", "'6-' is not a fold number"), ("a", "'a' is not a fold number"),
+                                        ("10-6", "'10-6' is not a range"), ("0-3", "'0-3' is not a range"),
+                                        ("1,,2", "'' is not a fold number")])
+def test_malformed_folds(text, match):
+    with pytest.raises(FhbenchError, match=match):
+        parse_folds(text)
+
+
+def test_cli_compare_folds(store):
+    res = CliRunner().invoke(main, ["compare", "bicubic", "srnet", "--protocol", PROTOCOL, "--folds", "6-10",
+                                    "--resamples", "200", "--format", "json", "--store", str(store.path)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["folds"] == [6, 7, 8, 9, 10] and out["mcnemar"]["n_pairs"] == 150
+    res = CliRunner().invoke(main, ["compare", "bicubic", "srnet", "--protocol", PROTOCOL, "--folds", "x",
+                                    "--store", str(store.path) + ".absent"])
+    assert res.exit_code == 2 and "--folds: 'x' is not a fold number" in res.output
