@@ -47,6 +47,7 @@ N_RESAMPLES = 10_000
 SEED = 0
 CONFIDENCE = 0.95
 PROBE_RANK = "probe_rank"   # per-probe rank of the first correct match (1 = correct at rank 1)
+MAX_FOLDS = 10_000          # the largest fold number --folds accepts
 RESAMPLE_CHUNK = 4_000_000  # resampled indices held at once (32 MB of int64)
 
 
@@ -263,6 +264,8 @@ def parse_folds(text: str) -> List[int]:
             raise FhbenchError(f"--folds: {item.strip()!r} is not a fold number or a range like 6-10") from None
         if lo < 1 or hi < lo:
             raise FhbenchError(f"--folds: {item.strip()!r} is not a range of folds numbered from 1 (like 6-10)")
+        if hi > MAX_FOLDS:  # before a hostile '1-10000000000' fills memory
+            raise FhbenchError(f"--folds: {item.strip()!r} goes past fold {MAX_FOLDS}; no protocol has that many")
         folds.update(range(lo, hi + 1))
     return sorted(folds)
 

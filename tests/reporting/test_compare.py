@@ -275,7 +275,8 @@ def test_parse_folds(text, folds):
 
 @pytest.mark.parametrize("text,match", [("6-", "'6-' is not a fold number"), ("a", "'a' is not a fold number"),
                                         ("10-6", "'10-6' is not a range"), ("0-3", "'0-3' is not a range"),
-                                        ("1,,2", "'' is not a fold number")])
+                                        ("1,,2", "'' is not a fold number"),
+                                        ("1-10000000000", "goes past fold 10000")])
 def test_malformed_folds(text, match):
     with pytest.raises(FhbenchError, match=match):
         parse_folds(text)
