@@ -2,7 +2,8 @@
 are what the config trains (architecture, scale, options, every step done), the log reaches
 the last step, and the adapter of the config's model runs the weights. The FR-loss demo and
 its control start from the same weights and differ only in the loss; the two arms of the
-C-Face ablation differ only in the compare-face weight g2."""
+C-Face ablation differ only in the compare-face weight g2; the two arms of the C-SRIP ablation
+differ only in the priors' weight alpha and keep the shipped priors bit for bit."""
 import dataclasses
 import json
 from pathlib import Path
@@ -19,10 +20,14 @@ RESULTS = Path(__file__).resolve().parents[2] / "results"
 DEMOS = ["srresnet-cpu-demo", "srresnet-mse-cpu-demo-ft", "srresnet-fr-cpu-demo"]
 CFACE_ARMS = ["with-compare", "without-compare"]
 CFACE = RESULTS / "cface-compare-ablation"
+CSRIP_ARMS = ["with-priors", "without-priors"]
+CSRIP = RESULTS / "csrip-priors-ablation"
 # (config, weights, log) of every shipped trained model
 SHIPPED = {**{name: (RESULTS / name / "config.yaml", None, RESULTS / name / "scalars.jsonl") for name in DEMOS},
            **{f"cface-{arm}-cpu": (CFACE / f"{arm}.yaml", CFACE / f"cface-{arm}-cpu.pt",
-                                   CFACE / f"cface-{arm}-cpu.scalars.jsonl") for arm in CFACE_ARMS}}
+                                   CFACE / f"cface-{arm}-cpu.scalars.jsonl") for arm in CFACE_ARMS},
+           **{f"csrip-{arm}-cpu": (CSRIP / f"{arm}.yaml", CSRIP / f"csrip-{arm}-cpu.pt",
+                                   CSRIP / f"csrip-{arm}-cpu.scalars.jsonl") for arm in CSRIP_ARMS}}
 
 
 def _load(name):
@@ -45,8 +50,9 @@ def test_demo_weights_are_what_its_config_trains(name, monkeypatch):
     log = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert max(r["step"] for r in log) == ckpt["step"]
     model = create_model(config.model, scale=config.data.scale, weights=str(weights))
-    lr = torch.rand(2, 3, 112 // config.data.scale, 96 // config.data.scale)
-    assert model.super_resolve(lr, ["a", "b"]).shape == (2, 3, 112, 96)
+    h, w = config.data.hr_size
+    lr = torch.rand(2, 3, h // config.data.scale, w // config.data.scale)
+    assert model.super_resolve(lr, ["a", "b"]).shape == (2, 3, h, w)
 
 
 def test_fr_demo_and_its_control_differ_only_in_the_loss():
@@ -71,6 +77,26 @@ def test_cface_ablation_arms_differ_only_in_the_compare_weight():
     assert (g_with, g_without) == (0.1, 0.0)  # 004 Sec. 4.2, stage 1: g2 = 0.1
     assert with_c == without  # everything else
     assert with_c["stages"][1]["loss_weights"]["perceptual"] == 1.0  # beta, on a random-init VGG19 (header)
+
+
+def test_csrip_ablation_arms_differ_only_in_alpha_and_keep_the_shipped_priors(monkeypatch):
+    with_p, without = (yaml.safe_load((CSRIP / f"{arm}.yaml").read_text()) for arm in CSRIP_ARMS)
+    (a_with, a_without) = (arm["stages"][0]["loss_weights"].pop("identity") for arm in (with_p, without))
+    assert (a_with, a_without) == (0.001, 0.0)  # 001 Sec. 3.4: alpha = 0.001
+    assert with_p == without  # everything else, the start included
+    assert with_p["init_weights"] == "results/csrip-priors-ablation/csrip-priors.pt"
+    monkeypatch.chdir(RESULTS.parent)
+    priors = torch.load(CSRIP / "csrip-priors.pt", map_location="cpu", weights_only=False)
+    config, _, _ = _load("csrip-with-priors-cpu")
+    assert priors["model_options"] == dataclasses.asdict(config.model_options)
+    assert priors["step"] == 3600 and [s["name"] for s in priors["config"]["stages"]] == ["priors", "cascade"]
+    start = {k: v for k, v in priors["model_state"].items() if k.startswith("priors.")}
+    assert int(start["priors.n_classes"]) == 283
+    for arm in CSRIP_ARMS:
+        state = torch.load(CSRIP / f"csrip-{arm}-cpu.pt", map_location="cpu", weights_only=False)["model_state"]
+        for key, value in start.items():  # the cascade stage leaves the priors as they were
+            assert torch.equal(state[key], value), (arm, key)
+        assert any(not torch.equal(state[k], priors["model_state"][k]) for k in state if k.startswith("cascade."))
 
 
 def test_every_shipped_json_is_strict_json():
