@@ -22,10 +22,11 @@ infinite activations yields no usable embedding either way, and fhbench refuses 
 embedding in one line. (Relu(x) + (-s) * Relu(-x) is the same value and was 10 % faster still,
 but a NaN would then survive only if ReLU passes NaN through, which a vectorised max(x, 0) need
 not do; here the term x itself carries it.) The rest of the graph is untouched, but
-onnxruntime then computes some of it in the blocked layout with other roundings (batch normalisations folded into convolutions), so
-the embeddings are not bit for bit onnxruntime's: within 9e-8 (SFace; ArcFace-MBF identical)
-on 1,000 real LFW faces. Hence a backend of its own, recorded in the manifest and the cache
-keys; the reference stays plain onnxruntime.
+onnxruntime then computes some of it in the blocked layout with other roundings (batch
+normalisations folded into convolutions), so the embeddings are not bit for bit
+onnxruntime's: within 9e-8 (SFace; ArcFace-MBF identical) on 1,000 real LFW faces. Hence a
+backend of its own, recorded in the manifest and the cache keys; the reference stays plain
+onnxruntime.
 
 Only PReLUs whose slope is a per-channel constant, shaped (C, 1, 1) or (1, C, 1, 1), on a
 4-D input with C channels (as shape inference finds it) are rewritten; any other is left as it is.
