@@ -391,11 +391,13 @@ def report(output, data_root, images, title, weights, store):
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="stop after this many steps in all (resume later)")
 @click.option("--scale", type=click.IntRange(min=1), default=None, help="override the config's data.scale")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="override the config's seed (seed replicates of one config; a resume keeps its seed)")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
 @click.option("--nproc", type=int, default=None, metavar="N",
               help="data-parallel on N processes of this machine (one per GPU): runs torchrun --standalone "
                    "--nproc_per_node=N; the config's batch_size is the global batch")
-def train(name, config_path, data_root, out_dir, max_steps, scale, device, nproc):
+def train(name, config_path, data_root, out_dir, max_steps, scale, seed, device, nproc):
     """Train a reference model (resumes from OUT/NAME/last.pt when it exists).
 
     Under torchrun (torchrun --nproc_per_node=N -m benchmark.cli train ...) each process trains on
@@ -409,12 +411,14 @@ def train(name, config_path, data_root, out_dir, max_steps, scale, device, nproc
         check_nproc(name, nproc, config_path, device)
         if nproc > 1:
             args = [name, "--config", str(config_path), "--data-root", str(data_root), "--out", str(out_dir)]
-            for option, value in (("--max-steps", max_steps), ("--scale", scale), ("--device", device)):
+            for option, value in (("--max-steps", max_steps), ("--scale", scale), ("--seed", seed),
+                                  ("--device", device)):
                 if value is not None:
                     args += [option, str(value)]
             exec_torchrun(nproc, args)
     try:
-        result = train_model(config_path, data_root, out_dir, device=device, max_steps=max_steps, scale=scale)
+        result = train_model(config_path, data_root, out_dir, device=device, max_steps=max_steps, scale=scale,
+                             seed=seed)
     except KeyboardInterrupt:  # the engine-wide message is about the results store
         click.echo(f"fhbench: interrupted; run the same command again to resume from the last checkpoint "
                    f"in {out_dir}/{name}/", err=True)

@@ -58,9 +58,13 @@ def check_options(spec, c: TrainConfig, ckpt: dict, where) -> None:
 
 
 def check_resume(spec, c: TrainConfig, ckpt: dict, where) -> None:
-    """``ckpt`` (``where``) can be resumed with ``c``: same model options, same stages, and
+    """``ckpt`` (``where``) can be resumed with ``c``: same model options, seed and stages, and
     optimiser states for every optimised part of its stage (full states: any world size)."""
     check_options(spec, c, ckpt, where)
+    seed = ckpt["config"].get("seed", 0)
+    if seed != c.seed:  # batches, flips and draws are functions of the seed: a mixed run is neither seed's
+        raise ConfigError(f"{where} is a run with seed {seed}, but {c.source} asks for seed {c.seed} "
+                          "(--seed); resume with the same seed or use another output folder")
     before = [s["name"] for s in ckpt["config"]["stages"]]
     now = [s.name for s in c.stages]
     if before != now:

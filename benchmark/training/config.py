@@ -58,6 +58,9 @@ class ValidationConfig:
     batch_size: int = 0      # images per validation batch (0: the config's batch_size)
 
 
+MAX_SEED = 2 ** 63 - 1  # torch.manual_seed takes up to 2**64 - 1; rank_seed works modulo 2**63
+
+
 @dataclass
 class DataConfig:
     hr_size: Tuple[int, int] = (112, 96)
@@ -134,6 +137,8 @@ def _check_values(c: TrainConfig) -> None:
     for key in ("batch_size", "checkpoint_every", "log_every"):
         if getattr(c, key) < 1:
             raise c.error(key, f"must be >= 1, got {getattr(c, key)}")
+    if not 0 <= c.seed <= MAX_SEED:
+        raise c.error("seed", f"must be between 0 and {MAX_SEED}, got {c.seed}")
     if c.keep_checkpoints < 0:
         raise c.error("keep_checkpoints", "must be >= 0")
     if not c.stages:
@@ -188,6 +193,19 @@ def _check_values(c: TrainConfig) -> None:
         make_data_degradation(d)
     except FhbenchError as err:
         raise c.error("data.degradation", str(err)) from None
+
+
+def with_overrides(config: TrainConfig, scale: Optional[int] = None, seed: Optional[int] = None) -> TrainConfig:
+    """``config`` with the command line's ``--scale`` and ``--seed`` in place of data.scale and
+    seed, checked as the YAML values are (checkpoints record the config as it ran)."""
+    if scale is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, scale=scale))
+    if seed is not None:
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"--seed: must be between 0 and {MAX_SEED}, got {seed}")
+        config = dataclasses.replace(config, seed=seed)
+    _check_values(config)
+    return config
 
 
 def make_data_degradation(data: DataConfig):

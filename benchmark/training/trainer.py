@@ -4,7 +4,6 @@ Design notes: docs/TRAINING.md, section `benchmark/training/trainer.py`.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -25,7 +24,8 @@ from benchmark.training.spec import Batch, StageContext, StageSpec, TrainableMod
 from benchmark.training.checkpoints import (CHECKPOINT_FORMAT, rank_seed, read_checkpoint, restore_rng,  # noqa: F401
                                             save_checkpoint, save_weights)
 from benchmark.training.scalars import LossWindow, NoScalarLog, ScalarLog, progress_bar
-from benchmark.training.config import AUTO, StageConfig, TrainConfig, load_config, make_data_degradation
+from benchmark.training.config import (AUTO, StageConfig, TrainConfig, load_config, make_data_degradation,
+                                       with_overrides)
 from benchmark.training.distributed import Dist, RankShare, convert_sync_batchnorm, requested_world_size
 
 log = logging.getLogger(__name__)
@@ -119,20 +119,18 @@ class TrainResult:
 
 
 def train(model_name: str, config_path, data_root, out_dir, device=None, max_steps: Optional[int] = None,
-          scale: Optional[int] = None) -> TrainResult:
+          scale: Optional[int] = None, seed: Optional[int] = None) -> TrainResult:
     """Train ``model_name`` as ``config_path`` says on the faces under ``data_root``.
 
     Resumes from ``out_dir/<model>/last.pt`` when it exists. ``max_steps`` stops once
-    that many steps (counted over all stages) are done; ``scale`` overrides data.scale.
+    that many steps (counted over all stages) are done; ``scale`` and ``seed`` override data.scale
+    and seed (for seed replicates of one config).
     """
     spec = trainable(model_name)
     config = load_config(config_path, {name: m.options for name, m in TRAINABLE.items()})
     if config.model != model_name:
         raise config.error("model.name", f"this config trains {config.model}, not {model_name}")
-    if scale is not None:
-        config.data = dataclasses.replace(config.data, scale=scale)
-        if config.data.hr_size[0] % scale or config.data.hr_size[1] % scale:
-            raise config.error("data.hr_size", f"{config.data.hr_size} is not divisible by scale {scale}")
+    config = with_overrides(config, scale=scale, seed=seed)
     run = _Run(spec, config, data_root, out_dir, device)
     result = run.run(max_steps)
     run.dist.leave()  # only after a run that finished: a failed rank must not wait at a barrier

@@ -43,6 +43,8 @@ from training_fixtures import (  # noqa: F401 (fixtures are used by name)
     (("{mse: 1.0}", "{mse: auto}"), r"stages\[0\]\.loss_weights: the losses mse are all auto"),
     (("name: mse", "name: adversarial"), r"stages\[0\]\.name: srresnet has no stage 'adversarial'"),
     (("hr_size: [16, 16]", "hr_size: [18, 16]"), r"data\.hr_size: 18x16 is not divisible by scale 4"),
+    (("batch_size: 3", "batch_size: 3\n    seed: -1"), r"c\.yaml: seed: must be between 0 and 9223372036854775807, "
+                                                   r"got -1"),
     (("steps: 2,", "steps: 2, epochs: 1,"), r"stages\[0\]\.steps: give exactly one of steps or epochs"),
     (("checkpoint_every: 2", "checkpoint_every: true"), r"checkpoint_every: must be an integer, got bool"),
 ])
