@@ -27,7 +27,7 @@ MIN_IMAGES = 4
 
 
 def main(lfw_root, train, unseen):
-    lfw_root, train, unseen = Path(lfw_root), Path(train), Path(unseen)
+    lfw_root, train, unseen = Path(lfw_root).resolve(), Path(train), Path(unseen)  # links to absolute paths
     aligned = lfw_root / "aligned-112x96"
     lines = (lfw_root / "pairs.txt").read_text().splitlines()
     folds, per_fold = map(int, lines[0].split())

@@ -25,7 +25,7 @@ def pairs_people(pairs: Path) -> set:
 
 
 def main(lfw_root, train, subset):
-    lfw_root, train, subset = Path(lfw_root), Path(train), Path(subset)
+    lfw_root, train, subset = Path(lfw_root).resolve(), Path(train), Path(subset)  # links to absolute paths
     aligned = lfw_root / "aligned-112x96"
     named = pairs_people(lfw_root / "pairs.txt")
     people = sorted(os.listdir(aligned))
