@@ -351,15 +351,27 @@ def plot(kind, protocol, scale, level, evaluator, models, upsampled_input, metri
 @click.option("--folds", default=None, metavar="6-10",
               help="only the pairs of these folds (numbered from 1; e.g. 6-10 or 1,3,5-7): folds whose people "
                    "the models never trained on; per-image metrics are then left out")
+@click.option("--replicate", "replicates", nargs=2, multiple=True, metavar="A_i B_i",
+              help="another pair of rows trained alike but for the seed (repeatable): adds, per metric, the mean "
+                   "B - A over all pairs with its Student t interval and paired t test")
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True)
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
-def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed, confidence, folds, fmt, store):
-    """Is B better than A? McNemar on pair decisions, paired bootstrap CIs of B - A."""
+def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed, confidence, folds, replicates,
+            fmt, store):
+    """Is B better than A? McNemar on pair decisions, paired bootstrap CIs of B - A; with
+    --replicate, the same over seeds."""
     from benchmark.reporting.compare import compare_models, format_comparison, parse_folds
 
     selected = None if folds is None else parse_folds(folds)  # a malformed list fails before the store opens
-    result = compare_models(_open_store(store), protocol, model_a, model_b, scale, evaluator, level=level,
-                            n_resamples=resamples, seed=seed, confidence=confidence, folds=selected)
+    options = dict(level=level, n_resamples=resamples, seed=seed, confidence=confidence, folds=selected)
+    if replicates:
+        from benchmark.reporting.compare_replicates import compare_replicates, format_replicates
+
+        result = compare_replicates(_open_store(store), protocol, [(model_a, model_b), *replicates], scale,
+                                    evaluator, **options)
+        click.echo(format_replicates(result, fmt), nl=False)
+        return
+    result = compare_models(_open_store(store), protocol, model_a, model_b, scale, evaluator, **options)
     click.echo(format_comparison(result, fmt), nl=False)
 
 

@@ -317,21 +317,25 @@ def format_comparison(c: Comparison, fmt: str = "text") -> str:
         rows.append([iv.metric, f"{iv.value_a * f:.{d}f}{unit}", f"{iv.value_b * f:.{d}f}{unit}",
                      f"{iv.difference * f:+.{d}f}", f"[{iv.low * f:+.{d}f}, {iv.high * f:+.{d}f}]",
                      f"{iv.unit}, {iv.n_resamples} x, seed {iv.seed}"])
-    lines = [head, ""]
-    if fmt == "md":
-        lines += ["| " + " | ".join(r) + " |" for r in rows[:1]] + ["|---|---:|---:|---:|---:|---|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    elif fmt == "text":
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    else:
-        raise FhbenchError(f"unknown comparison format {fmt!r} (known: text, md, json)")
+    lines = [head, ""] + table_lines(rows, fmt, "lrrrrl")
     if c.mcnemar:
         m = c.mcnemar
         lines += ["", f"McNemar exact test on {m.n_pairs} pair decisions: only A right {m.only_a_correct}, "
                       f"only B right {m.only_b_correct}, p = {m.p_value:.3g}"]
     lines += [f"note: {n}" for n in c.notes]
     return "\n".join(lines) + "\n"
+
+
+def table_lines(rows: List[List[str]], fmt: str, align: str) -> List[str]:
+    """``rows`` (the first the header) as aligned text or a markdown table; ``align`` has an
+    ``l`` or ``r`` per column (markdown's alignment row)."""
+    if fmt == "md":
+        rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+        return ["| " + " | ".join(rows[0]) + " |", rule] + ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    if fmt == "text":
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    raise FhbenchError(f"unknown comparison format {fmt!r} (known: text, md, json)")
 
 
 def _confidence(c: Comparison) -> float:
