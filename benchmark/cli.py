@@ -359,7 +359,7 @@ def plot(kind, protocol, scale, level, evaluator, models, upsampled_input, metri
 def compare(model_a, model_b, protocol, scale, level, evaluator, resamples, seed, confidence, folds, replicates,
             fmt, store):
     """Is B better than A? McNemar on pair decisions, paired bootstrap CIs of B - A; with
-    --replicate, the same over seeds."""
+    --replicate (seeds), also the mean B - A over the pairs, its t interval and a paired t test."""
     from benchmark.reporting.compare import compare_models, format_comparison, parse_folds
 
     selected = None if folds is None else parse_folds(folds)  # a malformed list fails before the store opens
