@@ -19,13 +19,12 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from scipy.stats import t as student_t
 
-from benchmark.contracts.metric import metric_spec
+from benchmark.contracts.metric import metric_spec, metrics_per_item
 from benchmark.engine import strict_json
 from benchmark.engine.levels import level_label
+from benchmark.engine.query import describe_level, find_run
 from benchmark.engine.store import ResultStore
 from benchmark.errors import FhbenchError
-from benchmark.contracts.metric import metrics_per_item
-from benchmark.engine.query import describe_level, find_run
 from benchmark.reporting.compare import CONFIDENCE, PROBE_RANK, Comparison, compare_models, table_lines
 
 PAIR_KEYS = ("pair_is_same", "pair_fold")  # equal values: the same pairs

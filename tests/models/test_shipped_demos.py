@@ -2,8 +2,9 @@
 are what the config trains (architecture, scale, options, every step done), the log reaches
 the last step, and the adapter of the config's model runs the weights. The FR-loss demo and
 its control start from the same weights and differ only in the loss; the two arms of the
-C-Face ablation differ only in the compare-face weight g2; the two arms of the C-SRIP ablation
-differ only in the priors' weight alpha and keep the shipped priors bit for bit."""
+C-Face ablation differ only in the compare-face weight g2, and its seed replicates only in the
+seed; the two arms of the C-SRIP ablation differ only in the priors' weight alpha and keep the
+shipped priors bit for bit."""
 import dataclasses
 import json
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from benchmark.training.config import load_config
+from benchmark.training.config import load_config, with_overrides
 from benchmark.training.trainer import TRAINABLE, read_checkpoint, trainable
 from benchmark.contracts.model_adapters import create_model
 
@@ -20,12 +21,16 @@ RESULTS = Path(__file__).resolve().parents[2] / "results"
 DEMOS = ["srresnet-cpu-demo", "srresnet-mse-cpu-demo-ft", "srresnet-fr-cpu-demo"]
 CFACE_ARMS = ["with-compare", "without-compare"]
 CFACE = RESULTS / "cface-compare-ablation"
+CFACE_SEEDS = (1, 2, 3, 4)  # the replicates of seed 0 (the arms above), in CFACE / "seeds"
 CSRIP_ARMS = ["with-priors", "without-priors"]
 CSRIP = RESULTS / "csrip-priors-ablation"
 # (config, weights, log) of every shipped trained model
 SHIPPED = {**{name: (RESULTS / name / "config.yaml", None, RESULTS / name / "scalars.jsonl") for name in DEMOS},
            **{f"cface-{arm}-cpu": (CFACE / f"{arm}.yaml", CFACE / f"cface-{arm}-cpu.pt",
                                    CFACE / f"cface-{arm}-cpu.scalars.jsonl") for arm in CFACE_ARMS},
+           **{f"cface-{arm}-cpu-s{s}": (CFACE / f"{arm}.yaml", CFACE / "seeds" / f"cface-{arm}-cpu-s{s}.pt",
+                                        CFACE / "seeds" / f"cface-{arm}-cpu-s{s}.scalars.jsonl")
+              for arm in CFACE_ARMS for s in CFACE_SEEDS},
            **{f"csrip-{arm}-cpu": (CSRIP / f"{arm}.yaml", CSRIP / f"csrip-{arm}-cpu.pt",
                                    CSRIP / f"csrip-{arm}-cpu.scalars.jsonl") for arm in CSRIP_ARMS}}
 
@@ -77,6 +82,29 @@ def test_cface_ablation_arms_differ_only_in_the_compare_weight():
     assert (g_with, g_without) == (0.1, 0.0)  # 004 Sec. 4.2, stage 1: g2 = 0.1
     assert with_c == without  # everything else
     assert with_c["stages"][1]["loss_weights"]["perceptual"] == 1.0  # beta, on a random-init VGG19 (header)
+
+
+def test_cface_seed_replicates_are_the_arms_configs_with_another_seed():
+    """Each replicate ran its arm's config with --seed s and nothing else changed; within a seed
+    both arms share the MSE start, and the seeds' starts differ."""
+    seed0 = [json.loads(line) for line in (CFACE / "cface-with-compare-cpu.scalars.jsonl").read_text().splitlines()]
+    starts = [[(r["step"], r["mse"]) for r in seed0 if r["stage"] == "mse"]]
+    for s in CFACE_SEEDS:
+        mse = {}
+        for arm in CFACE_ARMS:
+            config, weights, log = _load(f"cface-{arm}-cpu-s{s}")
+            ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+            ran = {k: v for k, v in ckpt["config"].items() if k != "source"}
+            assert ran == {k: v for k, v in with_overrides(config, seed=s).to_dict().items() if k != "source"}
+            assert ckpt["config"]["seed"] == s and ckpt["complete"] and ckpt["step"] == 450
+            state = ckpt["model_state"]  # stored in float16, without the recognition network
+            assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+            assert not any(k.startswith("recognition.") for k in state)
+            rows = [json.loads(line) for line in log.read_text().splitlines()]
+            mse[arm] = [(r["step"], r["mse"]) for r in rows if r["stage"] == "mse"]
+        assert mse["with-compare"] == mse["without-compare"] and len(mse["with-compare"]) == 30
+        starts.append(mse["with-compare"])
+    assert all(a != b for i, a in enumerate(starts) for b in starts[i + 1:])
 
 
 def test_csrip_ablation_arms_differ_only_in_alpha_and_keep_the_shipped_priors(monkeypatch):
