@@ -305,11 +305,7 @@ def format_comparison(c: Comparison, fmt: str = "text") -> str:
     """``text`` or ``md`` (a table) or ``json``."""
     if fmt == "json":
         return strict_json.dumps({**asdict(c), "scale": c.scale}, indent=1)  # an inf PSNR (hr) must not break the JSON
-    where = level_label(c.level) if c.level else describe_level(c.row_level)
-    if c.folds is not None:
-        where += f", pairs of folds {', '.join(map(str, c.folds))}"
-    head = (f"{c.protocol}, {where}, evaluator {c.evaluator}: "
-            f"A = {c.model_a}, B = {c.model_b}; differences are B - A")
+    head = f"{comparison_setting(c)}: A = {c.model_a}, B = {c.model_b}; differences are B - A"
     rows = [["metric", "A", "B", "B - A", f"{round(100 * _confidence(c))}% CI", "resampled"]]
     for iv in c.intervals:
         spec = metric_spec(iv.metric)
@@ -324,6 +320,14 @@ def format_comparison(c: Comparison, fmt: str = "text") -> str:
                       f"only B right {m.only_b_correct}, p = {m.p_value:.3g}"]
     lines += [f"note: {n}" for n in c.notes]
     return "\n".join(lines) + "\n"
+
+
+def comparison_setting(c: Comparison) -> str:
+    """'lfw-10fold, x8, evaluator sface' (with the LR size, or the folds, compared)."""
+    where = level_label(c.level) if c.level else describe_level(c.row_level)
+    if c.folds is not None:
+        where += f", pairs of folds {', '.join(map(str, c.folds))}"
+    return f"{c.protocol}, {where}, evaluator {c.evaluator}"
 
 
 def table_lines(rows: List[List[str]], fmt: str, align: str) -> List[str]:

@@ -21,11 +21,11 @@ from scipy.stats import t as student_t
 
 from benchmark.contracts.metric import metric_spec, metrics_per_item
 from benchmark.engine import strict_json
-from benchmark.engine.levels import level_label
-from benchmark.engine.query import describe_level, find_run
-from benchmark.engine.store import ResultStore
+from benchmark.engine.query import describe_level
+from benchmark.engine.store import ResultStore, RunRecord
 from benchmark.errors import FhbenchError
-from benchmark.reporting.compare import CONFIDENCE, PROBE_RANK, Comparison, compare_models, table_lines
+from benchmark.reporting.compare import (CONFIDENCE, PROBE_RANK, Comparison, check_comparable, compare_runs,
+                                         comparison_setting, resolve_run, table_lines)
 
 PAIR_KEYS = ("pair_is_same", "pair_fold")  # equal values: the same pairs
 
@@ -70,7 +70,7 @@ def t_summary(metric: str, values_a: Sequence[float], values_b: Sequence[float],
 def compare_replicates(store: ResultStore, protocol: str, pairs: Sequence[Tuple[str, str]], scale=None,
                        evaluator=None, level: Optional[str] = None, confidence: float = CONFIDENCE,
                        **options) -> ReplicateComparison:
-    """Compare each replicate pair (``compare_models``), then summarise each metric that every
+    """Compare each replicate pair (``compare_runs``), then summarise each metric that every
     pair has over the pairs (``t_summary``). The pairs must share level, evaluator and test
     items; each model may appear once."""
     if len(pairs) < 2:
@@ -79,10 +79,11 @@ def compare_replicates(store: ResultStore, protocol: str, pairs: Sequence[Tuple[
     repeated = sorted({m for m in names if names.count(m) > 1})
     if repeated:
         raise FhbenchError(f"each replicate is its own model: {', '.join(repeated)} appears more than once")
-    done = [compare_models(store, protocol, a, b, scale, evaluator, level=level, confidence=confidence, **options)
+    runs = [(resolve_run(store, protocol, a, scale, evaluator), resolve_run(store, protocol, b, scale, evaluator))
             for a, b in pairs]
-    _check_same_setting(done)
-    _check_same_items(store, protocol, pairs, scale, evaluator)
+    _check_same_setting(runs, level)  # the cheap checks first: each pair's bootstrap takes seconds
+    _check_same_items(store, [run_a for run_a, _ in runs])
+    done = [compare_runs(store, run_a, run_b, level=level, confidence=confidence, **options) for run_a, run_b in runs]
     out = ReplicateComparison(done, [])
     metrics = [iv.metric for iv in done[0].intervals]
     for metric in metrics:
@@ -100,27 +101,29 @@ def compare_replicates(store: ResultStore, protocol: str, pairs: Sequence[Tuple[
     return out
 
 
-def _check_same_setting(done: List[Comparison]) -> None:
-    settings = {(c.row_level, c.level, c.evaluator) for c in done}
-    if len(settings) > 1:
-        seen = "; ".join(f"{c.model_a} / {c.model_b} at {describe_level(c.row_level)}"
-                         f"{f' {c.level}' if c.level else ''} with {c.evaluator}" for c in done)
+def _check_same_setting(runs: List[Tuple[RunRecord, RunRecord]], level: Optional[str]) -> None:
+    settings = [(check_comparable(run_a, run_b), run_a.evaluator) for run_a, run_b in runs]
+    if len(set(settings)) > 1:
+        seen = "; ".join(f"{run_a.model} / {run_b.model} at {describe_level(row_level)}"
+                         f"{f' {level}' if level else ''} with {ev}"
+                         for (run_a, run_b), (row_level, ev) in zip(runs, settings))
         raise FhbenchError(f"replicate pairs must share scale and evaluator: {seen}; pass --scale or --evaluator")
 
 
-def _check_same_items(store, protocol, pairs, scale, evaluator) -> None:
+def _check_same_items(store: ResultStore, runs: List[RunRecord]) -> None:
     """Every pair was scored on the test items of the first (the same pairs; as many probes
-    and images): a mean of differences on different test sets would mix two questions."""
+    and images): a mean of differences on different test sets would mix two questions. (Each
+    pair's own runs are checked against each other by ``compare_runs``.)"""
     per_item = {m.name for m in metrics_per_item("images")} | {PROBE_RANK}
     first = None
-    for a, _ in pairs:
-        arrays = store.arrays(find_run(store, protocol, a, scale, evaluator).id)
+    for run in runs:
+        arrays = store.arrays(run.id)
         items = {k: v.tolist() for k, v in arrays.items() if k in PAIR_KEYS}
         items.update({k: v.shape for k, v in arrays.items() if k in per_item})
         if first is None:
-            first = (a, items)
+            first = (run.model, items)
         elif any(items[k] != first[1][k] for k in items.keys() & first[1].keys()):
-            raise FhbenchError(f"replicates {first[0]} and {a} were scored on different test items; "
+            raise FhbenchError(f"replicates {first[0]} and {run.model} were scored on different test items; "
                                "re-run them on the same data")
 
 
@@ -129,11 +132,8 @@ def format_replicates(r: ReplicateComparison, fmt: str = "text") -> str:
     if fmt == "json":
         return strict_json.dumps(asdict(r), indent=1)
     c0, n = r.pairs[0], len(r.pairs)
-    where = level_label(c0.level) if c0.level else describe_level(c0.row_level)
-    if c0.folds is not None:
-        where += f", pairs of folds {', '.join(map(str, c0.folds))}"
     conf = round(100 * r.summaries[0].confidence)
-    head = (f"{c0.protocol}, {where}, evaluator {c0.evaluator}: {n} replicate pairs (A_i, B_i); "
+    head = (f"{comparison_setting(c0)}: {n} replicate pairs (A_i, B_i); "
             f"differences are B - A")
     rows = [["metric", "A (mean +- sd)", "B (mean +- sd)", "B - A per pair", "mean B - A", f"{conf}% t CI",
              "t-test p", "B > A"]]
